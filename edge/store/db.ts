@@ -1,0 +1,149 @@
+/**
+ * The SQLite seam. One `OpenDb` type, two openers: db.bun.ts (bun:sqlite, used by the compiled
+ * binaries) and db.node.ts (better-sqlite3, used by the Node bundle). Both hand a raw connection
+ * and a drizzle database to `prepare`, which does everything else the same way:
+ *
+ *   1. the store directory is created 0700 and the database files are made 0600 (it holds Secrets);
+ *   2. WAL mode, synchronous=NORMAL, a busy timeout;
+ *   3. a write probe, so a database that another process holds locked is reported, not waited on forever;
+ *   4. a database written by a newer Tether (a migration this binary does not know) is refused;
+ *   5. the embedded migrations are applied; applying them again changes nothing.
+ *
+ * Every failure becomes a TetherError whose message says which file and what to do.
+ */
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core';
+import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
+import { embeddedMigrations } from './migrations.macro.ts' with { type: 'macro' };
+import type * as schema from './schema.ts';
+
+export type Db = BaseSQLiteDatabase<'sync', unknown, typeof schema>;
+
+/** The few raw operations the seam needs beyond drizzle. */
+export interface RawSqlite {
+  exec(sql: string): void;
+  get(sql: string): Record<string, unknown> | undefined;
+  close(): void;
+}
+
+export interface StoreDb {
+  readonly db: Db;
+  readonly raw: RawSqlite;
+  readonly path: string;
+  close(): void;
+}
+
+export interface OpenDbOptions {
+  /** Path of the database file; its directory is created 0700 when missing. ":memory:" for tests. */
+  path: string;
+  /** How long a statement waits for another connection's lock before failing (ms). */
+  busyTimeoutMs?: number;
+}
+
+export type OpenDb = (opts: OpenDbOptions) => StoreDb;
+
+interface Migration {
+  sql: string[];
+  folderMillis: number;
+  hash: string;
+  bps: boolean;
+}
+
+const MIGRATIONS: Migration[] = embeddedMigrations();
+
+/** The newest migration this build knows, by its creation time. */
+export const SCHEMA_VERSION = Math.max(0, ...MIGRATIONS.map((m) => m.folderMillis));
+
+export function ensureStoreDir(path: string): void {
+  if (path === ':memory:') return;
+  const dir = dirname(path);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+  } catch (e) {
+    throw new TetherError(ErrorCode.StoreOpen, `open store: create directory ${dir}: ${messageOf(e)}`, { cause: e });
+  }
+}
+
+/** Maps a driver error (bun:sqlite and better-sqlite3 both carry SQLite's code) to a TetherError. */
+export function storeError(step: string, path: string, e: unknown): TetherError {
+  if (e instanceof TetherError) return e;
+  const code = String((e as { code?: unknown })?.code ?? '');
+  const msg = messageOf(e);
+  if (code.startsWith('SQLITE_NOTADB') || code.startsWith('SQLITE_CORRUPT') || /not a database|malformed/i.test(msg)) {
+    return new TetherError(
+      ErrorCode.StoreCorrupt,
+      `${step}: ${path} is not a readable Tether store (${msg}); move it aside and the agent starts with an empty store`,
+      { cause: e },
+    );
+  }
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED') || /database is locked/i.test(msg)) {
+    return new TetherError(
+      ErrorCode.StoreLocked,
+      `${step}: ${path} is locked by another process (is another tether-edge running on this store?)`,
+      { cause: e },
+    );
+  }
+  if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_PERM')) {
+    return new TetherError(ErrorCode.StoreOpen, `${step}: cannot open ${path} for writing (${msg}); check its owner and mode`, {
+      cause: e,
+    });
+  }
+  return new TetherError(ErrorCode.StoreOpen, `${step}: ${path}: ${msg}`, { cause: e });
+}
+
+/** Steps 2–5 above, shared by both openers. Closes the connection when a step fails. */
+export function prepare(raw: RawSqlite, db: Db, opts: OpenDbOptions): StoreDb {
+  const { path } = opts;
+  let step = 'open store';
+  try {
+    raw.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+    step = 'open store: read header';
+    raw.get('SELECT count(*) AS n FROM sqlite_master');
+    step = 'open store: enable WAL';
+    raw.exec('PRAGMA journal_mode = WAL');
+    raw.exec('PRAGMA synchronous = NORMAL');
+    step = 'open store: take write lock';
+    raw.exec('BEGIN IMMEDIATE');
+    raw.exec('ROLLBACK');
+    step = 'open store: check schema version';
+    checkNotNewer(raw, path);
+    step = 'open store: apply migrations';
+    migrate(db);
+    restrictFiles(path);
+  } catch (e) {
+    try {
+      raw.close();
+    } catch {
+      // already failing; the first error is the one to report
+    }
+    throw storeError(step, path, e);
+  }
+  return { db, raw, path, close: () => raw.close() };
+}
+
+function checkNotNewer(raw: RawSqlite, path: string): void {
+  const has = raw.get("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '__drizzle_migrations'");
+  if (!has) return;
+  const row = raw.get('SELECT max(created_at) AS v FROM __drizzle_migrations');
+  const newest = Number(row?.v ?? 0);
+  if (newest > SCHEMA_VERSION) {
+    throw new TetherError(
+      ErrorCode.StoreNewerSchema,
+      `open store: ${path} was written by a newer Tether (schema ${newest}, this build knows ${SCHEMA_VERSION}); ` +
+        'upgrade tether-edge, or move the store aside to start empty',
+    );
+  }
+}
+
+function migrate(db: Db): void {
+  // The same call drizzle's own migrators make, fed with the migrations embedded at build time.
+  const d = db as unknown as { dialect: { migrate(m: Migration[], s: unknown, c: object): void }; session: unknown };
+  d.dialect.migrate(MIGRATIONS, d.session, { migrationsFolder: '' });
+}
+
+function restrictFiles(path: string): void {
+  if (path === ':memory:') return;
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+}

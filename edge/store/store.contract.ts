@@ -1,0 +1,146 @@
+/**
+ * The store contract: behaviour both SQLite openers must share. It runs under Bun with bun:test
+ * (store.bun.test.ts) and under Node 20 with node:test against a Node bundle of the same code
+ * (store.node.contract.ts, bundled by scripts/test.sh). Assertions use node:assert, which both
+ * runtimes provide.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, isTetherError } from '../../shared/errors.ts';
+import type { OpenDb } from './db.ts';
+import { SCHEMA_VERSION } from './db.ts';
+import { createSnapshotStore, type KubeObject } from './snapshot-store.ts';
+
+export type TestFn = (name: string, fn: () => void | Promise<void>) => void;
+
+const pod = (name: string, rv: string, phase = 'Running'): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: 'default', uid: `uid-${name}`, resourceVersion: rv },
+  spec: { nodeName: 'edge-1' },
+  status: { phase },
+});
+
+function withDir(f: (dir: string) => void | Promise<void>) {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-store-'));
+    try {
+      await f(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+function expectCode(f: () => unknown, code: ErrorCode, messagePart: RegExp) {
+  let thrown: unknown;
+  try {
+    f();
+  } catch (e) {
+    thrown = e;
+  }
+  assert.ok(thrown, `expected ${code}, nothing was thrown`);
+  assert.ok(isTetherError(thrown, code), `expected ${code}, got ${String(thrown)}`);
+  assert.match((thrown as Error).message, messagePart);
+}
+
+export function runStoreContract(test: TestFn, openDb: OpenDb): void {
+  test('writes an object and reads it back after reopening', withDir((dir) => {
+    const path = join(dir, 'store', 'tether.db');
+    const a = openDb({ path });
+    const store = createSnapshotStore(a);
+    assert.equal(store.put('v1/pods', pod('web-1', '100')), true);
+    a.close();
+    const b = openDb({ path });
+    const again = createSnapshotStore(b);
+    assert.deepEqual(again.get('v1/pods', 'default', 'web-1'), pod('web-1', '100'));
+    assert.deepEqual(again.counts(), { 'v1/pods': 1 });
+    b.close();
+  }));
+
+  test('applying the migrations twice changes nothing', withDir((dir) => {
+    const path = join(dir, 'tether.db');
+    openDb({ path }).close();
+    const s = openDb({ path });
+    const rows = s.raw.get('SELECT count(*) AS n, max(created_at) AS v FROM __drizzle_migrations');
+    assert.equal(Number(rows?.n), 1);
+    assert.equal(Number(rows?.v), SCHEMA_VERSION);
+    s.close();
+  }));
+
+  test('uses WAL and a busy timeout', withDir((dir) => {
+    const s = openDb({ path: join(dir, 'tether.db'), busyTimeoutMs: 1234 });
+    assert.equal(String(s.raw.get('PRAGMA journal_mode')?.journal_mode).toLowerCase(), 'wal');
+    assert.equal(Number(Object.values(s.raw.get('PRAGMA busy_timeout') ?? {})[0]), 1234);
+    s.close();
+  }));
+
+  test('store files are 0600 inside a 0700 directory', withDir((dir) => {
+    const path = join(dir, 'state', 'tether.db');
+    const s = openDb({ path });
+    createSnapshotStore(s).put('v1/secrets', { metadata: { name: 'token', namespace: 'kube-system', resourceVersion: '1' } });
+    assert.equal(statSync(join(dir, 'state')).mode & 0o777, 0o700);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    s.close();
+  }));
+
+  test('a stale object never overwrites a newer one', withDir((dir) => {
+    const s = openDb({ path: join(dir, 'tether.db') });
+    const store = createSnapshotStore(s);
+    store.put('v1/pods', pod('web-1', '200', 'Running'));
+    assert.equal(store.put('v1/pods', pod('web-1', '150', 'Pending')), false);
+    assert.equal((store.get('v1/pods', 'default', 'web-1')?.status as { phase: string }).phase, 'Running');
+    assert.equal(store.put('v1/pods', pod('web-1', '250', 'Succeeded')), true);
+    assert.equal((store.get('v1/pods', 'default', 'web-1')?.status as { phase: string }).phase, 'Succeeded');
+    s.close();
+  }));
+
+  test('lists by resource and namespace, and deletes', withDir((dir) => {
+    const s = openDb({ path: join(dir, 'tether.db') });
+    const store = createSnapshotStore(s);
+    store.put('v1/pods', pod('b', '3'));
+    store.put('v1/pods', pod('a', '2'));
+    store.put('v1/pods', { ...pod('c', '4'), metadata: { name: 'c', namespace: 'other', resourceVersion: '4' } });
+    store.put('v1/nodes', { metadata: { name: 'edge-1', resourceVersion: '5' } });
+    assert.deepEqual(store.list('v1/pods', 'default').map((o) => o.metadata.name), ['a', 'b']);
+    assert.deepEqual(store.list('v1/pods').map((o) => o.metadata.name), ['a', 'b', 'c']);
+    assert.equal(store.delete('v1/pods', 'default', 'a'), true);
+    assert.equal(store.delete('v1/pods', 'default', 'a'), false);
+    assert.deepEqual(store.counts(), { 'v1/pods': 2, 'v1/nodes': 1 });
+    s.close();
+  }));
+
+  test('a file that is not a database gives a clear error', withDir((dir) => {
+    const path = join(dir, 'tether.db');
+    writeFileSync(path, 'this is not sqlite, just some bytes that fill a page '.repeat(200));
+    expectCode(() => openDb({ path }), ErrorCode.StoreCorrupt, /is not a readable Tether store/);
+  }));
+
+  test('a store from a newer schema is refused', withDir((dir) => {
+    const path = join(dir, 'tether.db');
+    const s = openDb({ path });
+    s.raw.exec(`INSERT INTO __drizzle_migrations (hash, created_at) VALUES ('future', ${SCHEMA_VERSION + 1})`);
+    s.close();
+    expectCode(() => openDb({ path }), ErrorCode.StoreNewerSchema, /written by a newer Tether/);
+  }));
+
+  test('a store locked by another connection gives a clear error', withDir((dir) => {
+    const path = join(dir, 'tether.db');
+    const holder = openDb({ path });
+    holder.raw.exec('BEGIN IMMEDIATE');
+    try {
+      expectCode(() => openDb({ path, busyTimeoutMs: 50 }), ErrorCode.StoreLocked, /locked by another process/);
+    } finally {
+      holder.raw.exec('ROLLBACK');
+      holder.close();
+    }
+  }));
+
+  test('a directory that cannot be created gives a clear error', withDir((dir) => {
+    const blocker = join(dir, 'file');
+    writeFileSync(blocker, '');
+    expectCode(() => openDb({ path: join(blocker, 'sub', 'tether.db') }), ErrorCode.StoreOpen, /create directory/);
+  }));
+}
