@@ -1,0 +1,34 @@
+/**
+ * The edge agent's configuration schema. Every field has a default and a description; the entry
+ * point fills it from a file (--config), TETHER_EDGE_* environment variables and flags.
+ */
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'expected host:port, e.g. 127.0.0.1:10261');
+
+export const edgeConfigSchema = z.strictObject({
+  nodeName: z.string().min(1).optional().describe('Name of this node (default: the host name)'),
+  listen: hostPort.default('127.0.0.1:10261').describe('Address of the caching proxy that kubelet and pods use'),
+  adminListen: hostPort.default('127.0.0.1:10267').describe('Address of /healthz, /readyz and /metrics'),
+  servers: z
+    .array(z.url({ protocol: /^https?$/, error: 'expected an http(s) URL of a kube-apiserver' }))
+    .default([])
+    .describe('Upstream kube-apiserver URLs, comma-separated'),
+  lbMode: z.enum(['round-robin', 'priority']).default('priority').describe('How requests are spread over the servers'),
+  caFile: z.string().optional().describe('CA bundle that signs the apiserver certificate'),
+  certFile: z.string().optional().describe("The node's client certificate (CN=system:node:<name>)"),
+  keyFile: z.string().optional().describe("The node's client key"),
+  dataDir: z.string().default('/var/lib/tether').describe('Directory of the snapshot store (created 0700)'),
+  cacheComponents: z
+    .array(z.string().min(1))
+    .default(['kubelet', 'kube-proxy', 'coredns', 'flanneld', 'tether'])
+    .describe('Clients (User-Agent up to the first "/") whose responses are cached; "*" for all'),
+  hubUrl: z.url({ protocol: /^wss?$/ }).optional().describe('wss:// address of tether-hub for the tunnel'),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
+  logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),
+});
+
+export type EdgeConfig = z.infer<typeof edgeConfigSchema>;
+export const EDGE_ENV_PREFIX = 'TETHER_EDGE_';

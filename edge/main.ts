@@ -1,0 +1,18 @@
+#!/usr/bin/env bun
+/** tether-edge: the edge agent. Subcommands are loaded only when chosen. */
+import { defineCommand, runMain } from 'citty';
+import { versionLine } from '../shared/version.ts';
+
+const main = defineCommand({
+  meta: {
+    name: 'tether-edge',
+    version: versionLine(),
+    description: 'Tether edge agent: keeps an edge node working when its link to the cloud breaks',
+  },
+  subCommands: {
+    run: () => import('./commands/run.ts').then((m) => m.default),
+    store: () => import('./commands/store.ts').then((m) => m.default),
+  },
+});
+
+void runMain(main);

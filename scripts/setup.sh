@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a machine that has Node, npm, Go and apt:
+# Debian packages (qemu for the arm64 smoke test, iproute2 for network namespaces, xz, openssl)
+# and the npm dependencies (Bun among them). Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pkgs=()
+command -v qemu-aarch64-static >/dev/null 2>&1 || pkgs+=(qemu-user-static)
+[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || pkgs+=(libc6-arm64-cross)
+command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || pkgs+=(iproute2)
+command -v xz >/dev/null 2>&1 || pkgs+=(xz-utils)
+command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+command -v git >/dev/null 2>&1 || pkgs+=(git)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${pkgs[*]}" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
+fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: Node.js >= 20 and npm are needed (Debian: apt-get install nodejs npm)" >&2
+  exit 1
+fi
+if [ ! -x node_modules/.bin/bun ] || [ ! -e node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+fi
