@@ -52,6 +52,8 @@ interface Migration {
 
 const MIGRATIONS: Migration[] = embeddedMigrations();
 
+export const MIGRATION_COUNT = MIGRATIONS.length;
+
 /** The newest migration this build knows, by its creation time. */
 export const SCHEMA_VERSION = Math.max(0, ...MIGRATIONS.map((m) => m.folderMillis));
 
@@ -104,6 +106,7 @@ export function prepare(raw: RawSqlite, db: Db, opts: OpenDbOptions): StoreDb {
     step = 'open store: enable WAL';
     raw.exec('PRAGMA journal_mode = WAL');
     raw.exec('PRAGMA synchronous = NORMAL');
+    raw.exec('PRAGMA foreign_keys = ON');
     step = 'open store: take write lock';
     raw.exec('BEGIN IMMEDIATE');
     raw.exec('ROLLBACK');
@@ -146,4 +149,13 @@ function migrate(db: Db): void {
 function restrictFiles(path: string): void {
   if (path === ':memory:') return;
   for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+}
+
+/** Runs a store operation, turning a driver error into a TetherError that names the step. */
+export function guarded<T>(store: StoreDb, step: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw storeError(step, store.path, e);
+  }
 }

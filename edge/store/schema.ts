@@ -29,6 +29,101 @@ export const objects = sqliteTable(
   ],
 );
 
+/**
+ * A stream: one scope of list/watch traffic (resource, namespace, selectors), shared by every client
+ * that lists or watches exactly that scope. Its event log is continuous (no event missing) for
+ * resourceVersions from `continuousFrom` (exclusive) up to `watermark`.
+ */
+export const streams = sqliteTable(
+  'streams',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    gvr: text('gvr').notNull(),
+    /** Empty for all namespaces. */
+    namespace: text('namespace').notNull().default(''),
+    /** Canonical label and field selectors; empty for none. */
+    labelSelector: text('label_selector').notNull().default(''),
+    fieldSelector: text('field_selector').notNull().default(''),
+    /** A complete LIST of this scope has been recorded. */
+    listed: integer('listed', { mode: 'boolean' }).notNull().default(false),
+    /** resourceVersion of the last complete LIST. */
+    listRv: text('list_rv').notNull().default(''),
+    continuousFrom: integer('continuous_from').notNull().default(0),
+    watermark: integer('watermark').notNull().default(0),
+    updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [uniqueIndex('streams_scope').on(t.gvr, t.namespace, t.labelSelector, t.fieldSelector)],
+);
+
+/** Which client (component = User-Agent up to the first "/") has listed or watched which stream. */
+export const views = sqliteTable(
+  'views',
+  {
+    component: text('component').notNull(),
+    streamId: integer('stream_id')
+      .notNull()
+      .references(() => streams.id, { onDelete: 'cascade' }),
+    listRv: text('list_rv').notNull().default(''),
+    updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [uniqueIndex('views_key').on(t.component, t.streamId)],
+);
+
+/**
+ * The watch log: the events of each stream in resourceVersion order. `local` events were made by the
+ * agent itself while offline (status writes answered locally); they carry the stream's watermark as
+ * resourceVersion, so that every resourceVersion a client sees is one the apiserver issued.
+ */
+export const events = sqliteTable(
+  'events',
+  {
+    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    streamId: integer('stream_id')
+      .notNull()
+      .references(() => streams.id, { onDelete: 'cascade' }),
+    type: text('type', { enum: ['ADDED', 'MODIFIED', 'DELETED'] }).notNull(),
+    namespace: text('namespace').notNull().default(''),
+    name: text('name').notNull(),
+    rvNum: integer('rv_num').notNull(),
+    local: integer('local', { mode: 'boolean' }).notNull().default(false),
+    object: text('object', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    at: integer('at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [index('events_stream_rv').on(t.streamId, t.rvNum)],
+);
+
+/**
+ * Writes answered locally while offline, replayed upstream in `seq` order on reconnect.
+ * `kind` sorts them: status writes are kept until replayed; Events are bounded (oldest dropped).
+ */
+export const outbox = sqliteTable(
+  'outbox',
+  {
+    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    kind: text('kind', { enum: ['status', 'event', 'other'] }).notNull(),
+    method: text('method').notNull(),
+    path: text('path').notNull(),
+    contentType: text('content_type').notNull(),
+    body: text('body').notNull(),
+    /** uid of the object the write applies to when it was made; a different uid upstream means the write is obsolete. */
+    uid: text('uid').notNull().default(''),
+    component: text('component').notNull().default(''),
+    attempts: integer('attempts').notNull().default(0),
+    lastError: text('last_error').notNull().default(''),
+    createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [index('outbox_kind').on(t.kind, t.seq)],
+);
+
+/** Discovery and OpenAPI documents, so kubectl keeps working offline. Keyed by path and the Accept variant. */
+export const documents = sqliteTable('documents', {
+  key: text('key').primaryKey(),
+  path: text('path').notNull(),
+  contentType: text('content_type').notNull(),
+  body: text('body').notNull(),
+  updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
+});
+
 /** Small facts about the store itself (creation time, the agent that wrote it last). */
 export const meta = sqliteTable('meta', {
   key: text('key').primaryKey(),
@@ -36,4 +131,7 @@ export const meta = sqliteTable('meta', {
 });
 
 export type ObjectRow = typeof objects.$inferSelect;
+export type StreamRow = typeof streams.$inferSelect;
+export type EventRow = typeof events.$inferSelect;
+export type OutboxRow = typeof outbox.$inferSelect;
 export type NewObjectRow = typeof objects.$inferInsert;

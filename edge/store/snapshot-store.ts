@@ -8,7 +8,7 @@
  */
 import { and, asc, eq, sql } from 'drizzle-orm';
 import type { StoreDb } from './db.ts';
-import { storeError } from './db.ts';
+import { guarded } from './db.ts';
 import { objects } from './schema.ts';
 
 export interface KubeObject {
@@ -28,7 +28,8 @@ export interface SnapshotStore {
   get(gvr: string, namespace: string, name: string): KubeObject | undefined;
   /** Objects of one resource, in one namespace or (namespace undefined) all of them, by name. */
   list(gvr: string, namespace?: string): KubeObject[];
-  delete(gvr: string, namespace: string, name: string): boolean;
+  /** Deletes the object; with `atRv`, only when the stored version is not newer than that. */
+  delete(gvr: string, namespace: string, name: string, atRv?: number | null): boolean;
   /** Object count per resource. */
   counts(): Record<string, number>;
 }
@@ -40,13 +41,7 @@ export function rvNumber(rv: string | undefined): number | null {
 export function createSnapshotStore(store: StoreDb, opts: SnapshotStoreOptions = {}): SnapshotStore {
   const { db } = store;
   const now = opts.now ?? Date.now;
-  const wrap = <T>(step: string, f: () => T): T => {
-    try {
-      return f();
-    } catch (e) {
-      throw storeError(step, store.path, e);
-    }
-  };
+  const wrap = <T>(step: string, f: () => T): T => guarded(store, step, f);
 
   return {
     put(gvr, obj) {
@@ -99,11 +94,12 @@ export function createSnapshotStore(store: StoreDb, opts: SnapshotStoreOptions =
           .map((r) => r.object as KubeObject);
       });
     },
-    delete(gvr, namespace, name) {
+    delete(gvr, namespace, name, atRv) {
       return wrap('store delete', () => {
+        const notNewer = atRv == null ? undefined : sql`(${objects.rvNum} IS NULL OR ${objects.rvNum} <= ${atRv})`;
         const res = db
           .delete(objects)
-          .where(and(eq(objects.gvr, gvr), eq(objects.namespace, namespace), eq(objects.name, name)))
+          .where(and(eq(objects.gvr, gvr), eq(objects.namespace, namespace), eq(objects.name, name), notNewer))
           .run() as { changes: number };
         return res.changes > 0;
       });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, isTetherError } from '../../shared/errors.ts';
 import type { OpenDb } from './db.ts';
-import { SCHEMA_VERSION } from './db.ts';
+import { MIGRATION_COUNT, SCHEMA_VERSION } from './db.ts';
 import { createSnapshotStore, type KubeObject } from './snapshot-store.ts';
 
 export type TestFn = (name: string, fn: () => void | Promise<void>) => void;
@@ -65,7 +65,7 @@ export function runStoreContract(test: TestFn, openDb: OpenDb): void {
     openDb({ path }).close();
     const s = openDb({ path });
     const rows = s.raw.get('SELECT count(*) AS n, max(created_at) AS v FROM __drizzle_migrations');
-    assert.equal(Number(rows?.n), 1);
+    assert.equal(Number(rows?.n), MIGRATION_COUNT);
     assert.equal(Number(rows?.v), SCHEMA_VERSION);
     s.close();
   }));

@@ -1,0 +1,269 @@
+/**
+ * StreamLog: the list/watch history the agent serves offline.
+ *
+ * A stream is one scope of list/watch traffic (resource, namespace, label and field selector).
+ * For each stream the log keeps the events in resourceVersion order and two numbers:
+ *   - watermark: the newest resourceVersion the stream has seen (list, event or bookmark);
+ *   - continuousFrom: every event with a resourceVersion above it, up to the watermark, is in the log.
+ * A client resuming a watch from rv X can be served exactly when X >= continuousFrom; older is
+ * 410 Gone, as the apiserver answers for a compacted revision.
+ *
+ * Contracts:
+ *   - replaceList is atomic: the scope's objects become exactly the list, except that an object the
+ *     log already holds at a newer resourceVersion than the list (a watch event that arrived first)
+ *     is kept, so an event is never lost while a list replacement is in progress.
+ *   - applyEvents ignores events at or below the watermark (a re-established watch repeats some) and
+ *     never lets a stale object overwrite a newer one.
+ *   - local events (offline writes) carry the gvr's highest watermark as resourceVersion, so every
+ *     resourceVersion a client is handed is one the apiserver issued and can resume from.
+ * The log never sees an HTTP request: scopes, decoded objects and predicates come in.
+ */
+import { and, asc, eq, inArray, lte, sql } from 'drizzle-orm';
+import type { StoreDb } from './db.ts';
+import { guarded } from './db.ts';
+import { events, objects, streams, views, type StreamRow } from './schema.ts';
+import { type KubeObject, type SnapshotStore, rvNumber } from './snapshot-store.ts';
+
+export interface Scope {
+  gvr: string;
+  namespace: string;
+  labelSelector: string;
+  fieldSelector: string;
+}
+
+export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface WatchEvent {
+  type: EventType;
+  object: KubeObject;
+}
+
+export interface LoggedEvent extends WatchEvent {
+  seq: number;
+  rvNum: number;
+  local: boolean;
+}
+
+export interface StreamLogOptions {
+  now?: () => number;
+  /** Events kept per stream; older ones are pruned and continuousFrom moves up. */
+  retainEvents?: number;
+}
+
+export interface StreamLog {
+  find(scope: Scope): StreamRow | undefined;
+  ensure(scope: Scope): StreamRow;
+  all(): StreamRow[];
+  /** Replaces the scope's objects with a complete LIST at `listRv`; `inScope` says which stored objects the scope covers. */
+  replaceList(scope: Scope, component: string, items: KubeObject[], listRv: string, inScope: (o: KubeObject) => boolean): void;
+  /** An upstream watch of this scope starts at `fromRv`: a start above the watermark leaves a gap in the log. */
+  watchStarted(scope: Scope, fromRv: string): void;
+  /** Applies upstream events in order; returns the ones that were new. */
+  applyEvents(scope: Scope, evs: WatchEvent[]): LoggedEvent[];
+  /** A BOOKMARK: nothing changed in the scope up to `rv`. */
+  bookmark(scope: Scope, rv: string): void;
+  /**
+   * An offline write changed (or deleted) an object: stores it at the gvr's watermark and appends a local
+   * event to every stream whose scope `covers` it. Returns the stored object and the events per stream.
+   */
+  applyLocal(gvr: string, type: EventType, obj: KubeObject, covers: (s: StreamRow) => boolean): { object: KubeObject; events: { streamId: number; event: LoggedEvent }[] };
+  /** Events of a stream after resourceVersion `afterRv` (local events at exactly `afterRv` included: they may not have been seen). */
+  eventsAfter(streamId: number, afterRv: number): LoggedEvent[];
+  recordView(component: string, streamId: number, listRv: string): void;
+  views(): { component: string; streamId: number; listRv: string }[];
+  /** The highest watermark of any stream of this resource. */
+  watermark(gvr: string): number;
+}
+
+const NO_SCOPE = { namespace: '', labelSelector: '', fieldSelector: '' };
+
+export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: StreamLogOptions = {}): StreamLog {
+  const { db } = store;
+  const now = opts.now ?? Date.now;
+  const retain = opts.retainEvents ?? 5000;
+  const wrap = <T>(step: string, f: () => T): T => guarded(store, step, f);
+  // Objects go through the snapshot store (one copy each, never moved backwards); the log keeps the history.
+  const scopeWhere = (s: Scope) =>
+    and(
+      eq(streams.gvr, s.gvr),
+      eq(streams.namespace, s.namespace),
+      eq(streams.labelSelector, s.labelSelector),
+      eq(streams.fieldSelector, s.fieldSelector),
+    );
+  const find = (s: Scope) => db.select().from(streams).where(scopeWhere(s)).get();
+  const ensure = (s: Scope): StreamRow => {
+    const found = find(s);
+    if (found) return found;
+    return db
+      .insert(streams)
+      .values({ ...NO_SCOPE, ...s, updatedAt: new Date(now()) })
+      .returning()
+      .get();
+  };
+  const setMarks = (id: number, continuousFrom: number, watermark: number, extra: Partial<StreamRow> = {}) =>
+    db
+      .update(streams)
+      .set({ continuousFrom, watermark, updatedAt: new Date(now()), ...extra })
+      .where(eq(streams.id, id))
+      .run();
+
+  const append = (streamId: number, type: EventType, obj: KubeObject, rvNum: number, local: boolean): LoggedEvent => {
+    const r = db
+      .insert(events)
+      .values({
+        streamId,
+        type,
+        namespace: obj.metadata.namespace ?? '',
+        name: obj.metadata.name,
+        rvNum,
+        local,
+        object: obj,
+        at: new Date(now()),
+      })
+      .returning({ seq: events.seq })
+      .get();
+    return { seq: r.seq, type, object: obj, rvNum, local };
+  };
+  const prune = (s: StreamRow) => {
+    const cut = db
+      .select({ seq: events.seq, rvNum: events.rvNum })
+      .from(events)
+      .where(eq(events.streamId, s.id))
+      .orderBy(sql`${events.seq} DESC`)
+      .limit(1)
+      .offset(retain)
+      .get();
+    if (!cut) return;
+    db.delete(events).where(and(eq(events.streamId, s.id), lte(events.seq, cut.seq))).run();
+    const cur = db.select().from(streams).where(eq(streams.id, s.id)).get();
+    if (cur && cut.rvNum > cur.continuousFrom) setMarks(s.id, cut.rvNum, cur.watermark);
+  };
+
+  return {
+    find: (s) => wrap('stream find', () => find(s)),
+    ensure: (s) => wrap('stream ensure', () => ensure(s)),
+    all: () => wrap('stream list', () => db.select().from(streams).orderBy(asc(streams.id)).all()),
+
+    replaceList(scope, component, items, listRv, inScope) {
+      wrap('record list', () =>
+        db.transaction(() => {
+          const s = ensure(scope);
+          const listNum = rvNumber(listRv) ?? 0;
+          const keep = new Set<string>();
+          for (const item of items) {
+            objects_.put(scope.gvr, item);
+            keep.add(`${item.metadata.namespace ?? ''}/${item.metadata.name}`);
+          }
+          // Objects of the scope that the list no longer holds are gone, unless stored at a newer version than the list.
+          const where = scope.namespace
+            ? and(eq(objects.gvr, scope.gvr), eq(objects.namespace, scope.namespace))
+            : eq(objects.gvr, scope.gvr);
+          const stale: number[] = [];
+          for (const row of db.select({ id: objects.id, object: objects.object, rvNum: objects.rvNum }).from(objects).where(where).all()) {
+            const o = row.object as KubeObject;
+            if (keep.has(`${o.metadata.namespace ?? ''}/${o.metadata.name}`)) continue;
+            if (row.rvNum !== null && row.rvNum > listNum) continue;
+            if (inScope(o)) stale.push(row.id);
+          }
+          for (let i = 0; i < stale.length; i += 500) db.delete(objects).where(inArray(objects.id, stale.slice(i, i + 500))).run();
+          // A list newer than the log's watermark means events in between are unknown: the log restarts there.
+          const continuousFrom = listNum > s.watermark ? listNum : s.continuousFrom;
+          setMarks(s.id, continuousFrom, Math.max(s.watermark, listNum), { listed: true, listRv });
+          db.insert(views)
+            .values({ component, streamId: s.id, listRv, updatedAt: new Date(now()) })
+            .onConflictDoUpdate({ target: [views.component, views.streamId], set: { listRv, updatedAt: new Date(now()) } })
+            .run();
+        }),
+      );
+    },
+
+    watchStarted(scope, fromRv) {
+      wrap('record watch start', () => {
+        const s = ensure(scope);
+        const from = rvNumber(fromRv);
+        if (from === null) return; // "" or "0": the watch starts at "now", its first events are synthetic ADDEDs
+        if (from > s.watermark) setMarks(s.id, from, from);
+      });
+    },
+
+    applyEvents(scope, evs) {
+      return wrap('record watch events', () =>
+        db.transaction(() => {
+          const s = ensure(scope);
+          let watermark = s.watermark;
+          const out: LoggedEvent[] = [];
+          for (const ev of evs) {
+            const rv = rvNumber(ev.object.metadata.resourceVersion);
+            if (rv === null || rv <= watermark) continue;
+            const ns = ev.object.metadata.namespace ?? '';
+            if (ev.type === 'DELETED') objects_.delete(scope.gvr, ns, ev.object.metadata.name, rv);
+            else objects_.put(scope.gvr, ev.object);
+            out.push(append(s.id, ev.type, ev.object, rv, false));
+            watermark = rv;
+          }
+          if (watermark !== s.watermark) setMarks(s.id, s.continuousFrom, watermark);
+          if (out.length) prune(s);
+          return out;
+        }),
+      );
+    },
+
+    bookmark(scope, rv) {
+      wrap('record bookmark', () => {
+        const s = find(scope);
+        const n = rvNumber(rv);
+        if (s && n !== null && n > s.watermark) setMarks(s.id, s.continuousFrom, n);
+      });
+    },
+
+    applyLocal(gvr, type, obj, covers) {
+      return wrap('record offline write', () =>
+        db.transaction(() => {
+          const all = db.select().from(streams).where(eq(streams.gvr, gvr)).all();
+          const rvNum = Math.max(rvNumber(obj.metadata.resourceVersion) ?? 0, ...all.map((s) => s.watermark));
+          const object: KubeObject = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rvNum) } };
+          if (type === 'DELETED') objects_.delete(gvr, object.metadata.namespace ?? '', object.metadata.name);
+          else objects_.put(gvr, object);
+          const out: { streamId: number; event: LoggedEvent }[] = [];
+          for (const s of all) {
+            if (!covers(s)) continue;
+            out.push({ streamId: s.id, event: append(s.id, type, object, rvNum, true) });
+            if (rvNum > s.watermark) setMarks(s.id, s.continuousFrom, rvNum);
+          }
+          return { object, events: out };
+        }),
+      );
+    },
+
+    eventsAfter(streamId, afterRv) {
+      return wrap('read watch log', () =>
+        db
+          .select()
+          .from(events)
+          .where(and(eq(events.streamId, streamId), sql`(${events.rvNum} > ${afterRv} OR (${events.local} = 1 AND ${events.rvNum} = ${afterRv}))`))
+          .orderBy(asc(events.seq))
+          .all()
+          .map((r) => ({ seq: r.seq, type: r.type, object: r.object as KubeObject, rvNum: r.rvNum, local: r.local })),
+      );
+    },
+
+    recordView(component, streamId, listRv) {
+      wrap('record view', () =>
+        db
+          .insert(views)
+          .values({ component, streamId, listRv, updatedAt: new Date(now()) })
+          .onConflictDoUpdate({ target: [views.component, views.streamId], set: { updatedAt: new Date(now()) } })
+          .run(),
+      );
+    },
+
+    views: () => wrap('list views', () => db.select({ component: views.component, streamId: views.streamId, listRv: views.listRv }).from(views).all()),
+
+    watermark: (gvr) =>
+      wrap('read watermark', () => {
+        const r = db.select({ w: sql<number>`max(${streams.watermark})` }).from(streams).where(eq(streams.gvr, gvr)).get();
+        return Number(r?.w ?? 0);
+      }),
+  };
+}
+
