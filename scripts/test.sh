@@ -61,7 +61,7 @@ if [ -z "${TETHER_TEST_CLUSTER:-}" ]; then
 fi
 
 # 1. bun:test suites.
-"$bun" test "$@" 2>&1 | tee "$work/bun-test.log"
+"$bun" test --timeout 300000 "$@" 2>&1 | tee "$work/bun-test.log"
 bun_status=${PIPESTATUS[0]}
 bp=$(grep -Eo '^ *[0-9]+ pass$' "$work/bun-test.log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
 bf=$(grep -Eo '^ *[0-9]+ fail$' "$work/bun-test.log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)

@@ -1,0 +1,200 @@
+/**
+ * Recorder: while online, copies what cached clients receive into the store, off the response's
+ * path (the client is answered first; decoding happens on the next turn of the event loop).
+ *
+ *   LIST  → the scope's stream is replaced (pages are collected until the last one);
+ *   GET   → the object is stored;
+ *   WATCH → events are appended to the stream's log in order; BOOKMARKs advance it. A WatchList
+ *           (sendInitialEvents=true) is recorded as a LIST up to its initial-events-end BOOKMARK.
+ *   discovery and OpenAPI documents → kept for kubectl, for every client.
+ *
+ * Undecodable bodies (an upstream answering garbage) are counted and skipped; store failures (a
+ * full disk) are reported through `onStoreError` and never affect the client's response.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Logger } from '../../shared/log.ts';
+import type { RequestInfo, ResourceRequestInfo } from '../../shared/kube/index.ts';
+import type { KubeObject, Store, WatchEvent } from '../store/index.ts';
+import type { Tap } from '../proxy/forward.ts';
+import { documentKey } from './documents.ts';
+import { scopeOf, streamMatcher } from './scope.ts';
+
+export interface RecorderOptions {
+  store: Store;
+  log: Logger;
+  onStoreError(e: unknown): void;
+  onStoreOk(): void;
+  onDecodeError(what: string): void;
+}
+
+interface ListBody {
+  kind?: string;
+  apiVersion?: string;
+  metadata?: { resourceVersion?: string; continue?: string };
+  items?: KubeObject[];
+}
+
+const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
+
+function isJson(headers: IncomingHttpHeaders): boolean {
+  return (headers['content-type'] ?? '').split(';')[0]!.trim() === 'application/json';
+}
+
+export interface Recorder {
+  /** A tap for this request, or undefined when nothing of it is recorded. */
+  tapFor(info: RequestInfo, accept: string | undefined, cached: boolean): Tap | undefined;
+}
+
+export function createRecorder(opts: RecorderOptions): Recorder {
+  const { store, log } = opts;
+  const pages = new Map<string, KubeObject[]>();
+
+  const guard = (step: string, f: () => void) => {
+    try {
+      f();
+      opts.onStoreOk();
+    } catch (e) {
+      log.warn(`record ${step} failed`, { error: e });
+      opts.onStoreError(e);
+    }
+  };
+  const decode = <T>(what: string, text: string): T | undefined => {
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      opts.onDecodeError(what);
+      log.warn('upstream sent a body that is not JSON; not cached', { what, bytes: text.length });
+      return undefined;
+    }
+  };
+  const withKind = (o: KubeObject, list: ListBody): KubeObject =>
+    o.kind ? o : { ...o, kind: (list.kind ?? '').replace(/List$/, ''), apiVersion: list.apiVersion };
+
+  /** Collects the whole body, then hands it over off the response path. */
+  const bodyTap = (onBody: (text: string) => void): Tap => {
+    const chunks: Buffer[] = [];
+    return {
+      head: (status, headers) => status === 200 && isJson(headers),
+      chunk: (d) => void chunks.push(d),
+      end: (complete) => {
+        if (complete) setImmediate(() => onBody(Buffer.concat(chunks).toString('utf8')));
+      },
+    };
+  };
+
+  const recordList = (info: ResourceRequestInfo, text: string) => {
+    const list = decode<ListBody>(`list ${info.gvr}`, text);
+    if (!list || !Array.isArray(list.items)) return;
+    const scope = scopeOf(info);
+    const key = `${info.component}|${JSON.stringify(scope)}`;
+    const items = [...(info.continue ? (pages.get(key) ?? []) : []), ...list.items.map((o) => withKind(o, list))];
+    if (list.metadata?.continue) {
+      pages.set(key, items);
+      return;
+    }
+    pages.delete(key);
+    guard('list', () => {
+      store.streams.replaceList(scope, info.component, items, list.metadata?.resourceVersion ?? '', streamMatcher(scope));
+      if (list.kind) store.documents.put(`listkind|${info.gvr}`, info.gvr, { contentType: 'text/plain', body: list.kind });
+    });
+  };
+
+  const watchTap = (info: ResourceRequestInfo): Tap => {
+    const scope = scopeOf(info);
+    const asList = info.sendInitialEvents === true;
+    const fromNow = !asList && (info.resourceVersion === undefined || info.resourceVersion === '0');
+    let initial: KubeObject[] | undefined = asList ? [] : undefined;
+    let partial = '';
+    let pending: WatchEvent[] = [];
+    let scheduled = false;
+    const flush = () => {
+      scheduled = false;
+      const batch = pending;
+      pending = [];
+      if (!batch.length) return;
+      guard('watch events', () => {
+        if (fromNow) for (const ev of batch) ev.type === 'DELETED' ? store.objects.delete(scope.gvr, ev.object.metadata.namespace ?? '', ev.object.metadata.name) : store.objects.put(scope.gvr, ev.object);
+        else store.streams.applyEvents(scope, batch);
+      });
+    };
+    const onLine = (line: string) => {
+      const ev = decode<{ type?: string; object?: KubeObject }>(`watch ${info.gvr}`, line);
+      if (!ev?.object?.metadata) return;
+      const rv = ev.object.metadata.resourceVersion ?? '';
+      if (ev.type === 'BOOKMARK') {
+        const annotations = (ev.object.metadata.annotations ?? {}) as Record<string, string>;
+        if (initial && annotations[INITIAL_EVENTS_END] === 'true') {
+          const items = initial;
+          initial = undefined;
+          flush();
+          guard('watch-list', () => store.streams.replaceList(scope, info.component, items, rv, streamMatcher(scope)));
+        } else if (!initial) {
+          flush();
+          guard('bookmark', () => store.streams.bookmark(scope, rv));
+        }
+        return;
+      }
+      if (ev.type !== 'ADDED' && ev.type !== 'MODIFIED' && ev.type !== 'DELETED') return; // ERROR: nothing to store
+      if (initial) {
+        initial.push(ev.object);
+        return;
+      }
+      pending.push({ type: ev.type, object: ev.object });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    };
+    return {
+      head: (status, headers) => {
+        if (status !== 200 || !isJson(headers)) return false;
+        if (!asList && !fromNow) guard('watch start', () => store.streams.watchStarted(scope, info.resourceVersion ?? ''));
+        guard('view', () => store.streams.recordView(info.component, store.streams.ensure(scope).id, ''));
+        return true;
+      },
+      chunk: (d) => {
+        const text = partial + d.toString('utf8');
+        const lines = text.split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) if (l.trim()) onLine(l);
+      },
+      end: () => {
+        if (partial.trim()) onLine(partial);
+        partial = '';
+        flush();
+      },
+    };
+  };
+
+  return {
+    tapFor(info, accept, cached) {
+      if (!info.isResourceRequest) {
+        if (!info.discovery || info.method !== 'GET') return undefined;
+        const key = documentKey(info.path, accept);
+        const chunks: Buffer[] = [];
+        let contentType = '';
+        return {
+          head: (status, headers) => {
+            contentType = String(headers['content-type'] ?? '');
+            return status === 200;
+          },
+          chunk: (d) => void chunks.push(d),
+          end: (complete) => {
+            if (complete) guard('document', () => store.documents.put(key, info.path, { contentType, body: Buffer.concat(chunks).toString('utf8') }));
+          },
+        };
+      }
+      if (!cached || info.subresource !== '') return undefined;
+      if ((accept ?? '').includes('as=Table')) return undefined;
+      if (info.verb === 'list') return bodyTap((text) => recordList(info, text));
+      if (info.verb === 'get') {
+        return bodyTap((text) => {
+          const o = decode<KubeObject>(`get ${info.gvr}`, text);
+          if (o?.metadata?.name) guard('get', () => store.objects.put(info.gvr, o));
+        });
+      }
+      if (info.verb === 'watch') return watchTap(info);
+      return undefined;
+    },
+  };
+}

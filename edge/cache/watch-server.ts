@@ -1,0 +1,119 @@
+/**
+ * Offline WATCH with the apiserver's semantics, served from the stream log:
+ *   - resourceVersion "" or "0", or sendInitialEvents=true: ADDED for every object the request selects,
+ *     then (WatchList) a BOOKMARK annotated k8s.io/initial-events-end, then live events;
+ *   - resourceVersion X: the logged events after X, then live events; X older than what the log
+ *     retains gets an ERROR event with a 410 Expired Status, as the apiserver's watch cache answers;
+ *   - BOOKMARKs (when allowWatchBookmarks) every `bookmarkIntervalMs` at the stream's watermark;
+ *   - timeoutSeconds ends the stream; so does the upstream coming back (bus.endAll), cleanly, so
+ *     clients re-watch there from the last resourceVersion they saw, which the apiserver issued.
+ * Events are filtered by the request's own selectors when the stream is broader than the request.
+ * The watch writes lines to a sink; it never sees the HTTP request.
+ */
+import { ErrorCode, TetherError } from '../../shared/errors.ts';
+import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
+import type { KubeObject, LoggedEvent, Store } from '../store/index.ts';
+import type { EventBus } from './bus.ts';
+import { apiVersionOf } from './reader.ts';
+import { coveringStream, requestMatcher, scopeOf } from './scope.ts';
+
+export interface WatchSink {
+  /** Writes one event line; false when the client is slow (the write is still queued). */
+  write(line: string): boolean;
+  end(): void;
+  onClose(fn: () => void): void;
+}
+
+export interface WatchServerOptions {
+  store: Store;
+  bus: EventBus;
+  bookmarkIntervalMs?: number;
+  /** Default stream length when the client gives no timeoutSeconds (the apiserver uses 30–60 min). */
+  defaultTimeoutMs?: number;
+}
+
+const line = (type: string, object: unknown) => `${JSON.stringify({ type, object })}\n`;
+
+function expired(rv: string, oldest: number): string {
+  return line('ERROR', {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: `too old resource version: ${rv} (${oldest})`,
+    reason: 'Expired',
+    code: 410,
+  });
+}
+
+/** Checks that a watch can be served; throws a 503 TetherError when the store cannot answer it. */
+export function canServeWatch(store: Store, info: ResourceRequestInfo): boolean {
+  return coveringStream(store.streams.all(), scopeOf(info)) !== undefined;
+}
+
+export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, sink: WatchSink): void {
+  const { store, bus } = opts;
+  const stream = coveringStream(store.streams.all(), scopeOf(info));
+  if (!stream) {
+    throw new TetherError(
+      ErrorCode.UpstreamUnavailable,
+      `tether-edge: offline, and a watch of ${info.resource}${info.namespace ? ` in ${info.namespace}` : ''} with these selectors is not in the node's cache`,
+    );
+  }
+  const match = requestMatcher(info);
+  const bookmarkObject = (rv: number, extra: Record<string, string> = {}) => ({
+    kind: (store.documents.get(`listkind|${info.gvr}`)?.body ?? 'List').replace(/List$/, '') || 'Object',
+    apiVersion: apiVersionOf(info.gvr),
+    metadata: { resourceVersion: String(rv), ...(Object.keys(extra).length ? { annotations: extra } : {}) },
+  });
+  let lastRv = stream.watermark;
+  let closed = false;
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const cleanups: (() => void)[] = [];
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    for (const t of timers) clearTimeout(t);
+    for (const c of cleanups) c();
+    sink.end();
+  };
+  sink.onClose(close);
+  const send = (ev: LoggedEvent) => {
+    if (closed || !match(ev.object)) return;
+    lastRv = Math.max(lastRv, ev.rvNum);
+    sink.write(line(ev.type, ev.object));
+  };
+
+  const rv = info.resourceVersion;
+  const initial = info.sendInitialEvents === true || rv === undefined || rv === '0';
+  // The replay and the subscription below happen in one synchronous turn: no event falls between them.
+  if (initial) {
+    const objs: KubeObject[] = store.objects.list(info.gvr, info.namespace || undefined).filter(match);
+    for (const o of objs) sink.write(line('ADDED', o));
+    if (info.sendInitialEvents === true && info.allowWatchBookmarks) {
+      sink.write(line('BOOKMARK', bookmarkObject(stream.watermark, { 'k8s.io/initial-events-end': 'true' })));
+    }
+  } else {
+    const from = Number(rv);
+    if (!Number.isSafeInteger(from) || from < stream.continuousFrom) {
+      sink.write(expired(rv, stream.continuousFrom));
+      close();
+      return;
+    }
+    for (const ev of store.streams.eventsAfter(stream.id, from)) send(ev);
+  }
+  cleanups.push(bus.subscribe(stream.id, send));
+  cleanups.push(bus.onEnd(close));
+
+  if (info.allowWatchBookmarks) {
+    const interval = opts.bookmarkIntervalMs ?? 60_000;
+    const tick = () => {
+      if (closed) return;
+      sink.write(line('BOOKMARK', bookmarkObject(lastRv)));
+      timers.push(setTimeout(tick, interval));
+    };
+    timers.push(setTimeout(tick, interval));
+  }
+  const timeoutMs = info.timeoutSeconds !== undefined ? info.timeoutSeconds * 1000 : (opts.defaultTimeoutMs ?? 30 * 60_000);
+  timers.push(setTimeout(close, timeoutMs));
+}

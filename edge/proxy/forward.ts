@@ -1,0 +1,124 @@
+/**
+ * Forwarding one request to an upstream kube-apiserver and streaming the answer back.
+ *
+ * Credentials: a request that carries its own (Authorization header) goes out on a connection
+ * without the node's client certificate, so the apiserver authenticates the caller's token and not
+ * the node; a request without credentials goes out with the node's certificate (the caller decides
+ * whether it may, see server.ts).
+ *
+ * The response is streamed chunk by chunk as it arrives (watches are never buffered), with
+ * backpressure from the client. A `tap` sees the same chunks, for the cache to record them.
+ */
+import type { Agent, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
+
+/** What the proxy needs of an upstream (edge/upstream provides it). */
+export interface ForwardTarget {
+  readonly url: URL;
+  /** Connections presenting the node's client certificate. */
+  readonly agent: Agent;
+  /** Connections without a client certificate, for requests that bring their own credentials. */
+  readonly bearerAgent: Agent;
+}
+
+export interface Tap {
+  /** Called with the upstream's status and headers before any body chunk; return false to not tap this response. */
+  head(status: number, headers: IncomingHttpHeaders): boolean;
+  chunk(data: Buffer): void;
+  end(complete: boolean): void;
+}
+
+export interface ForwardOptions {
+  signal?: AbortSignal;
+  /** Replaces the Accept header (the cache asks for JSON). */
+  accept?: string;
+  tap?: Tap;
+}
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+]);
+
+export function outgoingHeaders(headers: IncomingHttpHeaders, host: string, accept?: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+  out.host = host;
+  if (accept) out.accept = accept;
+  return out;
+}
+
+/**
+ * Sends the request upstream. Resolves once the response has been fully relayed (or the client went
+ * away); rejects with E_UPSTREAM_UNAVAILABLE when the upstream failed before answering, so the caller
+ * may answer another way. A failure after the answer started just ends the client's response.
+ */
+export function forward(target: ForwardTarget, req: IncomingMessage, res: ServerResponse, opts: ForwardOptions = {}): Promise<void> {
+  const url = target.url;
+  const useTls = url.protocol === 'https:';
+  const agent = req.headers.authorization ? target.bearerAgent : target.agent;
+  const base = url.pathname.replace(/\/$/, '');
+  return new Promise<void>((resolve, reject) => {
+    let answered = false;
+    const upReq = (useTls ? httpsRequest : httpRequest)({
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: url.port || (useTls ? 443 : 80),
+      method: req.method,
+      path: base + (req.url ?? '/'),
+      headers: outgoingHeaders(req.headers, url.host, opts.accept),
+      agent,
+      signal: opts.signal,
+    });
+    upReq.on('response', (upRes) => {
+      answered = true;
+      const headers: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+      const tapping = opts.tap?.head(upRes.statusCode ?? 502, upRes.headers) ?? false;
+      res.writeHead(upRes.statusCode ?? 502, headers);
+      res.flushHeaders?.();
+      let complete = false;
+      upRes.on('data', (chunk: Buffer) => {
+        if (tapping) opts.tap!.chunk(chunk);
+        if (!res.write(chunk)) {
+          upRes.pause();
+          res.once('drain', () => upRes.resume());
+        }
+      });
+      upRes.on('end', () => {
+        complete = true;
+        res.end();
+      });
+      const finish = () => {
+        if (tapping) opts.tap!.end(complete);
+        resolve();
+      };
+      upRes.on('close', () => {
+        if (!complete) res.destroy();
+        finish();
+      });
+      upRes.on('error', () => {
+        /* surfaced by 'close' */
+      });
+    });
+    upReq.on('error', (e) => {
+      if (answered) return; // the response side ends the client's answer
+      reject(new TetherError(ErrorCode.UpstreamUnavailable, `forward ${req.method} ${req.url} to ${url.host}: ${messageOf(e)}`, { cause: e }));
+    });
+    // The client went away: stop the upstream request (a watch would otherwise hang on forever).
+    res.on('close', () => {
+      if (!res.writableFinished) upReq.destroy();
+    });
+    req.pipe(upReq);
+  });
+}
