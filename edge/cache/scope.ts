@@ -11,7 +11,6 @@ import {
   type FieldSelector,
   type LabelSelector,
   type ResourceRequestInfo,
-  convertFieldSelector,
   matchesFieldSelector,
   parseFieldSelector,
   parseLabelSelector,
@@ -47,11 +46,8 @@ function parsedSelectors(s: Pick<StreamRow, 'gvr' | 'labelSelector' | 'fieldSele
   const key = `${s.gvr}|${s.labelSelector}|${s.fieldSelector}`;
   let p = parsedStreams.get(key);
   if (!p) {
-    // Stored selectors are canonical forms written by this agent, so they parse.
-    p = {
-      labels: parseLabelSelector(s.labelSelector),
-      fields: convertFieldSelector(s.gvr, parseFieldSelector(s.fieldSelector)),
-    };
+    // Stored selectors are the canonical, already converted forms this agent wrote: parse only.
+    p = { labels: parseLabelSelector(s.labelSelector), fields: parseFieldSelector(s.fieldSelector) };
     if (parsedStreams.size > 1000) parsedStreams.clear();
     parsedStreams.set(key, p);
   }

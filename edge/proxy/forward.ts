@@ -35,6 +35,10 @@ export interface ForwardOptions {
   /** Replaces the Accept header (the cache asks for JSON). */
   accept?: string;
   tap?: Tap;
+  /** The request body, already read (writes); absent means the request stream is piped. */
+  body?: Buffer;
+  /** A watch: when the upstream breaks mid-stream, end the client's stream cleanly so it re-watches. */
+  watch?: boolean;
 }
 
 const HOP_BY_HOP = new Set([
@@ -104,7 +108,10 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
         resolve();
       };
       upRes.on('close', () => {
-        if (!complete) res.destroy();
+        if (!complete) {
+          if (opts.watch) res.end();
+          else res.destroy();
+        }
         finish();
       });
       upRes.on('error', () => {
@@ -119,6 +126,7 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
     res.on('close', () => {
       if (!res.writableFinished) upReq.destroy();
     });
-    req.pipe(upReq);
+    if (opts.body) upReq.end(opts.body);
+    else req.pipe(upReq);
   });
 }

@@ -1,0 +1,46 @@
+/**
+ * The cache as the proxy sees it (edge/proxy/server.ts `ProxyCache`): the recorder's taps online,
+ * and the reader, watch server, writer and discovery documents offline.
+ */
+import type { Logger } from '../../shared/log.ts';
+import type { RequestInfo } from '../../shared/kube/index.ts';
+import type { Store } from '../store/index.ts';
+import type { ProxyCache } from '../proxy/server.ts';
+import { type EventBus } from './bus.ts';
+import { documentKeys } from './documents.ts';
+import { readGet, readList } from './reader.ts';
+import { createRecorder } from './recorder.ts';
+import { serveWatch } from './watch-server.ts';
+import { writeOffline } from './writer.ts';
+
+export interface CacheOptions {
+  store: Store;
+  bus: EventBus;
+  log: Logger;
+  bookmarkIntervalMs?: number;
+  onStoreError(e: unknown): void;
+  onStoreOk(): void;
+  onDecodeError(what: string): void;
+  onEventsDropped(n: number): void;
+}
+
+export function createCache(opts: CacheOptions): ProxyCache {
+  const { store, bus } = opts;
+  const recorder = createRecorder(opts);
+  return {
+    tapFor: (info, accept, cached) => recorder.tapFor(info, accept, cached),
+    read: (info, cached) => (info.verb === 'list' ? readList(store, info, cached) : readGet(store, info, cached)),
+    watch: (info, sink) => serveWatch({ store, bus, bookmarkIntervalMs: opts.bookmarkIntervalMs }, info, sink),
+    write: (info, url, contentType, body, hasCredentials) =>
+      writeOffline({ store, bus, onEventsDropped: opts.onEventsDropped }, { info, url, contentType, body, hasCredentials }),
+    document(info: RequestInfo, accept) {
+      for (const key of documentKeys(info.path, accept)) {
+        const d = store.documents.get(key);
+        if (d) return d;
+      }
+      return undefined;
+    },
+  };
+}
+
+export { createEventBus, type EventBus } from './bus.ts';

@@ -1,0 +1,110 @@
+/**
+ * The query parameters of a list, watch or deletecollection, decoded as the apiserver's
+ * parameter codec decodes metav1.ListOptions and checked as ValidateListOptions checks them
+ * (with the WatchList feature on, its v1.34 default). The apiserver's defaulting (a watch from
+ * resourceVersion ""/"0" becoming sendInitialEvents=true) is not applied: the values are the
+ * client's own, which is what a proxy forwards.
+ */
+import { badRequest } from './_bad-request.ts';
+import { everyField, parseFieldSelector, type FieldSelector } from './field-selector.ts';
+import { everyLabel, parseLabelSelector, type LabelSelector } from './label-selector.ts';
+
+export type ResourceVersionMatch = 'NotOlderThan' | 'Exact';
+
+export interface ListOptions {
+  rawLabelSelector: string;
+  labelSelector: LabelSelector;
+  rawFieldSelector: string;
+  /** Syntax only; the per-resource conversion (fields.ts) is the caller's next step. */
+  fieldSelector: FieldSelector;
+  /** The `watch` parameter itself (a /watch/ path prefix also makes a watch). */
+  watchParam: boolean;
+  allowWatchBookmarks: boolean;
+  resourceVersion: string | undefined;
+  resourceVersionMatch: ResourceVersionMatch | undefined;
+  timeoutSeconds: number | undefined;
+  limit: number | undefined;
+  continue: string | undefined;
+  sendInitialEvents: boolean | undefined;
+}
+
+type Query = ReadonlyMap<string, readonly string[]>;
+
+const first = (q: Query, key: string): string | undefined => q.get(key)?.[0];
+
+/** Go's bool parameter: absent is false; "0" and "false" (any case) are false; anything else, even '', true. */
+function queryBool(q: Query, key: string): boolean | undefined {
+  const v = first(q, key);
+  if (v === undefined) return undefined;
+  return !(v === '0' || v.toLowerCase() === 'false');
+}
+
+/** strconv.ParseInt(v, 10, 64), limited to what a JS number holds exactly. */
+function queryInt(q: Query, key: string): number | undefined {
+  const v = first(q, key);
+  if (v === undefined) return undefined;
+  if (!/^[+-]?[0-9]+$/.test(v)) throw badRequest(`parse ${key}`, `${JSON.stringify(v)} is not an integer`);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw badRequest(`parse ${key}`, `${JSON.stringify(v)} is out of range`);
+  return n;
+}
+
+export function decodeListOptions(q: Query): ListOptions {
+  const rawLabelSelector = first(q, 'labelSelector') ?? '';
+  const rawFieldSelector = first(q, 'fieldSelector') ?? '';
+  const match = first(q, 'resourceVersionMatch') ?? '';
+  const limit = queryInt(q, 'limit');
+  const opts: ListOptions = {
+    rawLabelSelector,
+    labelSelector: rawLabelSelector === '' ? everyLabel : parseLabelSelector(rawLabelSelector),
+    rawFieldSelector,
+    fieldSelector: rawFieldSelector === '' ? everyField : parseFieldSelector(rawFieldSelector),
+    watchParam: queryBool(q, 'watch') ?? false,
+    allowWatchBookmarks: queryBool(q, 'allowWatchBookmarks') ?? false,
+    resourceVersion: first(q, 'resourceVersion') || undefined,
+    resourceVersionMatch: match === 'NotOlderThan' || match === 'Exact' ? match : undefined,
+    timeoutSeconds: queryInt(q, 'timeoutSeconds'),
+    // The apiserver pages only for limit > 0.
+    limit: limit !== undefined && limit > 0 ? limit : undefined,
+    continue: first(q, 'continue') || undefined,
+    sendInitialEvents: queryBool(q, 'sendInitialEvents'),
+  };
+  const errs = validate(opts, match);
+  if (errs.length) throw badRequest('validate list options', errs.join('; '));
+  return opts;
+}
+
+/** ValidateListOptions; `match` is the raw resourceVersionMatch, which may be unsupported. */
+function validate(o: ListOptions, match: string): string[] {
+  const errs: string[] = [];
+  const forbidden = (path: string, why: string) => errs.push(`${path}: Forbidden: ${why}`);
+  const unsupported = (supported: string[]) =>
+    errs.push(
+      `resourceVersionMatch: Unsupported value: ${JSON.stringify(match)}: supported values: ${supported.map((s) => JSON.stringify(s)).join(', ')}`,
+    );
+  if (o.watchParam) {
+    if (o.sendInitialEvents !== undefined && match !== 'NotOlderThan') {
+      forbidden('resourceVersionMatch', 'sendInitialEvents requires setting resourceVersionMatch to NotOlderThan');
+    }
+    if (match !== '') {
+      if (o.sendInitialEvents === undefined) {
+        forbidden('resourceVersionMatch', 'resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided');
+      }
+      if (match !== 'NotOlderThan') unsupported(['NotOlderThan']);
+      if (o.continue) forbidden('resourceVersionMatch', 'resourceVersionMatch is forbidden when continue is provided');
+    }
+    return errs;
+  }
+  if (match !== '') {
+    if (!o.resourceVersion) {
+      forbidden('resourceVersionMatch', 'resourceVersionMatch is forbidden unless resourceVersion is provided');
+    }
+    if (o.continue) forbidden('resourceVersionMatch', 'resourceVersionMatch is forbidden when continue is provided');
+    if (match !== 'Exact' && match !== 'NotOlderThan') unsupported(['Exact', 'NotOlderThan', '']);
+    if (match === 'Exact' && o.resourceVersion === '0') {
+      forbidden('resourceVersionMatch', 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"');
+    }
+  }
+  if (o.sendInitialEvents !== undefined) forbidden('sendInitialEvents', 'sendInitialEvents is forbidden for list');
+  return errs;
+}
