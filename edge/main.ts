@@ -11,6 +11,7 @@ const main = defineCommand({
   },
   subCommands: {
     run: () => import('./commands/run.ts').then((m) => m.default),
+    status: () => import('./commands/status.ts').then((m) => m.default),
     store: () => import('./commands/store.ts').then((m) => m.default),
   },
 });

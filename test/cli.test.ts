@@ -47,7 +47,8 @@ describe('tether-edge', () => {
   test('run serves /healthz, /readyz and /metrics on the admin address', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tether-cli-'));
     const { spawn } = await import('node:child_process');
-    const child = spawn(bunBin, [join(root, 'edge/main.ts'), 'run', '--data-dir', dir, '--admin-listen', '127.0.0.1:0'], {
+    // No apiserver answers on port 1: the agent starts offline and still serves its admin endpoints.
+    const child = spawn(bunBin, [join(root, 'edge/main.ts'), 'run', '--data-dir', dir, '--admin-listen', '127.0.0.1:0', '--listen', '127.0.0.1:0', '--servers', 'https://127.0.0.1:1'], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -66,6 +67,7 @@ describe('tether-edge', () => {
       const metrics = await (await fetch(`http://${address}/metrics`)).text();
       expect(metrics).toContain('tether_build_info{');
       expect(metrics).toContain('process_resident_memory_bytes ');
+      expect(metrics).toContain('tether_upstream_healthy{server="127.0.0.1:1"} 0');
     } finally {
       child.kill('SIGTERM');
     }

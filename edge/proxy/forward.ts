@@ -118,13 +118,18 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
         /* surfaced by 'close' */
       });
     });
+    let clientGone = false;
     upReq.on('error', (e) => {
       if (answered) return; // the response side ends the client's answer
+      if (clientGone) return resolve(); // not the upstream's fault
       reject(new TetherError(ErrorCode.UpstreamUnavailable, `forward ${req.method} ${req.url} to ${url.host}: ${messageOf(e)}`, { cause: e }));
     });
     // The client went away: stop the upstream request (a watch would otherwise hang on forever).
     res.on('close', () => {
-      if (!res.writableFinished) upReq.destroy();
+      if (res.writableFinished) return;
+      clientGone = true;
+      upReq.destroy();
+      if (!answered) resolve();
     });
     if (opts.body) upReq.end(opts.body);
     else req.pipe(upReq);

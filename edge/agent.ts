@@ -1,0 +1,218 @@
+/**
+ * The composition root of `tether-edge run`: opens the store, builds the upstream pool, the cache
+ * and the proxy, serves the admin endpoints, and reacts to the link going down and coming back
+ * (on reconnect, after a jittered delay: replay the outbox, end offline watches so clients
+ * re-watch upstream, refresh the discovery documents). Parts meet only here.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { openDb } from '#store-driver';
+import { createAdminApp } from '../shared/admin.ts';
+import { ErrorCode, TetherError, messageOf } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import { Registry, registerProcessMetrics } from '../shared/metrics.ts';
+import { type Listening, serveFetch } from '../shared/serve.ts';
+import { buildInfo } from '../shared/version.ts';
+import { createCache, createEventBus } from './cache/index.ts';
+import { replayOutbox } from './cache/replay.ts';
+import type { EdgeConfig } from './config.ts';
+import { callUpstream } from './proxy/client.ts';
+import { type ProxyCache, type ProxyServer, type Target, createProxyServer } from './proxy/server.ts';
+import { type Store, createStore } from './store/index.ts';
+import { type Upstream, type UpstreamPool, createUpstreamPool } from './upstream/pool.ts';
+import { prefetchDiscovery } from './discovery.ts';
+import { type AgentStatus, collectStatus } from './status.ts';
+
+export interface RunningAgent {
+  proxy: ProxyServer;
+  admin: Listening;
+  status(): AgentStatus;
+  close(): Promise<void>;
+}
+
+export interface AgentOptions {
+  config: EdgeConfig;
+  nodeName: string;
+  log: Logger;
+  /** Upper bound of the random delay before reconnect work starts (spreads many nodes). */
+  reconnectJitterMs?: number;
+  bookmarkIntervalMs?: number;
+  random?: () => number;
+}
+
+function readPem(path: string | undefined, what: string): Buffer | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new TetherError(ErrorCode.BadConfig, `read ${what} ${path}: ${messageOf(e)}`, { cause: e });
+  }
+}
+
+/** Opens the store; a store that cannot be opened leaves the agent running as a plain proxy. */
+function openStore(dir: string, log: Logger): { store?: Store; problem?: string } {
+  try {
+    return { store: createStore(openDb({ path: join(dir, 'tether.db') })) };
+  } catch (e) {
+    log.error('the snapshot store cannot be used; serving online pass-through only', { error: e });
+    return { problem: messageOf(e) };
+  }
+}
+
+export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
+  const { config, log } = opts;
+  if (config.servers.length === 0) throw new TetherError(ErrorCode.BadConfig, 'invalid configuration: servers: at least one kube-apiserver URL is needed');
+  const tls = { ca: readPem(config.caFile, 'CA file'), cert: readPem(config.certFile, 'certificate'), key: readPem(config.keyFile, 'key') };
+
+  const opened = openStore(config.dataDir, log);
+  const store = opened.store;
+  let storeProblem: string | null = opened.problem ?? null;
+  const registry = new Registry();
+  registerProcessMetrics(registry, buildInfo);
+  const requests = registry.counter('tether_proxy_requests_total', 'Requests answered by the proxy, by verb, code and source');
+  const decodeErrors = registry.counter('tether_upstream_decode_errors_total', 'Upstream bodies that could not be decoded for the cache');
+  const droppedEvents = registry.counter('tether_outbox_events_dropped_total', 'Events dropped from the outbox to stay within its bound');
+  const transitions = registry.counter('tether_upstream_transitions_total', 'Upstream health changes');
+  const bus = createEventBus();
+
+  const pool: UpstreamPool = createUpstreamPool({ servers: config.servers, lbMode: config.lbMode, tls, log: log.child({ part: 'upstream' }) });
+  const bearerAgents = new Map<string, HttpAgent>();
+  const targets = new Map<Upstream, Target>();
+  const targetOf = (u: Upstream): Target => {
+    let t = targets.get(u);
+    if (!t) {
+      const href = u.url.href;
+      let bearer = bearerAgents.get(href);
+      if (!bearer) {
+        bearer = u.url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true, ca: tls.ca }) : new HttpAgent({ keepAlive: true });
+        bearerAgents.set(href, bearer);
+      }
+      t = {
+        url: u.url,
+        get agent() {
+          return u.agent;
+        },
+        bearerAgent: bearer,
+        tlsOptions: (withIdentity) => (withIdentity ? { ca: tls.ca, cert: tls.cert, key: tls.key } : { ca: tls.ca }),
+      };
+      targets.set(u, t);
+    }
+    return t;
+  };
+  const upstreamOf = new Map<Target, Upstream>();
+  for (const u of pool.all()) upstreamOf.set(targetOf(u), u);
+
+  const offlineOnly = (): never => {
+    throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and the snapshot store is unavailable (${storeProblem})`);
+  };
+  const cache: ProxyCache = store
+    ? createCache({
+        store,
+        bus,
+        log: log.child({ part: 'cache' }),
+        bookmarkIntervalMs: opts.bookmarkIntervalMs,
+        onStoreError: (e) => (storeProblem = messageOf(e)),
+        onStoreOk: () => (storeProblem = null),
+        onDecodeError: (what) => decodeErrors.inc({ what: what.split(' ')[0] ?? what }),
+        onEventsDropped: (n) => droppedEvents.inc({}, n),
+      })
+    : { tapFor: () => undefined, read: offlineOnly, watch: offlineOnly, write: offlineOnly, document: () => undefined };
+
+  const cachedSet = new Set(config.cacheComponents.map((c) => c.toLowerCase()));
+  const proxy = await createProxyServer({
+    listen: config.listen,
+    upstreams: {
+      pick: () => {
+        const u = pool.pick();
+        return u ? targetOf(u) : undefined;
+      },
+      reportFailure: (t, e) => {
+        const u = upstreamOf.get(t);
+        if (u) pool.reportFailure(u, e);
+      },
+      track: (t, a) => {
+        const u = upstreamOf.get(t);
+        return u ? pool.track(u, a) : () => {};
+      },
+    },
+    cache,
+    isCachedComponent: (c) => cachedSet.has('*') || cachedSet.has(c),
+    log: log.child({ part: 'proxy' }),
+    requests,
+  });
+
+  // Reconnect work, once per return of the link, after a jittered delay.
+  const random = opts.random ?? Math.random;
+  let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  let replaying = false;
+  const onOnline = async () => {
+    const u = pool.pick();
+    if (!u || !store) {
+      bus.endAll();
+      return;
+    }
+    const call = (method: string, path: string, o: { contentType?: string; accept?: string; body?: string } = {}) =>
+      callUpstream(targetOf(u), method, path, { ...o, userAgent: `tether-edge/${buildInfo.version}` });
+    if (!replaying) {
+      replaying = true;
+      try {
+        const r = await replayOutbox(store, call, log.child({ part: 'replay' }));
+        log.info('outbox replayed', { ...r });
+      } catch (e) {
+        log.warn('outbox replay failed; will retry on the next reconnect', { error: e });
+      } finally {
+        replaying = false;
+      }
+    }
+    bus.endAll();
+    await prefetchDiscovery(store, call, log).catch((e) => log.warn('discovery refresh failed', { error: e }));
+  };
+  let wasOnline = false;
+  pool.onChange((ev) => {
+    transitions.inc({ server: ev.upstream.url.host, healthy: String(ev.healthy) });
+    log.info(ev.healthy ? 'upstream healthy' : 'upstream unhealthy', { server: ev.upstream.url.host, reason: ev.reason });
+    if (pool.online && !wasOnline) {
+      wasOnline = true;
+      clearTimeout(reconnectTimer);
+      reconnectTimer = setTimeout(() => void onOnline(), Math.floor(random() * (opts.reconnectJitterMs ?? 2000)));
+    } else if (!pool.online && wasOnline) {
+      wasOnline = false;
+      log.warn('offline: answering from the snapshot store');
+    }
+  });
+
+  registry.gauge('tether_upstream_healthy', 'Whether each upstream apiserver is healthy', () =>
+    pool.all().map((u) => ({ labels: { server: u.url.host }, value: u.healthy ? 1 : 0 })),
+  );
+  registry.gauge('tether_offline_watches', 'Watches currently served from the store', () => [{ value: bus.watches }]);
+  if (store) {
+    registry.gauge('tether_store_objects', 'Objects in the snapshot store by resource', () =>
+      Object.entries(store.objects.counts()).map(([gvr, value]) => ({ labels: { gvr }, value })),
+    );
+    registry.gauge('tether_outbox_depth', 'Offline writes waiting for replay, by kind', () =>
+      Object.entries(store.outbox.depth()).map(([kind, value]) => ({ labels: { kind }, value })),
+    );
+  }
+
+  const status = () => collectStatus({ nodeName: opts.nodeName, pool, store, storeProblem, bus, proxy: proxy.address });
+  const app = createAdminApp({ registry, checks: { store: () => storeProblem } });
+  app.get('/status', (c) => c.json(status()));
+  const admin = await serveFetch(app.fetch, config.adminListen);
+
+  return {
+    proxy,
+    admin,
+    status,
+    async close() {
+      clearTimeout(reconnectTimer);
+      bus.endAll();
+      await proxy.close();
+      await admin.close();
+      pool.close();
+      for (const a of bearerAgents.values()) a.destroy();
+      store?.db.close();
+    },
+  };
+}

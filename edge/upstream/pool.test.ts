@@ -1,0 +1,268 @@
+import { afterAll, afterEach, beforeAll, expect, test } from 'bun:test';
+import { ErrorCode, isTetherError } from '../../shared/errors.ts';
+import { createMemoryLogger } from '../../shared/log.ts';
+import { createUpstreamPool, type UpstreamChange, type UpstreamPool, type UpstreamPoolOptions } from './pool.ts';
+import { agentBusy } from './tls.ts';
+import { get, makePki, openWatch, startApiServer, waitFor, type Pki, type TestApiServer } from './_test-servers.ts';
+
+let pki: Pki;
+const cleanup: (() => unknown)[] = [];
+
+beforeAll(() => {
+  pki = makePki(['client-a', 'client-b']);
+});
+afterAll(() => pki.remove());
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+async function servers(n: number): Promise<TestApiServer[]> {
+  const list: TestApiServer[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = await startApiServer(pki);
+    cleanup.push(() => s.stop());
+    list.push(s);
+  }
+  return list;
+}
+
+type TestPool = UpstreamPool & { events: UpstreamChange[] };
+
+function pool(list: TestApiServer[], opts: Partial<UpstreamPoolOptions> = {}): TestPool {
+  const p = createUpstreamPool({
+    servers: list.map((s) => s.url),
+    lbMode: 'priority',
+    tls: { ca: pki.ca, ...pki.client('client-a') },
+    probeIntervalMs: 20,
+    probeTimeoutMs: 500,
+    log: createMemoryLogger(),
+    ...opts,
+  });
+  cleanup.push(() => p.close());
+  const events: UpstreamChange[] = [];
+  p.onChange((ev) => events.push(ev));
+  return Object.assign(p, { events });
+}
+
+test('ready resolves after the first probe of every upstream; a server that is down is never picked', async () => {
+  const [a, b] = await servers(2);
+  await a!.stop();
+  const p = pool([a!, b!]);
+  expect(p.pick()).toBeUndefined(); // nothing is trusted before the first round
+  await p.ready;
+  const [ua, ub] = p.all();
+  expect(ua!.healthy).toBe(false);
+  expect(ua!.lastError).toStartWith('probe: ');
+  expect(ub!.healthy).toBe(true);
+  expect(p.online).toBe(true);
+  for (let i = 0; i < 3; i++) expect(p.pick()).toBe(ub);
+  expect(p.events.map((e) => [e.upstream.url.href, e.healthy]).sort()).toEqual(
+    [[ua!.url.href, false], [ub!.url.href, true]].sort(),
+  );
+});
+
+test('priority: picks the first healthy server in list order, and fails over when it stops', async () => {
+  const [a, b] = await servers(2);
+  const p = pool([a!, b!]);
+  await p.ready;
+  const [ua, ub] = p.all();
+  for (let i = 0; i < 4; i++) expect(p.pick()).toBe(ua);
+  await a!.stop();
+  await waitFor('a unhealthy', () => !ua!.healthy);
+  expect(p.pick()).toBe(ub);
+  expect(ub!.healthy).toBe(true);
+  const down = p.events.find((e) => e.upstream === ua && !e.healthy);
+  expect(down?.reason).toStartWith('probe: ');
+});
+
+test('round-robin: rotates among the healthy servers only', async () => {
+  const [a, b, c] = await servers(3);
+  const p = pool([a!, b!, c!], { lbMode: 'round-robin' });
+  await p.ready;
+  const [ua, ub, uc] = p.all();
+  expect(Array.from({ length: 6 }, () => p.pick())).toEqual([ua, ub, uc, ua, ub, uc]);
+  await b!.stop();
+  await waitFor('b unhealthy', () => !ub!.healthy);
+  const picks = Array.from({ length: 4 }, () => p.pick());
+  expect(picks).not.toContain(ub);
+  expect(new Set(picks)).toEqual(new Set([ua, uc]));
+  expect(picks[0]).not.toBe(picks[1]);
+});
+
+test('a server that hangs is marked unhealthy, its tracked watches are aborted, and requests fail over', async () => {
+  const [a, b] = await servers(2);
+  const p = pool([a!, b!]);
+  await p.ready;
+  const [ua, ub] = p.all();
+  const abortA = new AbortController();
+  const watchA = await openWatch(ua!, abortA);
+  p.track(ua!, abortA);
+  const abortB = new AbortController();
+  const watchB = await openWatch(ub!, abortB);
+  p.track(ub!, abortB);
+
+  a!.hang();
+  await waitFor('a unhealthy', () => !ua!.healthy);
+  expect(ua!.lastError).toContain('no answer within');
+  expect(abortA.signal.aborted).toBe(true);
+  expect(isTetherError(abortA.signal.reason, ErrorCode.UpstreamUnavailable)).toBe(true);
+  await expect(watchA.done).rejects.toBe(abortA.signal.reason);
+  expect(p.pick()).toBe(ub);
+
+  expect(abortB.signal.aborted).toBe(false);
+  b!.push('{"type":"ADDED"}');
+  await waitFor('b watch still streaming', () => watchB.lines.includes('{"type":"ADDED"}'));
+});
+
+test('an unhealthy server becomes healthy again after healthyAfter consecutive successful probes', async () => {
+  const [a, b] = await servers(2);
+  const p = pool([a!, b!], { healthyAfter: 3 });
+  await p.ready;
+  const [ua, ub] = p.all();
+  await a!.stop();
+  await waitFor('a unhealthy', () => !ua!.healthy);
+  expect(p.pick()).toBe(ub);
+
+  let probesAnsweredWhenHealthy = -1;
+  p.onChange((ev) => {
+    if (ev.upstream === ua && ev.healthy) probesAnsweredWhenHealthy = a!.readyzOk;
+  });
+  await a!.start();
+  await waitFor('a healthy', () => ua!.healthy);
+  expect(probesAnsweredWhenHealthy).toBe(3);
+  expect(p.pick()).toBe(ua);
+});
+
+test('reportFailure marks the upstream unhealthy at once, aborts its watches, and drops its idle sockets', async () => {
+  const [a, b] = await servers(2);
+  // One probe only (the first round), so that no probe touches the agent's sockets during the test.
+  const p = pool([a!, b!], { probeIntervalMs: 60_000 });
+  await p.ready;
+  const [ua, ub] = p.all();
+  expect((await get(ua!, '/whoami')).reused).toBe(true); // the probe's keep-alive connection
+  const abort = new AbortController();
+  p.track(ua!, abort);
+
+  p.reportFailure(ua!, new Error('read ECONNRESET'));
+  expect(ua!.healthy).toBe(false);
+  expect(ua!.lastError).toBe('request: read ECONNRESET');
+  expect(abort.signal.aborted).toBe(true);
+  expect(p.pick()).toBe(ub);
+  expect(p.events.at(-1)).toEqual({ upstream: ua!, healthy: false, reason: 'request: read ECONNRESET' });
+  expect((await get(ua!, '/whoami')).reused).toBe(false); // the idle connection was closed
+
+  const late = new AbortController();
+  p.track(ua!, late);
+  expect(late.signal.aborted).toBe(true); // tracking on an unhealthy upstream aborts at once
+});
+
+test('reportFailure is followed by recovery through probes', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { healthyAfter: 2 });
+  await p.ready;
+  const [ua] = p.all();
+  p.reportFailure(ua!, Object.assign(new Error(''), { code: 'ECONNREFUSED' }));
+  expect(ua!.lastError).toBe('request: ECONNREFUSED');
+  expect(p.online).toBe(false);
+  expect(p.pick()).toBeUndefined();
+  await waitFor('a healthy again', () => ua!.healthy);
+  expect(p.online).toBe(true);
+  expect(p.events.map((e) => e.healthy)).toEqual([true, false, true]);
+});
+
+test('setTls swaps the client certificate for new requests and leaves requests in flight running', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!]);
+  await p.ready;
+  const [ua] = p.all();
+  expect((await get(ua!, '/whoami')).body).toBe('client-a');
+  const abort = new AbortController();
+  const watch = await openWatch(ua!, abort);
+  p.track(ua!, abort);
+  const oldAgent = ua!.agent;
+
+  p.setTls({ ca: pki.ca, ...pki.client('client-b') });
+  expect(ua!.agent).not.toBe(oldAgent);
+  expect((await get(ua!, '/whoami')).body).toBe('client-b');
+  const seen = a!.requests.length;
+  const probesSince = () => a!.requests.slice(seen).filter((r) => r.path === '/readyz');
+  await waitFor('a probe with the new certificate', () => probesSince().some((r) => r.cn === 'client-b'));
+  expect(probesSince().every((r) => r.cn === 'client-b')).toBe(true);
+
+  a!.push('{"type":"MODIFIED"}');
+  await waitFor('the old watch still streams', () => watch.lines.includes('{"type":"MODIFIED"}'));
+  expect(abort.signal.aborted).toBe(false);
+
+  // The old agent pools nothing any more: once the watch ends, it holds no socket.
+  expect(Object.values(oldAgent.freeSockets).flat()).toEqual([]);
+  a!.endWatches();
+  await watch.done;
+  await waitFor('the old agent holds no socket', () => !agentBusy(oldAgent));
+});
+
+test('setTls refuses a key that does not match its certificate and keeps the old material', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!]);
+  await p.ready;
+  const [ua] = p.all();
+  const agent = ua!.agent;
+  let thrown: unknown;
+  try {
+    p.setTls({ ca: pki.ca, cert: pki.client('client-b').cert, key: pki.client('client-a').key });
+  } catch (e) {
+    thrown = e;
+  }
+  expect(isTetherError(thrown, ErrorCode.BadConfig)).toBe(true);
+  expect(ua!.agent).toBe(agent);
+  expect((await get(ua!, '/whoami')).body).toBe('client-a');
+});
+
+test('a probe that started before a reported failure does not count towards recovery', async () => {
+  const [a] = await servers(1);
+  const held: (() => void)[] = [];
+  const p = pool([a!], { healthyAfter: 1, probeIntervalMs: 1, probe: () => new Promise<void>((r) => held.push(r)) });
+  await waitFor('first probe', () => held.length === 1);
+  held[0]!();
+  await p.ready;
+  const [ua] = p.all();
+  expect(ua!.healthy).toBe(true);
+  await waitFor('second probe', () => held.length === 2);
+  p.reportFailure(ua!, new Error('socket hang up'));
+  held[1]!(); // succeeds, but started before the failure
+  await waitFor('third probe', () => held.length === 3);
+  expect(ua!.healthy).toBe(false);
+  held[2]!();
+  await waitFor('healthy after a probe that started after the failure', () => ua!.healthy);
+});
+
+test('close() aborts tracked requests and probes in flight, destroys every socket, and stops picking', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!]);
+  await p.ready;
+  const [ua] = p.all();
+  const abort = new AbortController();
+  await openWatch(ua!, abort);
+  p.track(ua!, abort);
+  await get(ua!, '/whoami');
+  expect(a!.openConnections).toBeGreaterThan(0);
+  p.close();
+  expect(abort.signal.aborted).toBe(true);
+  expect(p.pick()).toBeUndefined();
+  expect(p.online).toBe(false);
+  await waitFor('the server sees every connection closed', () => a!.openConnections === 0);
+});
+
+test('close() aborts the probe in flight', async () => {
+  const [a] = await servers(1);
+  const signals: AbortSignal[] = [];
+  const p = pool([a!], {
+    probe: (_u, signal) => {
+      signals.push(signal);
+      return new Promise<void>(() => {});
+    },
+  });
+  await waitFor('a probe in flight', () => signals.length === 1);
+  p.close();
+  expect(signals[0]!.aborted).toBe(true);
+  await p.ready; // resolves on close even though no probe finished
+});

@@ -1,0 +1,207 @@
+/**
+ * tether-edge on the real control plane: the agent and the kubelet simulator run inside an edge
+ * site; kubectl (the real one) talks to the agent from inside the site. Online, everything passes
+ * through; with the link cut, reads, watches and the node's own writes are answered from the
+ * store; after kill -9 the restarted agent answers the same; after the heal the offline writes
+ * reach the apiserver and clients resume their watches without relisting.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Cluster, sharedCluster } from './support/cluster.ts';
+import { type EdgeAgentProcess, spawnAgent, until } from './support/edge-agent.ts';
+import { kubectlBinary } from './support/kubectl.ts';
+import { type EdgeSite, createEdgeSite } from './support/netns.ts';
+
+const isRoot = process.getuid?.() === 0;
+const simMain = fileURLToPath(new URL('./support/kubelet-sim/main.ts', import.meta.url));
+const edgeMain = fileURLToPath(new URL('../edge/main.ts', import.meta.url));
+const node = `edge-agent-${process.pid}`;
+const app = `agent-app-${process.pid}`;
+const ns = 'default';
+const PROXY = 'http://127.0.0.1:10261';
+
+describe.skipIf(!isRoot)('tether-edge on the real control plane', () => {
+  let cluster: Cluster;
+  let site: EdgeSite;
+  let agent: EdgeAgentProcess;
+  let sim: ChildProcess;
+  let agentArgs: string[];
+  let token: string;
+  const work = mkdtempSync(join(tmpdir(), 'tether-agent-e2e-'));
+  const emptyKubeconfig = join(work, 'kubeconfig');
+  writeFileSync(emptyKubeconfig, 'apiVersion: v1\nkind: Config\n');
+  const before: Record<string, string[]> = {};
+
+  const admin = async (args: string[], input?: string) => {
+    const r = await cluster.kubectl(args, { input, timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  /** kubectl inside the edge site, through the agent, with a fresh (empty) kubectl cache each time. */
+  const viaAgent = async (args: string[]) => {
+    const cacheDir = mkdtempSync(join(work, 'kcache-'));
+    return site.exec(
+      [kubectlBinary(), `--kubeconfig=${emptyKubeconfig}`, `--server=${PROXY}`, `--token=${token}`, `--cache-dir=${cacheDir}`, '--request-timeout=20s', ...args],
+      { timeoutMs: 60_000 },
+    );
+  };
+  const namesVia = async (args: string[]) => {
+    const r = await viaAgent([...args, '-o', 'json']);
+    if (r.code !== 0) throw new Error(`kubectl via agent ${args.join(' ')}: ${r.stderr}`);
+    return (JSON.parse(r.stdout).items as { metadata: { name: string } }[]).map((o) => o.metadata.name).sort();
+  };
+  const agentStatus = async () => {
+    const r = await site.exec([process.execPath, edgeMain, 'status', '--json'], { timeoutMs: 20_000 });
+    return JSON.parse(r.stdout) as {
+      online: boolean;
+      offlineWatches: number;
+      store: { ok: boolean; objects: Record<string, number>; outbox: Record<string, number>; views: Record<string, number> };
+    };
+  };
+  const metric = async (name: string, match: (labels: string) => boolean) => {
+    const r = await site.exec([process.execPath, '-e', `console.log(await (await fetch('http://127.0.0.1:10267/metrics')).text())`], { timeoutMs: 20_000 });
+    let sum = 0;
+    for (const line of r.stdout.split('\n')) {
+      const m = line.match(new RegExp(`^${name}(\\{[^}]*\\})? ([0-9.e+]+)$`));
+      if (m && match(m[1] ?? '')) sum += Number(m[2]);
+    }
+    return sum;
+  };
+  const explain = (e: unknown): never => {
+    throw new Error(`${(e as Error).message}\n--- agent log ---\n${agent?.log.slice(-40).join('\n')}`);
+  };
+
+  beforeAll(async () => {
+    cluster = await sharedCluster();
+    site = await createEdgeSite(`agent-${process.pid}`);
+    const cert = await cluster.issueClientCert(`system:node:${node}`, ['system:nodes']);
+    await admin(['create', 'serviceaccount', `tether-e2e-${process.pid}`, '-n', ns]);
+    await admin(['create', 'clusterrolebinding', `tether-e2e-${process.pid}`, '--clusterrole=cluster-admin', `--serviceaccount=${ns}:tether-e2e-${process.pid}`]);
+    token = (await admin(['create', 'token', `tether-e2e-${process.pid}`, '-n', ns, '--duration=2h'])).trim();
+    agentArgs = [
+      '--node-name', node, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
+      '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--cache-components', '*', '--log-format', 'text',
+    ];
+    agent = spawnAgent(site, agentArgs);
+    await until('agent listening', async () => agent.log.join('\n'), (l) => l.includes('proxy on http://127.0.0.1:10261')).catch(explain);
+    sim = site.spawn([process.execPath, simMain, '--node-name', node, '--server', PROXY, '--address', site.address]);
+  }, 1_800_000);
+
+  afterAll(async () => {
+    if (cluster) {
+      await cluster.kubectl(['delete', 'deployment', app, '--ignore-not-found', '--wait=false']);
+      await cluster.kubectl(['delete', 'node', node, '--ignore-not-found', '--wait=false']);
+      await cluster.kubectl(['delete', 'configmap,service', '-l', `tether-e2e=${process.pid}`, '--ignore-not-found']);
+      await cluster.kubectl(['delete', 'clusterrolebinding', `tether-e2e-${process.pid}`, '--ignore-not-found']);
+    }
+    sim?.kill('SIGTERM');
+    await agent?.stop();
+    await site?.destroy();
+  });
+
+  test('online: the kubelet simulator and kubectl work through the agent', async () => {
+    const ready = async () =>
+      ((JSON.parse((await admin(['get', 'node', node, '-o', 'json', '--ignore-not-found'])) || '{}').status?.conditions ?? []) as { type: string; status: string }[])
+        .find((c) => c.type === 'Ready')?.status;
+    await until('node Ready', ready, (s) => s === 'True').catch(explain);
+    const labels = { app, 'tether-e2e': String(process.pid) };
+    await admin(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1', kind: 'List', items: [
+        { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: app, namespace: ns, labels },
+          spec: { replicas: 2, selector: { matchLabels: { app } }, template: { metadata: { labels },
+            spec: { nodeSelector: { 'kubernetes.io/hostname': node }, containers: [{ name: 'app', image: 'registry.invalid/app:1' }] } } } },
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `${app}-config`, namespace: ns, labels }, data: { mode: 'edge' } },
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: `${app}-svc`, namespace: ns, labels }, spec: { selector: { app }, ports: [{ port: 80 }] } },
+      ],
+    }));
+    const pods = await until('pods Running', async () => namesVia(['get', 'pods', '-n', ns, '-l', `app=${app}`]), (p) => p.length === 2);
+    expect(pods).toHaveLength(2);
+    before.pods = pods;
+    before.nodePods = await namesVia(['get', 'pods', '-n', ns, `--field-selector=spec.nodeName=${node}`]);
+    expect(before.nodePods).toEqual(pods);
+    before.nodes = await namesVia(['get', 'nodes']);
+    expect(before.nodes).toContain(node);
+    before.configmaps = await namesVia(['get', 'configmaps', '-n', ns, '-l', `tether-e2e=${process.pid}`]);
+    expect(before.configmaps).toEqual([`${app}-config`]);
+    before.services = await namesVia(['get', 'services', '-n', ns]);
+    expect(before.services).toContain(`${app}-svc`);
+    const st = await agentStatus();
+    expect(st.online).toBe(true);
+    expect(st.store.views.kubelet).toBeGreaterThan(0);
+    expect(st.store.objects['v1/pods']).toBeGreaterThanOrEqual(2);
+  }, 300_000);
+
+  test('offline: kubectl through the agent gets the cached data, with selectors, discovery included', async () => {
+    await site.cut();
+    await until('agent offline', agentStatus, (s) => !s.online).catch(explain);
+    expect(await namesVia(['get', 'pods', '-n', ns, '-l', `app=${app}`])).toEqual(before.pods!);
+    expect(await namesVia(['get', 'pods', '-n', ns, `--field-selector=spec.nodeName=${node}`])).toEqual(before.nodePods!);
+    expect(await namesVia(['get', 'pods', '-n', ns, '-l', `app=${app},tether-e2e!=${process.pid}`])).toEqual([]);
+    expect(await namesVia(['get', 'nodes'])).toEqual(before.nodes!);
+    expect(await namesVia(['get', 'configmaps', '-n', ns, '-l', `tether-e2e=${process.pid}`])).toEqual(before.configmaps!);
+    expect(await namesVia(['get', 'services', '-n', ns])).toEqual(before.services!);
+    // The table form kubectl prints by default works too (discovery from the agent, empty kubectl cache).
+    const table = await viaAgent(['get', 'pods', '-n', ns, '-l', `app=${app}`]);
+    expect(table.code).toBe(0);
+    for (const p of before.pods!) expect(table.stdout).toContain(p);
+  }, 180_000);
+
+  test('offline: a watch opened offline receives the events of offline status writes', async () => {
+    const cacheDir = mkdtempSync(join(work, 'kcache-'));
+    const watchesBefore = (await agentStatus()).offlineWatches;
+    const watch = site.spawn([kubectlBinary(), `--kubeconfig=${emptyKubeconfig}`, `--server=${PROXY}`, `--token=${token}`, `--cache-dir=${cacheDir}`,
+      'get', 'nodes', `--field-selector=metadata.name=${node}`, '--watch-only', '--output-watch-events', '-o', 'json']);
+    let out = '';
+    watch.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    try {
+      // A status write the node makes while offline, with a condition only this test writes.
+      const patch = JSON.stringify({ status: { conditions: [{ type: 'TetherOfflineProbe', status: 'True', reason: 'WrittenOffline', message: 'written while the link was cut' }] } });
+      const script = `const r = await fetch('${PROXY}/api/v1/nodes/${node}/status', { method: 'PATCH', headers: { 'content-type': 'application/strategic-merge-patch+json', 'user-agent': 'kubelet/v1.34.4' }, body: ${JSON.stringify(patch)} }); console.log(r.status, await r.text());`;
+      await until('kubectl watching the agent', agentStatus, (st) => st.offlineWatches > watchesBefore, 60_000).catch(explain);
+      const r = await site.exec([process.execPath, '-e', script], { timeoutMs: 20_000 });
+      expect(r.stdout.startsWith('200 ')).toBe(true);
+      expect(JSON.parse(r.stdout.slice(4)).status.conditions.map((c: { type: string }) => c.type)).toContain('TetherOfflineProbe');
+      const ev = await until('MODIFIED event with the offline write', async () => out, (o) => o.includes('TetherOfflineProbe'), 60_000).catch(explain);
+      expect(ev).toContain('"type": "MODIFIED"');
+      const st = await agentStatus();
+      expect(st.store.outbox.status).toBeGreaterThan(0);
+    } finally {
+      watch.kill();
+    }
+  }, 120_000);
+
+  test('kill -9 while offline: the restarted agent gives the same answers without the cloud', async () => {
+    const exitCode = await agent.stop('SIGKILL');
+    expect(exitCode).toBeNull();
+    agent = spawnAgent(site, agentArgs);
+    await until('agent listening again', async () => agent.log.join('\n'), (l) => l.includes('proxy on'), 30_000).catch(explain);
+    expect(await namesVia(['get', 'pods', '-n', ns, '-l', `app=${app}`])).toEqual(before.pods!);
+    expect(await namesVia(['get', 'nodes'])).toEqual(before.nodes!);
+    expect((await agentStatus()).online).toBe(false);
+  }, 120_000);
+
+  test('heal: the outbox reaches the apiserver, and clients resume their watches without relisting', async () => {
+    const listsBefore = await metric('tether_proxy_requests_total', (l) => l.includes('verb="list"') && l.includes('source="upstream"'));
+    await site.heal();
+    await until('agent online', agentStatus, (s) => s.online).catch(explain);
+    const conditions = await until(
+      'offline write replayed',
+      async () => (JSON.parse(await admin(['get', 'node', node, '-o', 'json'])).status.conditions as { type: string; reason?: string }[]),
+      (cs) => cs.some((c) => c.type === 'TetherOfflineProbe'),
+      60_000,
+    ).catch(explain);
+    expect(conditions.find((c) => c.type === 'TetherOfflineProbe')?.reason).toBe('WrittenOffline');
+    await until('outbox empty', agentStatus, (s) => (s.store.outbox.status ?? 0) === 0, 60_000).catch(explain);
+    // The kubelet simulator's watches were ended cleanly and resumed upstream from their resourceVersion.
+    await until('watches resumed upstream', () => metric('tether_proxy_requests_total', (l) => l.includes('verb="watch"') && l.includes('source="upstream"')), (n) => n > 0, 60_000);
+    const listsAfter = await metric('tether_proxy_requests_total', (l) => l.includes('verb="list"') && l.includes('source="upstream"'));
+    expect(listsAfter).toBe(listsBefore);
+    // Nothing reverted: the pods are still there and Running.
+    const pods = JSON.parse(await admin(['get', 'pods', '-n', ns, '-l', `app=${app}`, '-o', 'json'])).items as { status: { phase: string } }[];
+    expect(pods.map((p) => p.status.phase)).toEqual(['Running', 'Running']);
+  }, 180_000);
+});

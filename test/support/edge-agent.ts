@@ -1,0 +1,57 @@
+/**
+ * Runs tether-edge (from source) inside an edge site, the way it runs on a node: the proxy on the
+ * site's 127.0.0.1:10261, pointed at the control plane through the site's link.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { EdgeSite } from './netns.ts';
+
+const edgeMain = fileURLToPath(new URL('../../edge/main.ts', import.meta.url));
+
+export interface EdgeAgentProcess {
+  child: ChildProcess;
+  /** Lines the agent wrote (stdout and stderr), newest last. */
+  log: string[];
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function spawnAgent(site: EdgeSite, args: string[]): EdgeAgentProcess {
+  const child = site.spawn([process.execPath, edgeMain, 'run', ...args]);
+  const log: string[] = [];
+  const keep = (d: Buffer) => {
+    log.push(...String(d).trimEnd().split('\n'));
+    log.splice(0, Math.max(0, log.length - 400));
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return {
+    child,
+    log,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Polls `fn` until `ok` holds, up to `ms`; throws with the last value otherwise. */
+export async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms = 120_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: T | undefined;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      last = await fn();
+      if (ok(last)) return last;
+    } catch (e) {
+      lastErr = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}: last ${lastErr ? String(lastErr) : JSON.stringify(last)?.slice(0, 1500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
