@@ -39,6 +39,8 @@ export interface ForwardOptions {
   body?: Buffer;
   /** A watch: when the upstream breaks mid-stream, end the client's stream cleanly so it re-watches. */
   watch?: boolean;
+  /** Called when the upstream's answer starts (before its body). */
+  onResponse?: (status: number) => void;
 }
 
 const HOP_BY_HOP = new Set([
@@ -88,6 +90,7 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
       answered = true;
       const headers: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+      opts.onResponse?.(upRes.statusCode ?? 502);
       const tapping = opts.tap?.head(upRes.statusCode ?? 502, upRes.headers) ?? false;
       res.writeHead(upRes.statusCode ?? 502, headers);
       res.flushHeaders?.();

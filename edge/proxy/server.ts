@@ -148,8 +148,8 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
             body,
             watch: info.isResourceRequest && info.verb === 'watch',
             tap: cache.tapFor(info, accept ?? req.headers.accept, cached),
+            onResponse: (status) => count(info, status, 'upstream'),
           });
-          count(info, res.statusCode, 'upstream');
           return;
         } catch (e) {
           upstreams.reportFailure(target, e);
