@@ -76,6 +76,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const droppedEvents = registry.counter('tether_outbox_events_dropped_total', 'Events dropped from the outbox to stay within its bound');
   const transitions = registry.counter('tether_upstream_transitions_total', 'Upstream health changes');
   const bus = createEventBus();
+  // An upstream answering what cannot be decoded is reported for a while after the last occurrence.
+  let garbage: { at: number; what: string; count: number } | undefined;
+  const GARBAGE_REPORT_MS = 5 * 60_000;
+  const garbageProblem = () =>
+    garbage && Date.now() - garbage.at < GARBAGE_REPORT_MS
+      ? `${garbage.count} upstream answer(s) could not be decoded, last for ${garbage.what} at ${new Date(garbage.at).toISOString()}; those were passed through but not cached`
+      : null;
 
   const pool: UpstreamPool = createUpstreamPool({ servers: config.servers, lbMode: config.lbMode, tls, log: log.child({ part: 'upstream' }) });
   const bearerAgents = new Map<string, HttpAgent>();
@@ -115,7 +122,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         bookmarkIntervalMs: opts.bookmarkIntervalMs,
         onStoreError: (e) => (storeProblem = messageOf(e)),
         onStoreOk: () => (storeProblem = null),
-        onDecodeError: (what) => decodeErrors.inc({ what: what.split(' ')[0] ?? what }),
+        onDecodeError: (what) => {
+          decodeErrors.inc({ what: what.split(' ')[0] ?? what });
+          garbage = { at: Date.now(), what, count: (garbage?.count ?? 0) + 1 };
+        },
         onEventsDropped: (n) => droppedEvents.inc({}, n),
       })
     : { tapFor: () => undefined, read: offlineOnly, watch: offlineOnly, write: offlineOnly, document: () => undefined };
@@ -196,8 +206,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     );
   }
 
-  const status = () => collectStatus({ nodeName: opts.nodeName, pool, store, storeProblem, bus, proxy: proxy.address });
-  const app = createAdminApp({ registry, checks: { store: () => storeProblem } });
+  const status = () =>
+    collectStatus({ nodeName: opts.nodeName, pool, store, storeProblem, bus, proxy: proxy.address, problems: [garbageProblem()].filter((p) => p !== null) });
+  const app = createAdminApp({ registry, checks: { store: () => storeProblem, 'upstream-data': garbageProblem } });
   app.get('/status', (c) => c.json(status()));
   const admin = await serveFetch(app.fetch, config.adminListen);
 

@@ -18,6 +18,8 @@ export interface AgentStatus {
     outbox: Record<string, number>;
   };
   offlineWatches: number;
+  /** Other problems worth an operator's attention (undecodable upstream answers…). */
+  problems: string[];
 }
 
 interface StatusSources {
@@ -27,6 +29,7 @@ interface StatusSources {
   store?: Store;
   storeProblem: string | null;
   bus: EventBus;
+  problems: string[];
 }
 
 function sizeOf(path: string): number {
@@ -70,6 +73,7 @@ export function collectStatus(s: StatusSources): AgentStatus {
       outbox,
     },
     offlineWatches: s.bus.watches,
+    problems: s.problems,
   };
 }
 
@@ -84,5 +88,6 @@ export function formatStatus(st: AgentStatus): string {
   lines.push(`  views per client: ${views.length ? views.map(([c, n]) => `${c}=${n}`).join(' ') : 'none'}`);
   lines.push(`  outbox: ${Object.entries(st.store.outbox).map(([k, n]) => `${k}=${n}`).join(' ') || 'empty'}`);
   lines.push(`offline watches: ${st.offlineWatches}`);
+  for (const p of st.problems) lines.push(`PROBLEM: ${p}`);
   return lines.join('\n');
 }

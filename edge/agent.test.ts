@@ -1,0 +1,156 @@
+/**
+ * The agent's behaviour under bad input, against a fake apiserver (a unit test of this module:
+ * end-to-end claims are in test/edge-agent.e2e.test.ts against the real control plane).
+ * Malformed requests, an upstream answering garbage, a corrupted store file and a full disk each
+ * leave the agent serving, with the problem reported in /readyz and /status.
+ */
+import { afterEach, describe, expect, test } from 'bun:test';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { type Server, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createMemoryLogger } from '../shared/log.ts';
+import { type RunningAgent, startAgent } from './agent.ts';
+import { edgeConfigSchema } from './config.ts';
+
+let upstream: Server | undefined;
+let agent: RunningAgent | undefined;
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  await agent?.close();
+  agent = undefined;
+  await new Promise<void>((r) => (upstream ? upstream.close(() => r()) : r()));
+  upstream = undefined;
+  for (const c of cleanups.splice(0)) c();
+});
+
+/** A fake apiserver: /readyz is ok; `routes` answer the rest. */
+async function fakeApiserver(routes: Record<string, (url: URL) => { status?: number; body: string; type?: string }>): Promise<string> {
+  upstream = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/readyz') return void res.end('ok');
+    const route = routes[url.pathname];
+    if (!route) {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      return void res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 }));
+    }
+    const a = route(url);
+    res.writeHead(a.status ?? 200, { 'content-type': a.type ?? 'application/json' });
+    res.end(a.body);
+  });
+  await new Promise<void>((r) => upstream!.listen(0, '127.0.0.1', () => r()));
+  return `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+}
+
+async function start(server: string, dataDir = mkdtempSync(join(tmpdir(), 'tether-agent-'))) {
+  const config = edgeConfigSchema.parse({ servers: [server], listen: '127.0.0.1:0', adminListen: '127.0.0.1:0', dataDir });
+  agent = await startAgent({ config, nodeName: 'edge-test', log: createMemoryLogger('error'), reconnectJitterMs: 0 });
+  const proxy = `http://${agent.proxy.address}`;
+  const admin = `http://${agent.admin.address}`;
+  // The first probe decides whether the upstream is healthy.
+  for (let i = 0; i < 100 && !agent.status().online; i++) await new Promise((r) => setTimeout(r, 20));
+  return { proxy, admin, dataDir };
+}
+
+const kubelet = { 'user-agent': 'kubelet/v1.34.4 (linux/amd64) kubernetes/abc' };
+
+describe('malformed requests', () => {
+  test('get a Kubernetes Status with 400 and the agent keeps serving', async () => {
+    const { proxy } = await start(await fakeApiserver({ '/version': () => ({ body: '{"gitVersion":"v1.34.4"}' }) }));
+    for (const path of ['/api/v1/pods?limit=abc', '/api/v1/pods?labelSelector=a%20in%20(', '/api/v1/pods?fieldSelector=spec.bogus%3Dx', '/api/v1/namespaces/a/pods?resourceVersionMatch=Sometimes&resourceVersion=1', '/api/v1/pods?x=%zz']) {
+      const r = await fetch(proxy + path, { headers: kubelet });
+      expect(r.status).toBe(400);
+      const body = (await r.json()) as { kind: string; reason: string; message: string };
+      expect(body.kind).toBe('Status');
+      expect(body.reason).toBe('BadRequest');
+      expect(body.message.length).toBeGreaterThan(0);
+    }
+    expect(await (await fetch(`${proxy}/version`)).json()).toEqual({ gitVersion: 'v1.34.4' });
+  });
+});
+
+describe('an upstream answering garbage', () => {
+  test('is passed through unchanged, not cached, and reported in /readyz and status', async () => {
+    const garbage = '{"kind":"PodList","items":[{"metadata": garbage';
+    const server = await fakeApiserver({ '/api/v1/pods': () => ({ body: garbage }), '/version': () => ({ body: '{"gitVersion":"v1.34.4"}' }) });
+    const { proxy, admin } = await start(server);
+    const r = await fetch(`${proxy}/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-test`, { headers: kubelet });
+    expect(await r.text()).toBe(garbage);
+    const readyz = await until(() => fetch(`${admin}/readyz`), (x) => x.status === 503);
+    expect(await readyz.text()).toContain('[-]upstream-data failed: 1 upstream answer(s) could not be decoded');
+    const st = agent!.status();
+    expect(st.problems[0]).toContain('could not be decoded, last for list v1/pods');
+    expect(st.store.objects).toEqual({});
+    expect((await fetch(`${proxy}/version`)).status).toBe(200);
+    expect(await (await fetch(`${admin}/metrics`)).text()).toContain('tether_upstream_decode_errors_total{what="list"} 1');
+  });
+});
+
+describe('a corrupted store file', () => {
+  test('leaves the agent serving online pass-through, with the store reported failed', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tether-agent-'));
+    writeFileSync(join(dataDir, 'tether.db'), Buffer.alloc(8192, 0x5a));
+    const server = await fakeApiserver({ '/api/v1/namespaces/default/pods/web': () => ({ body: '{"kind":"Pod","metadata":{"name":"web","namespace":"default","resourceVersion":"5"}}' }) });
+    const { proxy, admin } = await start(server, dataDir);
+    const r = await fetch(`${proxy}/api/v1/namespaces/default/pods/web`, { headers: kubelet });
+    expect(((await r.json()) as { metadata: { name: string } }).metadata.name).toBe('web');
+    const readyz = await fetch(`${admin}/readyz`);
+    expect(readyz.status).toBe(503);
+    expect(await readyz.text()).toContain('[-]store failed: open store: read header:');
+    const st = agent!.status();
+    expect(st.store.ok).toBe(false);
+    expect(st.store.problem).toContain('is not a readable Tether store');
+  });
+});
+
+const isRoot = process.getuid?.() === 0;
+describe.skipIf(!isRoot)('a full disk', () => {
+  test('keeps answering online, reports the store failing, and recovers when space returns', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+    cleanups.push(() => execFileSync('umount', ['-l', dir]));
+    const dataDir = join(dir, 'store');
+    mkdirSync(dataDir);
+    const pods = (n: number) =>
+      JSON.stringify({
+        kind: 'PodList',
+        apiVersion: 'v1',
+        metadata: { resourceVersion: '100' },
+        items: Array.from({ length: n }, (_, i) => ({ metadata: { name: `p${i}`, namespace: 'default', resourceVersion: String(i + 1), annotations: { pad: 'x'.repeat(2000) } }, spec: { nodeName: 'edge-test' } })),
+      });
+    let size = 5;
+    const server = await fakeApiserver({ '/api/v1/pods': () => ({ body: pods(size) }) });
+    const { proxy, admin } = await start(server, dataDir);
+    const list = async () => fetch(`${proxy}/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-test`, { headers: kubelet }).then((r) => r.json() as Promise<{ items: unknown[] }>);
+    expect((await list()).items).toHaveLength(5);
+    await until(() => Promise.resolve(agent!.status().store.objects['v1/pods'] ?? 0), (n) => n === 5);
+    // Fill the disk, then ask for a list too big to store.
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=64k'], { stdio: 'ignore' });
+    } catch {
+      // dd stops when the disk is full
+    }
+    size = 600;
+    expect((await list()).items).toHaveLength(600); // the client still gets its answer
+    const readyz = await until(() => fetch(`${admin}/readyz`), (x) => x.status === 503);
+    expect(await readyz.text()).toMatch(/\[-\]store failed: .*(full|disk)/i);
+    expect(agent!.status().store.ok).toBe(false);
+    // Space returns: the next recording succeeds and the report clears.
+    execFileSync('rm', ['-f', join(dir, 'filler')]);
+    size = 6;
+    expect((await list()).items).toHaveLength(6);
+    await until(() => fetch(`${admin}/readyz`), (x) => x.status === 200);
+    expect(agent!.status().store.objects['v1/pods']).toBe(6);
+  });
+});
+
+async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (ok(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
