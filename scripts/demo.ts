@@ -1,53 +1,100 @@
 #!/usr/bin/env bun
 /**
- * `npm run demo`: starts tether-hub and tether-edge from source, shows where they listen and that
- * they answer, then stops them (or keeps them running with --keep until Ctrl-C).
+ * `npm run demo`: the Tether story on a real control plane, start to finish, then everything is
+ * stopped. Needs root (network namespaces).
+ *
+ *   1. start kube-apiserver, etcd, controller manager and scheduler (built once from source);
+ *   2. an edge site (a network namespace) runs tether-edge and a kubelet simulator behind it;
+ *   3. a Deployment runs on the edge node; kubectl on the node reads through the agent;
+ *   4. the link is cut: the node keeps answering from its store, writes its status locally;
+ *   5. the link heals: the offline writes reach the apiserver.
+ *
+ *   bun scripts/demo.ts [--keep]   # --keep leaves it all running until Ctrl-C
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type Cluster, startCluster } from '../test/support/cluster.ts';
+import { spawnAgent, until } from '../test/support/edge-agent.ts';
+import { kubectlBinary } from '../test/support/kubectl.ts';
+import { createEdgeSite, destroyAllSites } from '../test/support/netns.ts';
 
-const root = join(import.meta.dir, '..');
 const keep = process.argv.includes('--keep');
-const dataDir = mkdtempSync(join(tmpdir(), 'tether-demo-'));
-const children: ChildProcess[] = [];
+const node = 'shop-floor-1';
+const root = join(import.meta.dir, '..');
+const work = mkdtempSync(join(tmpdir(), 'tether-demo-'));
+const emptyKubeconfig = join(work, 'kubeconfig');
+writeFileSync(emptyKubeconfig, 'apiVersion: v1\nkind: Config\n');
+const say = (s: string) => console.log(`\n\x1b[1m== ${s}\x1b[0m`);
+const show = (s: string) => console.log(s.trimEnd().replace(/^/gm, '   '));
 
-function start(name: string, args: string[], readyPattern: RegExp): Promise<string> {
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = out.match(readyPattern);
-      if (m?.[1]) resolve(m[1]);
-    });
-    child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
-    child.on('exit', (code) => reject(new Error(`${name} exited with code ${code}`)));
-  });
+if (process.getuid?.() !== 0) {
+  console.error('demo: needs root (it creates a network namespace for the edge site)');
+  process.exit(1);
 }
 
-async function stopAll() {
-  for (const c of children) c.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once('exit', r)))));
-  rmSync(dataDir, { recursive: true, force: true });
-}
-
+let cluster: Cluster | undefined;
 try {
-  const hubAdmin = await start('hub', ['cloud/main.ts', 'run', '--admin-listen', '127.0.0.1:0', '--log-format', 'text'], /admin on http:\/\/(\S+)/);
-  const edgeAdmin = await start(
-    'edge',
-    ['edge/main.ts', 'run', '--data-dir', dataDir, '--admin-listen', '127.0.0.1:0', '--log-format', 'text'],
-    /admin on http:\/\/(\S+),/,
-  );
-  console.log(`tether-hub   admin  http://${hubAdmin}   /healthz: ${(await (await fetch(`http://${hubAdmin}/healthz`)).text()).trim()}`);
-  console.log(`tether-edge  admin  http://${edgeAdmin}   /readyz: ${(await (await fetch(`http://${edgeAdmin}/readyz`)).text()).trim().split('\n').pop()}`);
-  console.log(`tether-edge  store  ${join(dataDir, 'tether.db')}`);
+  say('starting the control plane (kube-apiserver, etcd, controller manager, scheduler v1.34)');
+  cluster = await startCluster({ dir: join(work, 'cluster'), nodeMonitorGracePeriod: '20s' });
+  const c = cluster;
+  show(`apiserver ${c.server} (edge sites reach it at ${c.edgeServer})`);
+  const admin = async (args: string[], input?: string) => (await c.kubectl(args, { input })).stdout;
+
+  say(`edge site "${node}": tether-edge and a kubelet in a network namespace`);
+  const site = await createEdgeSite('demo');
+  const cert = await c.issueClientCert(`system:node:${node}`, ['system:nodes']);
+  const agent = spawnAgent(site, ['--node-name', node, '--servers', c.edgeServer, '--ca-file', c.caFile, '--cert-file', cert.certFile,
+    '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--log-format', 'text', '--log-level', 'warn']);
+  await until('agent', async () => agent.log.join('\n'), (l) => l.includes('proxy on'));
+  const sim = site.spawn([process.execPath, join(root, 'test/support/kubelet-sim/main.ts'), '--node-name', node, '--server', 'http://127.0.0.1:10261',
+    '--address', site.address, '--log-level', 'warn']);
+  await until('node Ready', () => admin(['get', 'node', node, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']), (s) => s === 'True');
+  show(await admin(['get', 'nodes', '-o', 'wide']));
+
+  say('a workload on the edge node');
+  await admin(['create', 'deployment', 'sensor-reader', '--image=registry.invalid/sensor:1', '--replicas=2']);
+  await admin(['patch', 'deployment', 'sensor-reader', '-p', JSON.stringify({ spec: { template: { spec: { nodeSelector: { 'kubernetes.io/hostname': node } } } } })]);
+  await until('pods Running', () => admin(['get', 'pods', '-l', 'app=sensor-reader', '--field-selector=status.phase=Running', '-o', 'name']), (s) => s.trim().split('\n').length === 2 && !s.includes('\n\n'));
+  const onNode = (args: string[]) =>
+    site.exec([kubectlBinary(), `--kubeconfig=${emptyKubeconfig}`, '--server=http://127.0.0.1:10261', `--cache-dir=${mkdtempSync(join(work, 'kc-'))}`, '--request-timeout=10s', ...args]);
+  const nodeView = async () => (await onNode(['get', 'pods', '-A', `--field-selector=spec.nodeName=${node}`, '-o', 'wide'])).stdout;
+  say('kubectl on the edge node, through the agent (online)');
+  show(await nodeView());
+
+  say('cutting the link between the edge site and the cloud');
+  await site.cut();
+  const status = async () => JSON.parse((await site.exec([process.execPath, join(root, 'edge/main.ts'), 'status', '--json'])).stdout) as { online: boolean };
+  const t0 = Date.now();
+  await until('offline', status, (s) => !s.online);
+  show(`tether-edge noticed in ${Date.now() - t0} ms`);
+  say('kubectl on the edge node, through the agent (OFFLINE, empty kubectl cache: answered from the store)');
+  show(await nodeView());
+  say('meanwhile the cloud stops hearing from the node (node-monitor-grace-period 20s)');
+  await until('node NotReady in the cloud', () => admin(['get', 'node', node, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']), (s) => s !== 'True', 120_000);
+  show(await admin(['get', 'nodes']));
+  say('while on the node, tether-edge keeps answering, and queues the status the kubelet keeps writing');
+  show((await site.exec([process.execPath, join(root, 'edge/main.ts'), 'status'])).stdout);
+  show(await nodeView());
+
+  say('healing the link');
+  await site.heal();
+  await until('online', status, (s) => s.online);
+  await until('outbox replayed', async () => JSON.parse((await site.exec([process.execPath, join(root, 'edge/main.ts'), 'status', '--json'])).stdout).store.outbox.status ?? 0, (n) => n === 0);
+  await until('node Ready', () => admin(['get', 'node', node, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']), (s) => s === 'True', 120_000);
+  show(await admin(['get', 'nodes']));
+  show('the status the node wrote offline reached the apiserver; its pods were never lost:');
+  show(await admin(['get', 'pods', '-o', 'wide']));
+
   if (keep) {
-    console.log('running; Ctrl-C stops both');
+    say(`running; KUBECONFIG=${c.adminKubeconfig}; Ctrl-C stops everything`);
     await new Promise<void>((r) => process.once('SIGINT', () => r()));
   }
+  sim.kill('SIGTERM');
+  await agent.stop();
+  await site.destroy();
+  say('done');
 } finally {
-  await stopAll();
+  await destroyAllSites();
+  await cluster?.stop();
 }
