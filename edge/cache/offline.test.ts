@@ -92,7 +92,10 @@ function sink() {
       return ended;
     },
     disconnect: () => closers.forEach((f) => f()),
-    write: (l: string) => void lines.push(JSON.parse(l)),
+    write: (l: string) => {
+      lines.push(JSON.parse(l));
+      return true;
+    },
     end: () => void (ended = true),
     onClose: (f: () => void) => void closers.push(f),
   };
