@@ -143,7 +143,7 @@ describe('watch server', () => {
       s,
     );
     expect(s.lines.map((l) => `${l.type} ${l.object.metadata.name ?? ''}`)).toEqual(['ADDED a', 'ADDED c', 'BOOKMARK ']);
-    const bm = s.lines[2]!.object.metadata as { resourceVersion: string; annotations: Record<string, string> };
+    const bm = s.lines[2]!.object.metadata as unknown as { resourceVersion: string; annotations: Record<string, string> };
     expect(bm.resourceVersion).toBe('10');
     expect(bm.annotations['k8s.io/initial-events-end']).toBe('true');
     s.disconnect();
