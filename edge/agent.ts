@@ -151,6 +151,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     isCachedComponent: (c) => cachedSet.has('*') || cachedSet.has(c),
     log: log.child({ part: 'proxy' }),
     requests,
+    maxConcurrentLists: config.maxConcurrentLists,
   });
 
   // Reconnect work, once per return of the link, after a jittered delay.

@@ -25,6 +25,12 @@ export const edgeConfigSchema = z.strictObject({
     .array(z.string().min(1))
     .default(['kubelet', 'kube-proxy', 'coredns', 'flanneld', 'tether'])
     .describe('Clients (User-Agent up to the first "/") whose responses are cached; "*" for all'),
+  maxConcurrentLists: z
+    .number()
+    .int()
+    .min(1)
+    .default(4)
+    .describe('Upstream LISTs in flight at once; more wait, so relists after a reconnect do not storm the apiserver'),
   hubUrl: z.url({ protocol: /^wss?$/ }).optional().describe('wss:// address of tether-hub for the tunnel'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
   logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),

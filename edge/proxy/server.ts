@@ -18,6 +18,7 @@ import type { Counter } from '../../shared/metrics.ts';
 import { type RequestInfo, type ResourceRequestInfo, parseRequest } from '../../shared/kube/index.ts';
 import { splitHostPort } from '../../shared/serve.ts';
 import { readBody } from './body.ts';
+import { createLimiter } from './limiter.ts';
 import { type ForwardTarget, forward } from './forward.ts';
 import { statusBody, statusOf, writeStatus } from './status.ts';
 import { type UpgradeTarget, passUpgrade } from './upgrade.ts';
@@ -62,6 +63,8 @@ export interface ProxyOptions {
   isCachedComponent(component: string): boolean;
   log: Logger;
   requests: Counter;
+  /** At most this many LISTs go upstream at once (relists after a reconnect are queued, not stormed). */
+  maxConcurrentLists?: number;
 }
 
 export interface ProxyServer {
@@ -89,6 +92,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
   const { upstreams, cache, log } = opts;
   const { host, port } = splitHostPort(opts.listen);
   const lendIdentity = LOOPBACK.test(host);
+  const lists = createLimiter(opts.maxConcurrentLists ?? 4);
 
   const count = (info: RequestInfo | undefined, code: number, source: 'upstream' | 'cache' | 'proxy') =>
     opts.requests.inc({ verb: info?.verb ?? 'unknown', code: String(code), source });
@@ -136,6 +140,8 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       const cached = opts.isCachedComponent(info.component);
       const isRead = info.method === 'GET' || info.method === 'HEAD';
       const body = isRead ? undefined : await readBody(req);
+      const isList = info.isResourceRequest && info.verb === 'list';
+      const releaseList = isList ? await lists.acquire() : undefined;
       const target = upstreams.pick();
       if (target) {
         const abort = new AbortController();
@@ -156,8 +162,10 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
           log.info('upstream failed; answering from the cache', { path: info.path, error: messageOf(e) });
         } finally {
           untrack();
+          releaseList?.();
         }
       }
+      releaseList?.();
       serveFromCache(info, req, res, cached, body);
     } catch (e) {
       const status = statusOf(e);
