@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { createMemoryLogger } from '../shared/log.ts';
 import { type RunningAgent, startAgent } from './agent.ts';
@@ -27,7 +28,7 @@ afterEach(async () => {
 });
 
 /** A fake apiserver: /readyz is ok; `routes` answer the rest. */
-async function fakeApiserver(routes: Record<string, (url: URL) => { status?: number; body: string; type?: string }>): Promise<string> {
+async function fakeApiserver(routes: Record<string, (url: URL, headers: Record<string, string | string[] | undefined>) => { status?: number; body: string | Buffer; type?: string; encoding?: string }>): Promise<string> {
   upstream = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/readyz') return void res.end('ok');
@@ -36,8 +37,8 @@ async function fakeApiserver(routes: Record<string, (url: URL) => { status?: num
       res.writeHead(404, { 'content-type': 'application/json' });
       return void res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 }));
     }
-    const a = route(url);
-    res.writeHead(a.status ?? 200, { 'content-type': a.type ?? 'application/json' });
+    const a = route(url, req.headers);
+    res.writeHead(a.status ?? 200, { 'content-type': a.type ?? 'application/json', ...(a.encoding ? { 'content-encoding': a.encoding } : {}) });
     res.end(a.body);
   });
   await new Promise<void>((r) => upstream!.listen(0, '127.0.0.1', () => r()));
@@ -68,6 +69,20 @@ describe('malformed requests', () => {
       expect(body.message.length).toBeGreaterThan(0);
     }
     expect(await (await fetch(`${proxy}/version`)).json()).toEqual({ gitVersion: 'v1.34.4' });
+  });
+});
+
+describe('compression', () => {
+  test('a recorded answer is asked for uncompressed, so a gzip-accepting kubelet is still cached', async () => {
+    const list = JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '9' }, items: [{ metadata: { name: 'p', namespace: 'd', resourceVersion: '9' }, spec: { nodeName: 'edge-test' } }] });
+    const server = await fakeApiserver({
+      '/api/v1/pods': (_u, h) => (String(h['accept-encoding'] ?? '').includes('gzip') ? { body: gzipSync(list), encoding: 'gzip' } : { body: list }),
+    });
+    const { proxy } = await start(server);
+    const r = await fetch(`${proxy}/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-test`, { headers: { ...kubelet, 'accept-encoding': 'gzip' } });
+    expect(((await r.json()) as { items: unknown[] }).items).toHaveLength(1);
+    await until(() => Promise.resolve(agent!.status().store.objects['v1/pods'] ?? 0), (n) => n === 1);
+    expect(agent!.status().store.objects['v1/pods']).toBe(1);
   });
 });
 

@@ -75,7 +75,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     const chunks: Buffer[] = [];
     return {
       head: (status, headers) => status === 200 && isJson(headers),
-      chunk: (d) => void chunks.push(d),
+      // Copy: the proxy hands the same chunk to the client socket, which may take ownership of its memory.
+      chunk: (d) => void chunks.push(Buffer.from(d)),
       end: (complete) => {
         if (complete) setImmediate(() => onBody(Buffer.concat(chunks).toString('utf8')));
       },
@@ -178,7 +179,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
             contentType = String(headers['content-type'] ?? '');
             return status === 200;
           },
-          chunk: (d) => void chunks.push(d),
+          // Copy: the proxy hands the same chunk to the client socket, which may take ownership of its memory.
+      chunk: (d) => void chunks.push(Buffer.from(d)),
           end: (complete) => {
             if (complete) guard('document', () => store.documents.put(key, info.path, { contentType, body: Buffer.concat(chunks).toString('utf8') }));
           },

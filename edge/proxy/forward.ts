@@ -65,6 +65,15 @@ export function outgoingHeaders(headers: IncomingHttpHeaders, host: string, acce
 }
 
 /**
+ * A tapped answer is recorded by the cache, which reads JSON: ask for it uncompressed (compression
+ * buys nothing on the loopback hop to the client).
+ */
+function tapHeaders(h: Record<string, string | string[]>, tapped: boolean): Record<string, string | string[]> {
+  if (tapped) delete h['accept-encoding'];
+  return h;
+}
+
+/**
  * Sends the request upstream. Resolves once the response has been fully relayed (or the client went
  * away); rejects with E_UPSTREAM_UNAVAILABLE when the upstream failed before answering, so the caller
  * may answer another way. A failure after the answer started just ends the client's response.
@@ -82,7 +91,7 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
       port: url.port || (useTls ? 443 : 80),
       method: req.method,
       path: base + (req.url ?? '/'),
-      headers: outgoingHeaders(req.headers, url.host, opts.accept),
+      headers: tapHeaders(outgoingHeaders(req.headers, url.host, opts.accept), opts.tap !== undefined),
       agent,
       signal: opts.signal,
     });

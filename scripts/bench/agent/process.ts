@@ -1,0 +1,44 @@
+/** Starting tether-edge from source for the benchmarks and reading the addresses it prints. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+const edgeMain = join(import.meta.dir, '../../../edge/main.ts');
+
+export interface AgentProc {
+  child: ChildProcess;
+  proxy: string;
+  admin: string;
+  startedMs: number;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function parseAddresses(out: string): { proxy: string; admin: string } | undefined {
+  const m = out.match(/proxy on (http:\/\/\S+), admin on (http:\/\/\S+),/);
+  return m ? { proxy: m[1]!, admin: m[2]! } : undefined;
+}
+
+export async function startAgentProcess(args: string[], spawnFn: (cmd: string[]) => ChildProcess = (cmd) => spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })): Promise<AgentProc> {
+  const t0 = performance.now();
+  const child = spawnFn([process.execPath, edgeMain, 'run', '--log-level', 'warn', ...args]);
+  let out = '';
+  const addrs = await new Promise<{ proxy: string; admin: string }>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const a = parseAddresses(out);
+      if (a) resolve(a);
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => reject(new Error(`tether-edge exited with ${code}: ${out}`)));
+  });
+  return {
+    child,
+    ...addrs,
+    startedMs: performance.now() - t0,
+    stop: (signal = 'SIGTERM') =>
+      new Promise((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) return r();
+        child.once('exit', () => r());
+        child.kill(signal);
+      }),
+  };
+}
