@@ -11,11 +11,13 @@
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
 import type { KubeObject, Store } from '../store/index.ts';
-import { coveringStream, requestMatcher, scopeOf } from './scope.ts';
+import { coveringStream, requestMatcher, scopeOf, selectableMatcher } from './scope.ts';
 
 export interface Answer {
   status: number;
   body: unknown;
+  /** The body already serialized (large lists are assembled from stored JSON text); wins over `body`. */
+  raw?: string;
   warning?: string;
 }
 
@@ -97,28 +99,27 @@ export function readList(store: Store, info: ResourceRequestInfo, cachedComponen
   if (info.resourceVersion && info.resourceVersion !== '0' && info.resourceVersionMatch !== 'Exact' && Number(info.resourceVersion) > Number(rv)) {
     throw new TetherError(ErrorCode.UpstreamUnavailable, `Too large resource version: ${info.resourceVersion}, current: ${rv}`);
   }
-  const match = requestMatcher(info);
-  let items = store.objects
-    .list(info.gvr, info.namespace || undefined)
-    .filter(match)
-    .sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
+  // Filter on what the store keeps beside each object; decode an object only when that is not enough.
+  const bySelectable = selectableMatcher(info);
+  const byObject = requestMatcher(info);
+  let rows = store.objects
+    .listRaw(info.gvr, info.namespace || undefined)
+    .filter((r) => (r.selectable ? bySelectable(r.selectable) : byObject(JSON.parse(r.json) as KubeObject)))
+    .map((r) => ({ key: `${r.namespace}/${r.name}`, json: r.json }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   if (info.continue) {
     const t = decodeContinue(info.continue);
-    items = items.filter((o) => keyOf(o) > t.after);
+    rows = rows.filter((r) => r.key > t.after);
   }
   let cont: string | undefined;
-  if (info.limit !== undefined && items.length > info.limit) {
-    items = items.slice(0, info.limit);
-    cont = encodeContinue({ rv, after: keyOf(items[items.length - 1]!) });
+  if (info.limit !== undefined && rows.length > info.limit) {
+    rows = rows.slice(0, info.limit);
+    cont = encodeContinue({ rv, after: rows[rows.length - 1]!.key });
   }
-  return {
-    status: 200,
-    warning,
-    body: {
-      kind: listKind(store, info.gvr, items),
-      apiVersion: apiVersionOf(info.gvr),
-      metadata: { resourceVersion: rv, ...(cont ? { continue: cont } : {}) },
-      items,
-    },
-  };
+  const head = JSON.stringify({
+    kind: listKind(store, info.gvr, rows.length ? [JSON.parse(rows[0]!.json) as KubeObject] : []),
+    apiVersion: apiVersionOf(info.gvr),
+    metadata: { resourceVersion: rv, ...(cont ? { continue: cont } : {}) },
+  });
+  return { status: 200, warning, body: undefined, raw: `${head.slice(0, -1)},"items":[${rows.map((r) => r.json).join(',')}]}` };
 }

@@ -16,7 +16,7 @@ import {
   parseLabelSelector,
 } from '../../shared/kube/index.ts';
 import type { KubeObject, Scope } from '../store/index.ts';
-import type { StreamRow } from '../store/schema.ts';
+import type { Selectable, StreamRow } from '../store/schema.ts';
 
 export function scopeOf(info: ResourceRequestInfo): Scope {
   return {
@@ -39,6 +39,12 @@ function matcherOf(gvr: string, namespace: string, labels: LabelSelector, fields
 /** The objects a request selects. */
 export function requestMatcher(info: ResourceRequestInfo): Matcher {
   return matcherOf(info.gvr, info.namespace, info.labelSelector, info.fieldSelector);
+}
+
+/** The same test on what the store keeps beside each object (no decoding of the object itself). */
+export function selectableMatcher(info: ResourceRequestInfo): (s: Selectable) => boolean {
+  const { labelSelector: labels, fieldSelector: fields } = info;
+  return (s) => (labels.empty || labels.matches(s.labels)) && (fields.empty || fields.matches((f) => s.fields[f] ?? ''));
 }
 
 const parsedStreams = new Map<string, { labels: LabelSelector; fields: FieldSelector }>();

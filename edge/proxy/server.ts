@@ -37,6 +37,8 @@ export interface Upstreams {
 export interface CachedAnswer {
   status: number;
   body: unknown;
+  /** The body already serialized; wins over `body`. */
+  raw?: string;
   warning?: string;
 }
 
@@ -85,7 +87,7 @@ function sendAnswer(res: ServerResponse, a: CachedAnswer) {
   const headers: Record<string, string> = { 'content-type': 'application/json', 'x-tether-source': 'cache' };
   if (a.warning) headers.warning = a.warning;
   res.writeHead(a.status, headers);
-  res.end(JSON.stringify(a.body));
+  res.end(a.raw ?? JSON.stringify(a.body));
 }
 
 export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {

@@ -5,6 +5,11 @@
  */
 import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 
+export interface Selectable {
+  labels: Record<string, string>;
+  fields: Record<string, string>;
+}
+
 /** One row per Kubernetes object, shared by every client that has seen it. */
 export const objects = sqliteTable(
   'objects',
@@ -21,6 +26,12 @@ export const objects = sqliteTable(
     /** The resourceVersion as a number where it is one (etcd revisions), for ordering. */
     rvNum: integer('rv_num'),
     object: text('object', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    /**
+     * What selectors read, kept beside the object so offline LISTs filter without decoding whole
+     * objects: labels and the resource's selectable fields. Null for resources whose fields are
+     * not known in advance (custom resources): those are decoded.
+     */
+    selectable: text('selectable', { mode: 'json' }).$type<Selectable>(),
     updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
   },
   (t) => [

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { ErrorCode, isTetherError } from '../../shared/errors.ts';
 import type { OpenDb } from './db.ts';
 import { MIGRATION_COUNT, SCHEMA_VERSION } from './db.ts';
+import { createStore } from './index.ts';
 import { createSnapshotStore, type KubeObject } from './snapshot-store.ts';
 
 export type TestFn = (name: string, fn: () => void | Promise<void>) => void;
@@ -110,6 +111,26 @@ export function runStoreContract(test: TestFn, openDb: OpenDb): void {
     assert.equal(store.delete('v1/pods', 'default', 'a'), false);
     assert.deepEqual(store.counts(), { 'v1/pods': 2, 'v1/nodes': 1 });
     s.close();
+  }));
+
+  test('the stream log and the outbox survive a reopen', withDir((dir) => {
+    const path = join(dir, 'tether.db');
+    const scope = { gvr: 'v1/pods', namespace: '', labelSelector: '', fieldSelector: 'spec.nodeName=edge-1' };
+    const a = openDb({ path });
+    const s = createStore(a);
+    s.streams.replaceList(scope, 'kubelet', [pod('web-1', '100')], '100', () => true);
+    s.streams.applyEvents(scope, [{ type: 'MODIFIED', object: pod('web-1', '101', 'Failed') }, { type: 'ADDED', object: pod('web-2', '102') }]);
+    s.outbox.enqueue({ kind: 'status', method: 'PATCH', path: '/api/v1/namespaces/default/pods/web-1/status', contentType: 'application/merge-patch+json', body: '{}' });
+    a.close();
+    const b = openDb({ path });
+    const t = createStore(b);
+    const st = t.streams.find(scope);
+    assert.ok(st);
+    assert.equal(st.watermark, 102);
+    assert.deepEqual(t.streams.eventsAfter(st.id, 100).map((e) => `${e.type} ${e.object.metadata.name}@${e.rvNum}`), ['MODIFIED web-1@101', 'ADDED web-2@102']);
+    assert.equal((t.objects.get('v1/pods', 'default', 'web-1')?.status as { phase: string }).phase, 'Failed');
+    assert.deepEqual(t.outbox.peek(5).map((e) => e.path), ['/api/v1/namespaces/default/pods/web-1/status']);
+    b.close();
   }));
 
   test('a file that is not a database gives a clear error', withDir((dir) => {

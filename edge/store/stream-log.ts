@@ -18,10 +18,10 @@
  *     resourceVersion a client is handed is one the apiserver issued and can resume from.
  * The log never sees an HTTP request: scopes, decoded objects and predicates come in.
  */
-import { and, asc, eq, inArray, lte, sql } from 'drizzle-orm';
+import { and, asc, eq, lte, sql } from 'drizzle-orm';
 import type { StoreDb } from './db.ts';
 import { guarded } from './db.ts';
-import { events, objects, streams, views, type StreamRow } from './schema.ts';
+import { events, streams, views, type StreamRow } from './schema.ts';
 import { type KubeObject, type SnapshotStore, rvNumber } from './snapshot-store.ts';
 
 export interface Scope {
@@ -107,21 +107,33 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
       .where(eq(streams.id, id))
       .run();
 
+  // Appending is on the watch path: a prepared statement, values bound already encoded.
+  const p = (name: string) => sql.placeholder(name);
+  const insertEvent = db
+    .insert(events)
+    .values({
+      streamId: p('streamId'),
+      type: sql`${p('type')}`,
+      namespace: p('namespace'),
+      name: p('name'),
+      rvNum: p('rvNum'),
+      local: sql`${p('local')}`,
+      object: sql`${p('object')}`,
+      at: sql`${p('at')}`,
+    })
+    .returning({ seq: events.seq })
+    .prepare();
   const append = (streamId: number, type: EventType, obj: KubeObject, rvNum: number, local: boolean): LoggedEvent => {
-    const r = db
-      .insert(events)
-      .values({
-        streamId,
-        type,
-        namespace: obj.metadata.namespace ?? '',
-        name: obj.metadata.name,
-        rvNum,
-        local,
-        object: obj,
-        at: new Date(now()),
-      })
-      .returning({ seq: events.seq })
-      .get();
+    const r = insertEvent.get({
+      streamId,
+      type,
+      namespace: obj.metadata.namespace ?? '',
+      name: obj.metadata.name,
+      rvNum,
+      local: local ? 1 : 0,
+      object: JSON.stringify(obj),
+      at: now(),
+    }) as { seq: number };
     return { seq: r.seq, type, object: obj, rvNum, local };
   };
   const prune = (s: StreamRow) => {
@@ -149,23 +161,21 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
         db.transaction(() => {
           const s = ensure(scope);
           const listNum = rvNumber(listRv) ?? 0;
-          const keep = new Set<string>();
+          // Write only what changed: an object already stored at the same version is the same object.
+          const stored = objects_.versions(scope.gvr, scope.namespace || undefined);
           for (const item of items) {
-            objects_.put(scope.gvr, item);
-            keep.add(`${item.metadata.namespace ?? ''}/${item.metadata.name}`);
+            const key = `${item.metadata.namespace ?? ''}/${item.metadata.name}`;
+            const rv = rvNumber(item.metadata.resourceVersion);
+            if (rv === null || stored.get(key) !== rv) objects_.put(scope.gvr, item, { replace: 'newer' });
+            stored.delete(key);
           }
-          // Objects of the scope that the list no longer holds are gone, unless stored at a newer version than the list.
-          const where = scope.namespace
-            ? and(eq(objects.gvr, scope.gvr), eq(objects.namespace, scope.namespace))
-            : eq(objects.gvr, scope.gvr);
-          const stale: number[] = [];
-          for (const row of db.select({ id: objects.id, object: objects.object, rvNum: objects.rvNum }).from(objects).where(where).all()) {
-            const o = row.object as KubeObject;
-            if (keep.has(`${o.metadata.namespace ?? ''}/${o.metadata.name}`)) continue;
-            if (row.rvNum !== null && row.rvNum > listNum) continue;
-            if (inScope(o)) stale.push(row.id);
+          // What is left was not in the list: gone, unless stored at a newer version than the list, or outside the scope.
+          for (const [key, rv] of stored) {
+            if (rv !== null && rv > listNum) continue;
+            const [ns, name] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
+            const o = objects_.get(scope.gvr, ns, name);
+            if (o && inScope(o)) objects_.delete(scope.gvr, ns, name, listNum);
           }
-          for (let i = 0; i < stale.length; i += 500) db.delete(objects).where(inArray(objects.id, stale.slice(i, i + 500))).run();
           // A list newer than the log's watermark means events in between are unknown: the log restarts there.
           const continuousFrom = listNum > s.watermark ? listNum : s.continuousFrom;
           setMarks(s.id, continuousFrom, Math.max(s.watermark, listNum), { listed: true, listRv });
@@ -197,7 +207,7 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
             if (rv === null || rv <= watermark) continue;
             const ns = ev.object.metadata.namespace ?? '';
             if (ev.type === 'DELETED') objects_.delete(scope.gvr, ns, ev.object.metadata.name, rv);
-            else objects_.put(scope.gvr, ev.object);
+            else objects_.put(scope.gvr, ev.object, { replace: 'newer' });
             out.push(append(s.id, ev.type, ev.object, rv, false));
             watermark = rv;
           }
