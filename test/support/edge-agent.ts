@@ -55,3 +55,9 @@ export async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) =>
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** The proxy and admin URLs tether-edge prints when it has started. */
+export function parseAddresses(out: string): { proxy: string; admin: string } | undefined {
+  const m = out.match(/proxy on (http:\/\/\S+), admin on (http:\/\/\S+),/);
+  return m ? { proxy: m[1]!, admin: m[2]! } : undefined;
+}

@@ -1,6 +1,7 @@
 /** Starting tether-edge from source for the benchmarks and reading the addresses it prints. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { parseAddresses } from '../../../test/support/edge-agent.ts';
 
 const edgeMain = join(import.meta.dir, '../../../edge/main.ts');
 
@@ -10,11 +11,6 @@ export interface AgentProc {
   admin: string;
   startedMs: number;
   stop(signal?: NodeJS.Signals): Promise<void>;
-}
-
-export function parseAddresses(out: string): { proxy: string; admin: string } | undefined {
-  const m = out.match(/proxy on (http:\/\/\S+), admin on (http:\/\/\S+),/);
-  return m ? { proxy: m[1]!, admin: m[2]! } : undefined;
 }
 
 export async function startAgentProcess(args: string[], spawnFn: (cmd: string[]) => ChildProcess = (cmd) => spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })): Promise<AgentProc> {
