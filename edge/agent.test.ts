@@ -45,10 +45,10 @@ async function fakeApiserver(routes: Record<string, (url: URL, headers: Record<s
   return `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
 }
 
-async function start(server: string, dataDir = mkdtempSync(join(tmpdir(), 'tether-agent-'))) {
-  const config = edgeConfigSchema.parse({ servers: [server], listen: '127.0.0.1:0', adminListen: '127.0.0.1:0', dataDir });
+async function start(server: string, dataDir = mkdtempSync(join(tmpdir(), 'tether-agent-')), listen = '127.0.0.1:0') {
+  const config = edgeConfigSchema.parse({ servers: [server], listen, adminListen: '127.0.0.1:0', dataDir });
   agent = await startAgent({ config, nodeName: 'edge-test', log: createMemoryLogger('error'), reconnectJitterMs: 0 });
-  const proxy = `http://${agent.proxy.address}`;
+  const proxy = `http://127.0.0.1:${agent.proxy.address.split(':').pop()}`;
   const admin = `http://${agent.admin.address}`;
   // The first probe decides whether the upstream is healthy.
   for (let i = 0; i < 100 && !agent.status().online; i++) await new Promise((r) => setTimeout(r, 20));
@@ -69,6 +69,20 @@ describe('malformed requests', () => {
       expect(body.message.length).toBeGreaterThan(0);
     }
     expect(await (await fetch(`${proxy}/version`)).json()).toEqual({ gitVersion: 'v1.34.4' });
+  });
+});
+
+describe('identity', () => {
+  test("only a loopback listener lends the node's identity to requests without credentials", async () => {
+    const seen: string[] = [];
+    const server = await fakeApiserver({ '/version': (_u, h) => (seen.push(String(h.authorization ?? 'none')), { body: '{"gitVersion":"v1.34.4"}' }) });
+    const { proxy } = await start(server, undefined, '0.0.0.0:0');
+    const anonymous = await fetch(`${proxy}/version`);
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { reason: string }).reason).toBe('Unauthorized');
+    const withToken = await fetch(`${proxy}/version`, { headers: { authorization: 'Bearer pod-token' } });
+    expect(withToken.status).toBe(200);
+    expect(seen).toEqual(['Bearer pod-token']); // passed through unchanged; the anonymous request never left
   });
 });
 
