@@ -75,7 +75,13 @@ describe('malformed requests', () => {
 describe('identity', () => {
   test("only a loopback listener lends the node's identity to requests without credentials", async () => {
     const seen: string[] = [];
-    const server = await fakeApiserver({ '/version': (_u, h) => (seen.push(String(h.authorization ?? 'none')), { body: '{"gitVersion":"v1.34.4"}' }) });
+    const server = await fakeApiserver({
+      '/version': (_u, h) => {
+        // The agent's own discovery refresh (user agent tether-edge) is not a client request.
+        if (!String(h['user-agent']).startsWith('tether-edge')) seen.push(String(h.authorization ?? 'none'));
+        return { body: '{"gitVersion":"v1.34.4"}' };
+      },
+    });
     const { proxy } = await start(server, undefined, '0.0.0.0:0');
     const anonymous = await fetch(`${proxy}/version`);
     expect(anonymous.status).toBe(401);
