@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { sharedCluster, type Cluster } from './support/cluster.ts';
 import { kubectlBinary } from './support/kubectl.ts';
 import { createEdgeSite, type EdgeSite } from './support/netns.ts';
+import { until } from './support/wait.ts';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn('kubelet-sim.e2e.test.ts skipped: edge network namespaces need root');
@@ -20,16 +21,6 @@ const hasStreams = existsSync(fileURLToPath(new URL('./support/kubelet-sim/strea
 
 const node = `edge-sim-${process.pid}`;
 const app = `sim-app-${process.pid}`;
-
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(v).slice(0, 2000)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 describe.skipIf(!isRoot)('kubelet simulator on the real control plane', () => {
   let cluster: Cluster;

@@ -6,6 +6,8 @@ import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { EdgeSite } from './netns.ts';
 
+export { until } from './wait.ts';
+
 const edgeMain = fileURLToPath(new URL('../../edge/main.ts', import.meta.url));
 
 export interface EdgeAgentProcess {
@@ -35,25 +37,6 @@ export function spawnAgent(site: EdgeSite, args: string[]): EdgeAgentProcess {
       return exited;
     },
   };
-}
-
-/** Polls `fn` until `ok` holds, up to `ms`; throws with the last value otherwise. */
-export async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: T | undefined;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      last = await fn();
-      if (ok(last)) return last;
-    } catch (e) {
-      lastErr = e;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}: last ${lastErr ? String(lastErr) : JSON.stringify(last)?.slice(0, 1500)}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** The proxy and admin URLs tether-edge prints when it has started. */
