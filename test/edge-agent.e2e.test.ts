@@ -160,9 +160,11 @@ describe.skipIf(!isRoot)('tether-edge on the real control plane', () => {
     expect(JSON.parse(cm.stdout).data.mode).toBe(before.configmap![0]!);
     expect(await namesVia(['get', 'services', '-n', ns])).toEqual(before.services!);
     // The table form kubectl prints by default works too (discovery from the agent, empty kubectl cache).
-    const table = await viaAgent(['get', 'pods', '-A', onNode, '-l', `app=${app}`]);
+    const table = await viaAgent(['get', 'pods', '-A', onNode, '-l', `app=${app}`, '-o', 'wide']);
     expect(table.code).toBe(0);
-    for (const p of before.pods!) expect(table.stdout).toContain(p);
+    expect(table.stdout).toMatch(/NAMESPACE\s+NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE/);
+    for (const p of before.pods!) expect(table.stdout).toMatch(new RegExp(`${p}\\s+1/1\\s+Running\\s+0\\s+\\S+\\s+198\\.18\\.\\S+\\s+${node}`));
+    expect(table.stderr).toContain("answered from the node's cache"); // kubectl prints the agent's Warning
   }, 180_000);
 
   test('offline: a watch opened offline receives the events of offline status writes', async () => {

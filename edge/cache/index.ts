@@ -29,7 +29,7 @@ export function createCache(opts: CacheOptions): ProxyCache {
   const recorder = createRecorder(opts);
   return {
     tapFor: (info, accept, cached) => recorder.tapFor(info, accept, cached),
-    read: (info, cached) => (info.verb === 'list' ? readList(store, info, cached) : readGet(store, info, cached)),
+    read: (info, cached, accept) => (info.verb === 'list' ? readList(store, info, cached, accept) : readGet(store, info, cached)),
     watch: (info, sink) => serveWatch({ store, bus, bookmarkIntervalMs: opts.bookmarkIntervalMs }, info, sink),
     write: (info, url, contentType, body, hasCredentials) =>
       writeOffline({ store, bus, onEventsDropped: opts.onEventsDropped }, { info, url, contentType, body, hasCredentials }),

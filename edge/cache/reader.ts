@@ -11,6 +11,7 @@
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
 import type { KubeObject, Store } from '../store/index.ts';
+import { canPrint, toTable, wantsTable } from './table.ts';
 import { coveringStream, requestMatcher, scopeOf, selectableMatcher } from './scope.ts';
 
 export interface Answer {
@@ -84,7 +85,7 @@ export function readGet(store: Store, info: ResourceRequestInfo, cachedComponent
   throw unavailable(`${info.resource} ${info.namespace ? `${info.namespace}/` : ''}${info.name}`);
 }
 
-export function readList(store: Store, info: ResourceRequestInfo, cachedComponent: boolean): Answer {
+export function readList(store: Store, info: ResourceRequestInfo, cachedComponent: boolean, accept?: string): Answer {
   const scope = scopeOf(info);
   const stream = coveringStream(store.streams.all(), scope);
   let warning: string | undefined;
@@ -116,10 +117,14 @@ export function readList(store: Store, info: ResourceRequestInfo, cachedComponen
     rows = rows.slice(0, info.limit);
     cont = encodeContinue({ rv, after: rows[rows.length - 1]!.key });
   }
+  const listMeta = { resourceVersion: rv, ...(cont ? { continue: cont } : {}) };
+  if (wantsTable(accept) && canPrint(info.gvr)) {
+    return { status: 200, warning, body: toTable(info.gvr, rows.map((r) => JSON.parse(r.json) as KubeObject), listMeta) };
+  }
   const head = JSON.stringify({
     kind: listKind(store, info.gvr, rows.length ? [JSON.parse(rows[0]!.json) as KubeObject] : []),
     apiVersion: apiVersionOf(info.gvr),
-    metadata: { resourceVersion: rv, ...(cont ? { continue: cont } : {}) },
+    metadata: listMeta,
   });
   return { status: 200, warning, body: undefined, raw: `${head.slice(0, -1)},"items":[${rows.map((r) => r.json).join(',')}]}` };
 }

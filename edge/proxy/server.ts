@@ -52,7 +52,7 @@ export interface WatchSink {
 export interface ProxyCache {
   tapFor(info: RequestInfo, accept: string | undefined, cached: boolean): Tap | undefined;
   /** Reads answered from the store; throws a TetherError when the store cannot answer. */
-  read(info: ResourceRequestInfo, cached: boolean): CachedAnswer;
+  read(info: ResourceRequestInfo, cached: boolean, accept: string | undefined): CachedAnswer;
   watch(info: ResourceRequestInfo, sink: WatchSink): void;
   write(info: ResourceRequestInfo, url: string, contentType: string, body: string, hasCredentials: boolean): CachedAnswer;
   document(info: RequestInfo, accept: string | undefined): { contentType: string; body: string } | undefined;
@@ -120,7 +120,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       return;
     }
     let a: CachedAnswer;
-    if ((info.verb === 'get' && info.subresource === '') || info.verb === 'list') a = cache.read(info, cached);
+    if ((info.verb === 'get' && info.subresource === '') || info.verb === 'list') a = cache.read(info, cached, req.headers.accept);
     else if (info.verb === 'create' || info.verb === 'update' || info.verb === 'patch') {
       a = cache.write(info, req.url ?? info.path, String(req.headers['content-type'] ?? ''), (body ?? Buffer.alloc(0)).toString('utf8'), Boolean(req.headers.authorization));
     } else {
