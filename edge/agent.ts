@@ -158,6 +158,29 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const random = opts.random ?? Math.random;
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   let replaying = false;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Replays the outbox; when the apiserver refused for now (5xx, 429), tries again later while online. */
+  const replay = async (call: Parameters<typeof replayOutbox>[1]) => {
+    if (replaying || !store) return;
+    replaying = true;
+    let done = true;
+    try {
+      const r = await replayOutbox(store, call, log.child({ part: 'replay' }));
+      done = r.done;
+      log.info('outbox replayed', { ...r });
+    } catch (e) {
+      done = false;
+      log.warn('outbox replay failed', { error: e });
+    } finally {
+      replaying = false;
+    }
+    if (!done) {
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(() => {
+        if (pool.online) void replay(call);
+      }, 5000 + Math.floor(random() * 5000));
+    }
+  };
   const onOnline = async () => {
     const u = pool.pick();
     if (!u || !store) {
@@ -166,17 +189,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }
     const call = (method: string, path: string, o: { contentType?: string; accept?: string; body?: string } = {}) =>
       callUpstream(targetOf(u), method, path, { ...o, userAgent: `tether-edge/${buildInfo.version}` });
-    if (!replaying) {
-      replaying = true;
-      try {
-        const r = await replayOutbox(store, call, log.child({ part: 'replay' }));
-        log.info('outbox replayed', { ...r });
-      } catch (e) {
-        log.warn('outbox replay failed; will retry on the next reconnect', { error: e });
-      } finally {
-        replaying = false;
-      }
-    }
+    await replay(call);
     bus.endAll();
     await prefetchDiscovery(store, call, log).catch((e) => log.warn('discovery refresh failed', { error: e }));
   };
@@ -219,6 +232,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     status,
     async close() {
       clearTimeout(reconnectTimer);
+      clearTimeout(retryTimer);
       bus.endAll();
       await proxy.close();
       await admin.close();
