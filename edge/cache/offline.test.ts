@@ -126,6 +126,21 @@ describe('watch server', () => {
     expect(s.ended).toBe(true);
   });
 
+  test('an object leaving or entering the selectors arrives as DELETED or ADDED', () => {
+    const bus = createEventBus();
+    const s = sink();
+    serveWatch({ store, bus }, req('/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dedge-1&labelSelector=app%3Dweb&resourceVersion=10'), s);
+    const write = (o: KubeObject) => {
+      const r = store.streams.applyLocal('v1/pods', 'MODIFIED', o, (st) => streamMatcher(st)(o));
+      for (const e of r.events) bus.publish(e.streamId, e.event);
+    };
+    write(pod('a', 5, { app: 'db' })); // a was app=web: it leaves the client's view
+    write(pod('b', 6, { app: 'web' })); // b was app=db: it enters
+    write(pod('b', 6, { app: 'web' }, 'Failed'));
+    expect(s.lines.map((l) => `${l.type} ${l.object.metadata.name}`)).toEqual(['DELETED a', 'ADDED b', 'MODIFIED b']);
+    s.disconnect();
+  });
+
   test('a resourceVersion older than the log gets 410 Expired as an ERROR event', () => {
     const s = sink();
     serveWatch({ store, bus: createEventBus() }, req('/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dedge-1&resourceVersion=3'), s);

@@ -78,10 +78,22 @@ export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, 
     sink.end();
   };
   sink.onClose(close);
+  // What this client sees, so that an object entering or leaving its selectors arrives as ADDED or
+  // DELETED, as the apiserver's watch cache sends it.
+  const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+  const visible = new Set<string>();
   const send = (ev: LoggedEvent) => {
-    if (closed || !match(ev.object)) return;
+    if (closed) return;
+    const key = keyOf(ev.object);
+    const was = visible.has(key);
+    const is = ev.type !== 'DELETED' && match(ev.object);
+    let type: string | undefined;
+    if (is) type = was ? (ev.type === 'ADDED' ? 'MODIFIED' : ev.type) : 'ADDED';
+    else if (was) type = 'DELETED';
+    if (is) visible.add(key);
+    else visible.delete(key);
     lastRv = Math.max(lastRv, ev.rvNum);
-    sink.write(line(ev.type, ev.object));
+    if (type) sink.write(line(type, ev.object));
   };
 
   const rv = info.resourceVersion;
@@ -89,7 +101,10 @@ export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, 
   // The replay and the subscription below happen in one synchronous turn: no event falls between them.
   if (initial) {
     const objs: KubeObject[] = store.objects.list(info.gvr, info.namespace || undefined).filter(match);
-    for (const o of objs) sink.write(line('ADDED', o));
+    for (const o of objs) {
+      visible.add(keyOf(o));
+      sink.write(line('ADDED', o));
+    }
     if (info.sendInitialEvents === true && info.allowWatchBookmarks) {
       sink.write(line('BOOKMARK', bookmarkObject(stream.watermark, { 'k8s.io/initial-events-end': 'true' })));
     }
@@ -100,7 +115,15 @@ export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, 
       close();
       return;
     }
-    for (const ev of store.streams.eventsAfter(stream.id, from)) send(ev);
+    // The client's view at `from` is not kept; the nearest is what it selects in the store before replaying.
+    const replayed = store.streams.eventsAfter(stream.id, from);
+    const touched = new Set(replayed.map((e) => keyOf(e.object)));
+    for (const o of store.objects.list(info.gvr, info.namespace || undefined)) if (match(o) && !touched.has(keyOf(o))) visible.add(keyOf(o));
+    for (const ev of replayed) {
+      // An object the replay touches was visible before it when its first replayed event is not an ADDED.
+      if (touched.delete(keyOf(ev.object)) && ev.type !== 'ADDED') visible.add(keyOf(ev.object));
+      send(ev);
+    }
   }
   cleanups.push(bus.subscribe(stream.id, send));
   cleanups.push(bus.onEnd(close));
