@@ -11,6 +11,7 @@ const main = defineCommand({
   },
   subCommands: {
     run: () => import('./commands/run.ts').then((m) => m.default),
+    token: () => import('./commands/token.ts').then((m) => m.default),
   },
 });
 

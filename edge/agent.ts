@@ -5,7 +5,7 @@
  * re-watch upstream, refresh the discovery documents). Parts meet only here.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { openDb } from '#store-driver';
@@ -16,6 +16,8 @@ import { Registry, registerProcessMetrics } from '../shared/metrics.ts';
 import { type Listening, serveFetch } from '../shared/serve.ts';
 import { buildInfo } from '../shared/version.ts';
 import { createCache, createEventBus } from './cache/index.ts';
+import { recoverCertFiles } from './certs/cert-files.ts';
+import { startCertRotation } from './certs/rotation.ts';
 import { replayOutbox } from './cache/replay.ts';
 import type { EdgeConfig } from './config.ts';
 import { callUpstream } from './proxy/client.ts';
@@ -64,6 +66,8 @@ function openStore(dir: string, log: Logger): { store?: Store; problem?: string 
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const { config, log } = opts;
   if (config.servers.length === 0) throw new TetherError(ErrorCode.BadConfig, 'invalid configuration: servers: at least one kube-apiserver URL is needed');
+  // A rotation interrupted between writing the new key and certificate is finished (or undone) first.
+  if (config.certFile && config.keyFile) recoverCertFiles({ certFile: config.certFile, keyFile: config.keyFile }, log.child({ part: 'certs' }));
   const tls = { ca: readPem(config.caFile, 'CA file'), cert: readPem(config.certFile, 'certificate'), key: readPem(config.keyFile, 'key') };
 
   const opened = openStore(config.dataDir, log);
@@ -85,6 +89,29 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       : null;
 
   const pool: UpstreamPool = createUpstreamPool({ servers: config.servers, lbMode: config.lbMode, tls, log: log.child({ part: 'upstream' }) });
+  const httpsServers = config.servers.filter((s) => s.startsWith('https:'));
+  const rotation =
+    config.rotateCertificates && config.caFile && config.certFile && config.keyFile && httpsServers.length
+      ? startCertRotation({
+          nodeName: opts.nodeName,
+          // The healthy upstream first; all of them when none is (an expired certificate fails every probe).
+          servers: () => {
+            const u = pool.pick();
+            return u ? [u.url.href, ...httpsServers.filter((s) => s !== u.url.href)] : httpsServers;
+          },
+          caFile: config.caFile,
+          certFile: config.certFile,
+          keyFile: config.keyFile,
+          bootstrapTokenFile: config.bootstrapTokenFile ?? join(dirname(config.certFile), 'bootstrap-token'),
+          log: log.child({ part: 'certs' }),
+          onRotated: (m) => {
+            // New connections use the new certificate; requests in flight finish on the old one.
+            tls.cert = m.cert;
+            tls.key = m.key;
+            pool.setTls(m);
+          },
+        })
+      : undefined;
   const bearerAgents = new Map<string, HttpAgent>();
   const targets = new Map<Upstream, Target>();
   const targetOf = (u: Upstream): Target => {
@@ -221,7 +248,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   }
 
   const status = () =>
-    collectStatus({ nodeName: opts.nodeName, pool, store, storeProblem, bus, proxy: proxy.address, problems: [garbageProblem()].filter((p) => p !== null) });
+    collectStatus({
+      nodeName: opts.nodeName,
+      pool,
+      store,
+      storeProblem,
+      bus,
+      proxy: proxy.address,
+      certificate: rotation?.status(),
+      problems: [garbageProblem(), rotation?.status().problem ?? null].filter((p) => p !== null),
+    });
   const app = createAdminApp({ registry, checks: { store: () => storeProblem, 'upstream-data': garbageProblem } });
   app.get('/status', (c) => c.json(status()));
   const admin = await serveFetch(app.fetch, config.adminListen);
@@ -231,6 +267,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     admin,
     status,
     async close() {
+      rotation?.stop();
       clearTimeout(reconnectTimer);
       clearTimeout(retryTimer);
       bus.endAll();

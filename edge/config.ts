@@ -20,6 +20,11 @@ export const edgeConfigSchema = z.strictObject({
   caFile: z.string().optional().describe('CA bundle that signs the apiserver certificate'),
   certFile: z.string().optional().describe("The node's client certificate (CN=system:node:<name>)"),
   keyFile: z.string().optional().describe("The node's client key"),
+  bootstrapTokenFile: z
+    .string()
+    .optional()
+    .describe('Fresh bootstrap token for re-joining after the certificate expired offline (default: bootstrap-token beside certFile)'),
+  rotateCertificates: z.boolean().default(true).describe('Renew the client certificate at a jittered 70–90 % of its lifetime'),
   dataDir: z.string().default('/var/lib/tether').describe('Directory of the snapshot store (created 0700)'),
   cacheComponents: z
     .array(z.string().min(1))

@@ -13,6 +13,8 @@ const main = defineCommand({
     run: () => import('./commands/run.ts').then((m) => m.default),
     status: () => import('./commands/status.ts').then((m) => m.default),
     store: () => import('./commands/store.ts').then((m) => m.default),
+    join: () => import('./commands/join.ts').then((m) => m.default),
+    reset: () => import('./commands/reset.ts').then((m) => m.default),
   },
 });
 

@@ -1,6 +1,7 @@
 /** What `tether-edge status` shows: upstreams, store contents, views per client, outbox depth. */
 import { statSync } from 'node:fs';
 import type { EventBus } from './cache/bus.ts';
+import type { CertRotationStatus } from './certs/rotation.ts';
 import type { Store } from './store/index.ts';
 
 export interface AgentStatus {
@@ -18,6 +19,8 @@ export interface AgentStatus {
     outbox: Record<string, number>;
   };
   offlineWatches: number;
+  /** The client certificate and its rotation, when the agent rotates it. */
+  certificate?: CertRotationStatus;
   /** Other problems worth an operator's attention (undecodable upstream answers…). */
   problems: string[];
 }
@@ -29,6 +32,7 @@ interface StatusSources {
   store?: Store;
   storeProblem: string | null;
   bus: EventBus;
+  certificate?: CertRotationStatus;
   problems: string[];
 }
 
@@ -73,6 +77,7 @@ export function collectStatus(s: StatusSources): AgentStatus {
       outbox,
     },
     offlineWatches: s.bus.watches,
+    ...(s.certificate ? { certificate: s.certificate } : {}),
     problems: s.problems,
   };
 }
@@ -88,6 +93,10 @@ export function formatStatus(st: AgentStatus): string {
   lines.push(`  views per client: ${views.length ? views.map(([c, n]) => `${c}=${n}`).join(' ') : 'none'}`);
   lines.push(`  outbox: ${Object.entries(st.store.outbox).map(([k, n]) => `${k}=${n}`).join(' ') || 'empty'}`);
   lines.push(`offline watches: ${st.offlineWatches}`);
+  if (st.certificate) {
+    const c = st.certificate;
+    lines.push(`certificate: ${c.subject}, ${c.state}, valid until ${c.notAfter}, renews at ${c.renewAt} (${c.rotations} rotations)`);
+  }
   for (const p of st.problems) lines.push(`PROBLEM: ${p}`);
   return lines.join('\n');
 }

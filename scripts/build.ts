@@ -103,13 +103,22 @@ if (!opts['no-node']) {
   artifacts.push(outfile);
 }
 
+// The installer, with the release location stamped in when the release process names one.
+{
+  const base = process.env.TETHER_RELEASE_BASE ?? '';
+  if (base && !/^https:\/\/[^\s"$`]+$/.test(base)) fail(`TETHER_RELEASE_BASE must be an https URL, got ${JSON.stringify(base)}`);
+  const script = readFileSync(join(root, 'scripts/install.sh'), 'utf8').replace(/^RELEASES=""$/m, `RELEASES="${base.replace(/\/$/, '')}"`);
+  writeFileSync(join(dist, 'install.sh'), script, { mode: 0o755 });
+  artifacts.push(join(dist, 'install.sh'));
+}
+
 const sums: string[] = [];
 const rows: string[] = [];
 for (const file of artifacts) {
   const name = relative(dist, file);
   const raw = statSync(file).size;
   let xzSize = 0;
-  if (!opts['no-xz']) {
+  if (!opts['no-xz'] && !file.endsWith('.sh')) {
     execFileSync('xz', ['-T0', '-6', '-k', '-f', file]);
     xzSize = statSync(`${file}.xz`).size;
     sums.push(`${sha256(`${file}.xz`)}  ${name}.xz`);

@@ -1,0 +1,116 @@
+/**
+ * `tether-hub token create`: a bootstrap token for joining edge nodes, printed as a ready
+ * `tether-edge join` command, as `kubeadm token create --print-join-command` does.
+ *
+ * The token is a Secret kube-system/bootstrap-token-<id> (type bootstrap.kubernetes.io/token)
+ * usable for authentication and for signing cluster-info, in kubeadm's default node token group
+ * (whose CSRs kube-controller-manager approves). The CA hash is SHA-256 of the SubjectPublicKeyInfo
+ * of the CA in kube-public/cluster-info, the CA that joining nodes will check; the server is the
+ * one cluster-info advertises unless --server says otherwise.
+ */
+import { X509Certificate, createHash, randomInt } from 'node:crypto';
+import { defineCommand } from 'citty';
+import { parse as parseYaml } from 'yaml';
+import { guard } from '../../shared/cli.ts';
+import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
+import { loadKubeConfig, makeClients, statusCodeOf } from '../kube/client.ts';
+
+export const NODE_TOKEN_GROUP = 'system:bootstrappers:kubeadm:default-node-token';
+
+function random(n: number): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let s = '';
+  for (let i = 0; i < n; i++) s += alphabet[randomInt(alphabet.length)];
+  return s;
+}
+
+/** "24h", "30m", "90s", "2h30m", "0" (never expires) → seconds. */
+export function parseTtl(s: string): number {
+  if (s.trim() === '0') return 0;
+  const re = /(\d+)(h|m|s)/g;
+  let total = 0;
+  let consumed = 0;
+  for (const m of s.trim().matchAll(re)) {
+    total += Number(m[1]) * { h: 3600, m: 60, s: 1 }[m[2] as 'h' | 'm' | 's'];
+    consumed += m[0].length;
+  }
+  if (consumed === 0 || consumed !== s.trim().length) throw new TetherError(ErrorCode.BadConfig, `token create: --ttl ${JSON.stringify(s)}: expected a duration such as 24h, 30m or 1h30m (0: never expires)`);
+  return total;
+}
+
+/** kubeadm's CA pin: sha256 of the certificate's SubjectPublicKeyInfo (DER). */
+export function caCertHash(certPem: string): string {
+  const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
+  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
+}
+
+async function clusterInfo(core: ReturnType<typeof makeClients>['core']): Promise<{ caPem: string; server: string }> {
+  let kubeconfig: string | undefined;
+  try {
+    const cm = await core.readNamespacedConfigMap({ name: 'cluster-info', namespace: 'kube-public' });
+    kubeconfig = cm.data?.kubeconfig;
+  } catch (e) {
+    if (statusCodeOf(e) === 404) {
+      throw new TetherError(ErrorCode.BadConfig, 'token create: the cluster has no kube-public/cluster-info ConfigMap, which joining nodes read; kubeadm creates it (`kubeadm init phase bootstrap-token`)');
+    }
+    throw new TetherError(ErrorCode.UpstreamUnavailable, `token create: read kube-public/cluster-info: ${messageOf(e)}`, { cause: e });
+  }
+  const cluster = (parseYaml(kubeconfig ?? '') as { clusters?: { cluster?: Record<string, string> }[] } | null)?.clusters?.[0]?.cluster;
+  const data = cluster?.['certificate-authority-data'];
+  if (!data || !cluster?.server) throw new TetherError(ErrorCode.BadConfig, 'token create: kube-public/cluster-info holds no CA or server');
+  return { caPem: Buffer.from(data, 'base64').toString('utf8'), server: cluster.server };
+}
+
+const create = defineCommand({
+  meta: { name: 'create', description: 'Create a bootstrap token and print the tether-edge join command' },
+  args: {
+    kubeconfig: { type: 'string', description: 'Kubeconfig of the cluster (default: $KUBECONFIG, then in-cluster)' },
+    ttl: { type: 'string', description: 'Lifetime of the token (0: never expires)', default: '24h' },
+    description: { type: 'string', description: 'Description stored with the token', default: 'tether-edge join token' },
+    server: { type: 'string', description: 'kube-apiserver URL for edge nodes (default: the one in kube-public/cluster-info)' },
+    hub: { type: 'string', description: 'wss:// address of tether-hub to put in the join command' },
+    pool: { type: 'string', description: 'Node pool to put in the join command' },
+  },
+  run: ({ args }) =>
+    guard('tether-hub', async () => {
+      const ttl = parseTtl(args.ttl);
+      const kc = loadKubeConfig(args.kubeconfig ?? process.env.KUBECONFIG);
+      const { core } = makeClients(kc);
+      const info = await clusterInfo(core);
+      const id = random(6);
+      const secret = random(16);
+      const expiration = ttl > 0 ? new Date(Date.now() + ttl * 1000).toISOString().replace(/\.\d+Z$/, 'Z') : undefined;
+      try {
+        await core.createNamespacedSecret({
+          namespace: 'kube-system',
+          body: {
+            apiVersion: 'v1',
+            kind: 'Secret',
+            type: 'bootstrap.kubernetes.io/token',
+            metadata: { name: `bootstrap-token-${id}`, namespace: 'kube-system' },
+            stringData: {
+              'token-id': id,
+              'token-secret': secret,
+              'usage-bootstrap-authentication': 'true',
+              'usage-bootstrap-signing': 'true',
+              'auth-extra-groups': NODE_TOKEN_GROUP,
+              description: args.description,
+              ...(expiration ? { expiration } : {}),
+            },
+          },
+        });
+      } catch (e) {
+        throw new TetherError(ErrorCode.UpstreamUnavailable, `token create: create Secret kube-system/bootstrap-token-${id}: ${messageOf(e)}`, { cause: e });
+      }
+      const parts = ['tether-edge join', `--server ${args.server ?? info.server}`, `--token ${id}.${secret}`, `--ca-cert-hash ${caCertHash(info.caPem)}`];
+      if (args.hub) parts.push(`--hub ${args.hub}`);
+      if (args.pool) parts.push(`--pool ${args.pool}`);
+      process.stdout.write(`${parts.join(' ')}\n`);
+      process.stderr.write(`token ${id} ${expiration ? `expires at ${expiration}` : 'never expires'}; delete it early with: kubectl -n kube-system delete secret bootstrap-token-${id}\n`);
+    }),
+});
+
+export default defineCommand({
+  meta: { name: 'token', description: 'Bootstrap tokens for joining edge nodes' },
+  subCommands: { create },
+});

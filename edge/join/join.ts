@@ -1,0 +1,139 @@
+/**
+ * `tether-edge join`: make this machine an edge node of a cluster.
+ *
+ *   validate the arguments → discover and pin the cluster CA (discovery.ts) → get a node client
+ *   certificate with the bootstrap token (certs/request-cert.ts) → write configuration, key,
+ *   certificate, systemd unit, kubelet kubeconfig and pool label as one change set (changes.ts)
+ *   → with systemd on "/": reload, enable and start tether-edge, restart a running kubelet.
+ *
+ * Nothing is written before every network step has succeeded, and a failed write undoes the rest.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, TetherError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import { requestNodeCertificate } from '../certs/request-cert.ts';
+import { type ChangePlan, type PlannedFile, applyChanges, readManifest } from './changes.ts';
+import { discoverCluster } from './discovery.ts';
+import {
+  PATHS,
+  UNIT_NAME,
+  agentConfigYaml,
+  checkNodeName,
+  checkPoolName,
+  kubeletDropIn,
+  kubeletEnv,
+  kubeletKubeconfig,
+  systemdUnit,
+} from './layout.ts';
+import { type Systemd, detectSystemd } from './systemd.ts';
+import { parseBootstrapToken, parseCaCertHash } from './token.ts';
+
+export interface JoinOptions {
+  server: string;
+  token: string;
+  caCertHash: string;
+  nodeName?: string;
+  pool?: string;
+  hubUrl?: string;
+  /** Directory standing for "/"; default "/". */
+  root?: string;
+  /** The tether-edge executable the systemd unit runs. */
+  binary: string;
+  /** For discovery, and again for the certificate to be issued. */
+  timeoutMs: number;
+  log: Logger;
+  /** Default: detected (only on "/"). */
+  systemd?: Systemd;
+}
+
+export interface JoinResult {
+  nodeName: string;
+  server: string;
+  csrName: string;
+  notAfter: Date;
+  written: string[];
+  /** Files that existed and were replaced; originals under /etc/tether/backup. */
+  replaced: string[];
+  /** What was done with systemd, or what the operator should do. */
+  next: string[];
+}
+
+function checkUrl(value: string, protocols: string[], flag: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new TetherError(ErrorCode.BadConfig, `join: ${flag} ${JSON.stringify(value)} is not a URL`);
+  }
+  if (!protocols.includes(u.protocol)) throw new TetherError(ErrorCode.BadConfig, `join: ${flag} must be a ${protocols.join(' or ')}// URL, not ${value}`);
+  return value.replace(/\/+$/, '');
+}
+
+export async function joinNode(o: JoinOptions): Promise<JoinResult> {
+  const root = o.root ?? '/';
+  const server = checkUrl(o.server, ['https:'], '--server');
+  const token = parseBootstrapToken(o.token);
+  const pin = parseCaCertHash(o.caCertHash);
+  const nodeName = checkNodeName(o.nodeName ?? hostname().toLowerCase());
+  const pool = o.pool === undefined ? undefined : checkPoolName(o.pool);
+  const hubUrl = o.hubUrl === undefined ? undefined : checkUrl(o.hubUrl, ['wss:', 'ws:'], '--hub');
+  if (!existsSync(root)) throw new TetherError(ErrorCode.BadConfig, `join: --root ${root} does not exist`);
+  if (readManifest(root, PATHS.manifest)) {
+    throw new TetherError(ErrorCode.BadConfig, `join: this node has joined already (${join(root, PATHS.manifest)} exists); run \`tether-edge reset\` first`);
+  }
+
+  const cluster = await discoverCluster({ server, token, caCertHash: pin, timeoutMs: o.timeoutMs, log: o.log });
+  const issued = await requestNodeCertificate({
+    endpoint: { server, ca: cluster.caPem, token: token.value },
+    nodeName,
+    timeoutMs: o.timeoutMs,
+    log: o.log,
+  });
+
+  const existing = (p: string) => (existsSync(join(root, p)) ? readFileSync(join(root, p), 'utf8') : undefined);
+  const kubeletConf = existing(PATHS.kubeletKubeconfig);
+  const files: PlannedFile[] = [
+    { path: PATHS.ca, content: cluster.caPem, mode: 0o600 },
+    { path: PATHS.key, content: issued.keyPem, mode: 0o600 },
+    { path: PATHS.cert, content: issued.certPem, mode: 0o600 },
+    { path: PATHS.config, content: agentConfigYaml({ nodeName, server, hubUrl }), mode: 0o644 },
+    { path: PATHS.unit, content: systemdUnit(o.binary), mode: 0o644 },
+    { path: PATHS.kubeletKubeconfig, content: kubeletKubeconfig(kubeletConf), mode: 0o600 },
+  ];
+  if (pool !== undefined) {
+    files.push({ path: PATHS.kubeletEnv, content: kubeletEnv(pool, existing(PATHS.kubeletDefaults)), mode: 0o644 });
+    files.push({ path: PATHS.kubeletDropIn, content: kubeletDropIn(), mode: 0o644 });
+  }
+  const plan: ChangePlan = {
+    manifestPath: PATHS.manifest,
+    backupDir: PATHS.backupDir,
+    dirs: [
+      { path: PATHS.etcDir, mode: 0o755, owned: false },
+      { path: PATHS.pkiDir, mode: 0o700, owned: true },
+      { path: PATHS.backupDir, mode: 0o700, owned: true },
+      { path: PATHS.dataDir, mode: 0o700, owned: true },
+    ],
+    files,
+    meta: { node: nodeName, server, pool: pool ?? null, csr: issued.csrName, joinedAt: new Date().toISOString() },
+  };
+  const manifest = applyChanges(root, plan);
+  const replaced = manifest.backups.map((b) => b.path);
+  o.log.info('joined', { node: nodeName, server, csr: issued.csrName, replaced });
+
+  const next: string[] = [];
+  const systemd = o.systemd ?? detectSystemd(root);
+  if (systemd) {
+    await systemd.systemctl(['daemon-reload']);
+    const started = await systemd.systemctl(['enable', '--now', UNIT_NAME]);
+    next.push(started.code === 0 ? `started ${UNIT_NAME}` : `could not start ${UNIT_NAME} (${started.output}); see journalctl -u ${UNIT_NAME}`);
+    const kubelet = await systemd.systemctl(['try-restart', 'kubelet.service']);
+    if (kubelet.code === 0) next.push('restarted kubelet.service if it was running');
+  } else if (root === '/') {
+    next.push(`start the agent: ${o.binary} run --config ${PATHS.config}`, `then (re)start the kubelet with --kubeconfig ${PATHS.kubeletKubeconfig}`);
+  } else {
+    next.push(`files written under ${root}; nothing was started`);
+  }
+  return { nodeName, server, csrName: issued.csrName, notAfter: issued.notAfter, written: manifest.files, replaced, next };
+}

@@ -1,0 +1,60 @@
+import { describe, expect, test } from 'bun:test';
+import { parse as parseYaml } from 'yaml';
+import { edgeConfigSchema } from '../config.ts';
+import { AGENT_URL, agentConfigYaml, checkNodeName, checkPoolName, kubeletEnv, kubeletKubeconfig, systemdUnit } from './layout.ts';
+
+describe('what join writes', () => {
+  test("the agent configuration is accepted by the agent's own schema", () => {
+    const text = agentConfigYaml({ nodeName: 'edge-1', server: 'https://10.0.0.1:6443', hubUrl: 'wss://hub.example:8443' });
+    const config = edgeConfigSchema.parse(parseYaml(text));
+    expect(config).toMatchObject({
+      nodeName: 'edge-1',
+      servers: ['https://10.0.0.1:6443'],
+      caFile: '/etc/tether/pki/ca.crt',
+      certFile: '/etc/tether/pki/node.crt',
+      keyFile: '/etc/tether/pki/node.key',
+      dataDir: '/var/lib/tether',
+      hubUrl: 'wss://hub.example:8443',
+    });
+  });
+
+  test('the systemd unit runs the agent with that configuration', () => {
+    expect(systemdUnit('/usr/local/bin/tether-edge')).toContain('ExecStart=/usr/local/bin/tether-edge run --config /etc/tether/edge.yaml\n');
+  });
+
+  test('a fresh kubelet kubeconfig names the agent and no credentials', () => {
+    const doc = parseYaml(kubeletKubeconfig()) as any;
+    expect(doc.clusters).toEqual([{ name: 'tether-edge', cluster: { server: AGENT_URL } }]);
+    expect(doc.users).toEqual([{ name: 'kubelet', user: {} }]);
+  });
+
+  test("a kubeadm kubelet kubeconfig is converted: the agent's address, its users and contexts kept", () => {
+    const kubeadm = [
+      'apiVersion: v1', 'kind: Config',
+      'clusters:', '- cluster:', '    certificate-authority-data: QUJD', '    server: https://10.0.0.1:6443', '  name: default-cluster',
+      'contexts:', '- context:', '    cluster: default-cluster', '    namespace: default', '    user: default-auth', '  name: default-context',
+      'current-context: default-context',
+      'users:', '- name: default-auth', '  user:', '    client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem',
+      '    client-key: /var/lib/kubelet/pki/kubelet-client-current.pem', '',
+    ].join('\n');
+    const doc = parseYaml(kubeletKubeconfig(kubeadm)) as any;
+    expect(doc.clusters).toEqual([{ name: 'default-cluster', cluster: { server: AGENT_URL } }]);
+    expect(doc.users[0].user['client-certificate']).toBe('/var/lib/kubelet/pki/kubelet-client-current.pem');
+    expect(doc['current-context']).toBe('default-context');
+    expect(() => kubeletKubeconfig('apiVersion: v1\nkind: Config\n')).toThrow('names no cluster');
+  });
+
+  test("the pool label request keeps the kubelet's extra arguments from /etc/default/kubelet", () => {
+    expect(kubeletEnv('shop-7')).toContain('KUBELET_EXTRA_ARGS="--node-labels=apps.tether.dev/pool=shop-7"');
+    expect(kubeletEnv('shop-7', '# x\nKUBELET_EXTRA_ARGS="--v=2 --max-pods=50"\n')).toContain(
+      'KUBELET_EXTRA_ARGS="--v=2 --max-pods=50 --node-labels=apps.tether.dev/pool=shop-7"',
+    );
+  });
+
+  test('node and pool names are checked', () => {
+    expect(checkNodeName('edge-1.site')).toBe('edge-1.site');
+    expect(() => checkNodeName('Edge_1')).toThrow('pass --node-name');
+    expect(checkPoolName('Shop_7.a')).toBe('Shop_7.a');
+    expect(() => checkPoolName('-bad')).toThrow('not a valid label value');
+  });
+});

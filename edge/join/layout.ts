@@ -1,0 +1,144 @@
+/**
+ * Where join puts things on a node, and what it writes there. Paths are as on the node; with
+ * `--root DIR` they are written under DIR but keep these values inside the files.
+ */
+import { parse as parseYaml, stringify } from 'yaml';
+import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
+
+export const PATHS = {
+  etcDir: '/etc/tether',
+  config: '/etc/tether/edge.yaml',
+  manifest: '/etc/tether/join.json',
+  backupDir: '/etc/tether/backup',
+  pkiDir: '/etc/tether/pki',
+  ca: '/etc/tether/pki/ca.crt',
+  cert: '/etc/tether/pki/node.crt',
+  key: '/etc/tether/pki/node.key',
+  /** Not written by join: where an operator puts a fresh token when the certificate expired offline. */
+  bootstrapToken: '/etc/tether/pki/bootstrap-token',
+  dataDir: '/var/lib/tether',
+  unit: '/etc/systemd/system/tether-edge.service',
+  kubeletKubeconfig: '/etc/kubernetes/kubelet.conf',
+  kubeletEnv: '/etc/tether/kubelet.env',
+  kubeletDropIn: '/etc/systemd/system/kubelet.service.d/20-tether.conf',
+  /** Read only: Debian's kubelet defaults, whose KUBELET_EXTRA_ARGS kubelet.env keeps. */
+  kubeletDefaults: '/etc/default/kubelet',
+} as const;
+
+export const AGENT_URL = 'http://127.0.0.1:10261';
+export const POOL_LABEL = 'apps.tether.dev/pool';
+export const UNIT_NAME = 'tether-edge.service';
+
+const header = (what: string) => `# ${what}\n# Written by \`tether-edge join\`; \`tether-edge reset\` removes it.\n`;
+
+export interface AgentConfigInput {
+  nodeName: string;
+  server: string;
+  hubUrl?: string;
+}
+
+/** The agent's configuration: keys of edge/config.ts edgeConfigSchema. */
+export function agentConfigYaml(i: AgentConfigInput): string {
+  const doc: Record<string, unknown> = {
+    nodeName: i.nodeName,
+    servers: [i.server],
+    caFile: PATHS.ca,
+    certFile: PATHS.cert,
+    keyFile: PATHS.key,
+    dataDir: PATHS.dataDir,
+    ...(i.hubUrl ? { hubUrl: i.hubUrl } : {}),
+  };
+  return header('tether-edge configuration (tether-edge run --config /etc/tether/edge.yaml)') + stringify(doc);
+}
+
+export function systemdUnit(binary: string): string {
+  return `${header('tether-edge: the edge agent that kubelet talks to')}[Unit]
+Description=Tether edge agent (caching proxy for kube-apiserver on 127.0.0.1:10261)
+Wants=network-online.target
+After=network-online.target
+Before=kubelet.service
+
+[Service]
+ExecStart=${binary} run --config ${PATHS.config}
+Restart=always
+RestartSec=2
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/**
+ * The kubelet's kubeconfig, pointing at the agent. An existing one (a kubeadm node being
+ * converted) keeps its users and contexts, so the kubelet still finds its credentials and does
+ * not try to bootstrap again; only its clusters now name the agent's plain-HTTP address.
+ */
+export function kubeletKubeconfig(existing?: string): string {
+  if (existing === undefined) {
+    return header('kubelet kubeconfig: the kubelet talks to the tether-edge agent, which holds the node identity') +
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'tether-edge', cluster: { server: AGENT_URL } }],
+        contexts: [{ name: 'tether-edge', context: { cluster: 'tether-edge', user: 'kubelet' } }],
+        'current-context': 'tether-edge',
+        users: [{ name: 'kubelet', user: {} }],
+      });
+  }
+  let doc: { clusters?: { cluster?: Record<string, unknown> }[] };
+  try {
+    doc = parseYaml(existing) as typeof doc;
+  } catch (e) {
+    throw new TetherError(ErrorCode.BadConfig, `join: the existing ${PATHS.kubeletKubeconfig} does not parse: ${messageOf(e)}`, { cause: e });
+  }
+  if (!doc || !Array.isArray(doc.clusters) || doc.clusters.length === 0) {
+    throw new TetherError(ErrorCode.BadConfig, `join: the existing ${PATHS.kubeletKubeconfig} names no cluster; move it away and join again`);
+  }
+  for (const c of doc.clusters) {
+    const cluster = (c.cluster ??= {});
+    cluster.server = AGENT_URL;
+    delete cluster['certificate-authority'];
+    delete cluster['certificate-authority-data'];
+    delete cluster['tls-server-name'];
+  }
+  return header('kubelet kubeconfig, converted: the kubelet talks to the tether-edge agent (the original is in /etc/tether/backup)') + stringify(doc);
+}
+
+/**
+ * The pool label request: kubelet flags in an environment file that the kubelet drop-in loads
+ * after /etc/default/kubelet, keeping that file's KUBELET_EXTRA_ARGS. The kubelet applies
+ * --node-labels when it registers the Node.
+ */
+export function kubeletEnv(pool: string, defaults?: string): string {
+  const previous = defaults ? extraArgsOf(defaults) : '';
+  const args = [previous, `--node-labels=${POOL_LABEL}=${pool}`].filter(Boolean).join(' ');
+  return header('kubelet flags for the node pool (loaded by kubelet.service.d/20-tether.conf)') + `KUBELET_EXTRA_ARGS="${args}"\n`;
+}
+
+export function kubeletDropIn(): string {
+  return `${header('kubelet drop-in: adds the node pool label to the kubelet flags')}[Service]\nEnvironmentFile=-${PATHS.kubeletEnv}\n`;
+}
+
+function extraArgsOf(envFile: string): string {
+  for (const line of envFile.split('\n')) {
+    const m = /^\s*KUBELET_EXTRA_ARGS\s*=\s*(.*)$/.exec(line);
+    if (m) return m[1]!.trim().replace(/^(["'])(.*)\1$/, '$2');
+  }
+  return '';
+}
+
+const LABEL_VALUE = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+export function checkPoolName(pool: string): string {
+  if (!LABEL_VALUE.test(pool)) throw new TetherError(ErrorCode.BadConfig, `join: --pool ${JSON.stringify(pool)} is not a valid label value (letters, digits, "-", "_", ".", at most 63)`);
+  return pool;
+}
+
+export function checkNodeName(name: string): string {
+  if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+    throw new TetherError(ErrorCode.BadConfig, `join: node name ${JSON.stringify(name)} is not a valid Kubernetes node name (lower-case letters, digits, "-" and "."); pass --node-name`);
+  }
+  return name;
+}
