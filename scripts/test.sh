@@ -3,6 +3,7 @@
 # builds or reuses the cached control plane, starts one real cluster for the run, then runs
 #   1. every bun:test suite (unit tests beside the code, end-to-end suites in test/),
 #   2. the store contract under Node 20 against a Node bundle of the same code,
+#   3. the tunnel session contract under Node 20 the same way,
 # and ends with one plain line "N passed, N failed". Exit status is non-zero on any failure.
 #
 #   npm test                     # everything
@@ -79,6 +80,18 @@ if "$bun" build edge/store/store.node.contract.ts --target=node --format=esm --e
 else
   cat "$work/node-bundle.log" >&2
   tally "store contract under node (bundle failed)" 0 1
+fi
+
+# 3. The tunnel contracts under Node, against a Node bundle of the same code.
+tunnel="$work/tunnel.node.contract.mjs"
+if "$bun" build shared/tunnel/tunnel.node.contract.ts --target=node --format=esm --outfile "$tunnel" >"$work/tunnel-bundle.log" 2>&1; then
+  node --test --test-reporter=tap "$tunnel" 2>&1 | tee "$work/tunnel-node-test.log" | grep -E '^(not )?ok ' >&2
+  np=$(grep -Eo '^# pass [0-9]+' "$work/tunnel-node-test.log" | grep -Eo '[0-9]+' || echo 0)
+  nf=$(grep -Eo '^# fail [0-9]+' "$work/tunnel-node-test.log" | grep -Eo '[0-9]+' || echo 1)
+  tally "tunnel contract under node $(node --version)" "$np" "$nf"
+else
+  cat "$work/tunnel-bundle.log" >&2
+  tally "tunnel contract under node (bundle failed)" 0 1
 fi
 
 echo "$passed passed, $failed failed"

@@ -13,6 +13,11 @@ export const ErrorCode = {
   StoreConflict: 'E_STORE_CONFLICT',
   UpstreamUnavailable: 'E_UPSTREAM_UNAVAILABLE',
   TunnelClosed: 'E_TUNNEL_CLOSED',
+  TunnelDial: 'E_TUNNEL_DIAL',
+  TunnelDenied: 'E_TUNNEL_DENIED',
+  TunnelTimeout: 'E_TUNNEL_TIMEOUT',
+  TunnelReset: 'E_TUNNEL_RESET',
+  TunnelProtocol: 'E_TUNNEL_PROTOCOL',
   Internal: 'E_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
