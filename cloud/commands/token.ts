@@ -8,7 +8,8 @@
  * of the CA in kube-public/cluster-info, the CA that joining nodes will check; the server is the
  * one cluster-info advertises unless --server says otherwise.
  */
-import { X509Certificate, createHash, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
+import { caCertHash } from '../../shared/ca-hash.ts';
 import { defineCommand } from 'citty';
 import { parse as parseYaml } from 'yaml';
 import { guard } from '../../shared/cli.ts';
@@ -39,10 +40,6 @@ export function parseTtl(s: string): number {
 }
 
 /** kubeadm's CA pin: sha256 of the certificate's SubjectPublicKeyInfo (DER). */
-export function caCertHash(certPem: string): string {
-  const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
-  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
-}
 
 async function clusterInfo(core: ReturnType<typeof makeClients>['core']): Promise<{ caPem: string; server: string }> {
   let kubeconfig: string | undefined;

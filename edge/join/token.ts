@@ -4,7 +4,7 @@
  *   kube-system/bootstrap-token-<id>;
  * - a CA pin `sha256:<hex>`: SHA-256 of the cluster CA certificate's SubjectPublicKeyInfo (DER).
  */
-import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 
 export interface BootstrapToken {
@@ -36,17 +36,7 @@ export function parseCaCertHash(s: string): string {
   return m[1]!.toLowerCase();
 }
 
-/** kubeadm's CA pin of one certificate (PEM): "sha256:<hex>". */
-export function caCertHash(certPem: string): string {
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(certPem);
-  } catch (e) {
-    throw new TetherError(ErrorCode.BadConfig, `CA certificate: does not parse: ${messageOf(e)}`, { cause: e });
-  }
-  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
-  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
-}
+export { caCertHash } from '../../shared/ca-hash.ts';
 
 /** Constant-time comparison of two hex digests. */
 export function sameDigest(a: string, b: string): boolean {
