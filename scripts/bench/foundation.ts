@@ -11,6 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { memoryOf } from './agent/http.ts';
 
 const root = join(import.meta.dir, '../..');
 const dist = join(root, 'dist');
@@ -46,12 +47,8 @@ function timeRuns(cmd: string[], n: number): number[] {
 }
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
 
-function rssOf(pid: number): number {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
-  return m ? Number(m[1]) * 1024 : NaN;
-}
 
-async function idleRss(cmd: string[], ready: (out: string) => boolean): Promise<number> {
+async function idleRss(cmd: string[], ready: (out: string) => boolean): Promise<{ rss: number; anon: number }> {
   const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   await new Promise<void>((resolve, reject) => {
@@ -65,7 +62,7 @@ async function idleRss(cmd: string[], ready: (out: string) => boolean): Promise<
     });
   });
   await new Promise((r) => setTimeout(r, 3000)); // let start-up garbage settle before reading RSS
-  const rss = rssOf(child.pid!);
+  const rss = memoryOf(child.pid!);
   child.kill('SIGTERM');
   return rss;
 }
@@ -75,7 +72,10 @@ timeRuns([edgeBin, '--version'], 3); // warm the page cache
 const edgeT = timeRuns([edgeBin, '--version'], N);
 const bunT = timeRuns([bunBin, '-e', '0'], N);
 const dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
-const edgeRss = await idleRss([edgeBin, 'run', '--data-dir', dir, '--admin-listen', '127.0.0.1:0'], (o) => o.includes('admin on'));
+const edgeRss = await idleRss(
+  [edgeBin, 'run', '--data-dir', dir, '--admin-listen', '127.0.0.1:0', '--listen', '127.0.0.1:0', '--servers', 'https://127.0.0.1:1'],
+  (o) => o.includes('admin on'),
+);
 const bareRss = await idleRss(
   [bunBin, '-e', 'console.log("ready"); setInterval(() => {}, 1000)'],
   (o) => o.includes('ready'),
@@ -97,7 +97,8 @@ const section = [
   '|---|---:|---:|---:|',
   `| \`--version\` wall time p50 (${N} runs) | ${pct(edgeT, 0.5).toFixed(1)} ms | ${pct(bunT, 0.5).toFixed(1)} ms (\`bun -e 0\`) | ${(pct(edgeT, 0.5) / pct(bunT, 0.5)).toFixed(2)}× |`,
   `| \`--version\` wall time p90 | ${pct(edgeT, 0.9).toFixed(1)} ms | ${pct(bunT, 0.9).toFixed(1)} ms | ${(pct(edgeT, 0.9) / pct(bunT, 0.9)).toFixed(2)}× |`,
-  `| idle RSS of \`tether-edge run\` (store open, admin serving) | ${mb(edgeRss)} | ${mb(bareRss)} (idle \`bun -e\`) | ${(edgeRss / bareRss).toFixed(2)}× |`,
+  `| idle RSS of \`tether-edge run\` (store open, proxy and admin serving) | ${mb(edgeRss.rss)} | ${mb(bareRss.rss)} (idle \`bun -e\`) | ${(edgeRss.rss / bareRss.rss).toFixed(2)}× |`,
+  `| of which private (anonymous) memory | ${mb(edgeRss.anon)} | ${mb(bareRss.anon)} | ${(edgeRss.anon / bareRss.anon).toFixed(2)}× |`,
   '',
 ];
 const text = section.join('\n');

@@ -47,7 +47,10 @@ export async function sideBySide(n: number, a: () => Promise<number>, b: () => P
   return out;
 }
 
-export function rssOf(pid: number): number {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
-  return m ? Number(m[1]) * 1024 : NaN;
+/** Resident memory of a process: all of it, and the private (anonymous) part — the rest is the
+ *  runtime's code mapped from the executable, shared and reclaimable like any file cache. */
+export function memoryOf(pid: number): { rss: number; anon: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string) => Number(status.match(new RegExp(`${name}:\\s+(\\d+) kB`))?.[1] ?? NaN) * 1024;
+  return { rss: kb('VmRSS'), anon: kb('RssAnon') };
 }
