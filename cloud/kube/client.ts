@@ -4,6 +4,8 @@
  * through the clients and helpers exported here, so the dependency stays in one place.
  */
 import * as k8s from '@kubernetes/client-node';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 
 export type KubeConfig = k8s.KubeConfig;
@@ -57,3 +59,94 @@ export function statusCodeOf(e: unknown): number | undefined {
 }
 
 export { k8s as kube };
+
+export interface RestRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Absolute API path, e.g. /apis/apps/v1/namespaces/default/deployments/web */
+  path: string;
+  query?: Record<string, string | undefined>;
+  body?: unknown;
+  /** Default application/json; patches name their type (application/merge-patch+json, application/apply-patch+yaml …). */
+  contentType?: string;
+  timeoutMs?: number;
+}
+
+export interface RestResponse<T = any> {
+  status: number;
+  body: T;
+}
+
+/** Raw JSON requests to the apiserver with the kubeconfig's credentials. Never throws on an HTTP status. */
+export interface RestClient {
+  request<T = any>(req: RestRequest): Promise<RestResponse<T>>;
+}
+
+export interface RestClientOptions {
+  /** Called once per request after the answer (status 0 when no answer came), e.g. to count requests. */
+  onRequest?: (method: string, path: string, status: number) => void;
+  /** Connections kept open to the apiserver (default 16). */
+  maxSockets?: number;
+}
+
+/**
+ * A JSON client over node:http(s) with one keep-alive agent. Credentials (client certificate,
+ * bearer token, a token file that rotates) are re-read from the kubeconfig for every request.
+ */
+export function createRestClient(kc: k8s.KubeConfig, opts: RestClientOptions = {}): RestClient {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new TetherError(ErrorCode.BadConfig, 'create kube client: kubeconfig has no current cluster');
+  const server = cluster.server.replace(/\/+$/, '');
+  const secure = server.startsWith('https:');
+  let agent: http.Agent | undefined;
+  const agentFor = (tls: https.RequestOptions): http.Agent => {
+    agent ??= secure
+      ? new https.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 16, ca: tls.ca, cert: tls.cert, key: tls.key, ...(cluster.skipTLSVerify ? { rejectUnauthorized: false } : {}) })
+      : new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 16 });
+    return agent;
+  };
+  return {
+    async request<T>(req: RestRequest): Promise<RestResponse<T>> {
+      const tls: https.RequestOptions = {};
+      await kc.applyToHTTPSOptions(tls);
+      const url = new URL(server + req.path);
+      for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
+      const payload = req.body === undefined ? undefined : typeof req.body === 'string' ? req.body : JSON.stringify(req.body);
+      const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'tether-hub' };
+      for (const [k, v] of Object.entries(tls.headers ?? {})) if (typeof v === 'string') headers[k.toLowerCase()] = v;
+      if (tls.auth) headers.authorization = `Basic ${Buffer.from(tls.auth).toString('base64')}`;
+      if (payload !== undefined) {
+        headers['content-type'] = req.contentType ?? 'application/json';
+        headers['content-length'] = String(Buffer.byteLength(payload));
+      }
+      let status = 0;
+      try {
+        const res = await new Promise<RestResponse<T>>((resolve, reject) => {
+          const r = (secure ? https : http).request(url, { method: req.method, headers, agent: agentFor(tls), timeout: req.timeoutMs ?? 30_000 }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('error', reject);
+            res.on('end', () => {
+              const text = Buffer.concat(chunks).toString('utf8');
+              let body: unknown = text;
+              try {
+                body = text ? JSON.parse(text) : undefined;
+              } catch {
+                // non-JSON bodies stay text
+              }
+              resolve({ status: res.statusCode ?? 0, body: body as T });
+            });
+          });
+          r.on('timeout', () => r.destroy(new Error(`no answer in ${req.timeoutMs ?? 30_000} ms`)));
+          r.on('error', reject);
+          r.end(payload);
+        });
+        status = res.status;
+        return res;
+      } catch (e) {
+        throw new TetherError(ErrorCode.UpstreamUnavailable, `${req.method} ${req.path}: ${messageOf(e)}`, { cause: e });
+      } finally {
+        opts.onRequest?.(req.method, req.path, status);
+      }
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * The CSR approver (key: CSR name): applies policy.ts and records the decision through the
+ * approval subresource (condition Approved or Denied, reason Tether…, a message saying why).
+ * The kube-controller-manager signs approved requests. A CSR decided meanwhile by someone else
+ * (kube-controller-manager's own approver) conflicts and is left as it is.
+ */
+import { ErrorCode, TetherError } from '../../../shared/errors.ts';
+import { apiStatusOf } from '../api.ts';
+import type { ControllerContext } from '../context.ts';
+import { rfc3339, type CertificateSigningRequest } from '../kube-types.ts';
+import { createController, type Controller } from '../runner.ts';
+import { decide, decided } from './policy.ts';
+
+export function createCsrController(ctx: ControllerContext): Controller {
+  const csrs = ctx.informers.csrs();
+  const nodes = ctx.informers.nodes();
+  const log = ctx.log.child({ controller: 'csr-approval' });
+  const ctl = createController(
+    'csr-approval',
+    [csrs, nodes],
+    async (name) => {
+      const csr = csrs.get(name);
+      if (!csr) return;
+      const d = decide(csr, {
+        bootstrapGroups: ctx.config.csrBootstrapGroups,
+        bootstrapSigners: ctx.config.csrBootstrapSigners,
+        bootstrapExistingNodes: ctx.config.csrBootstrapExistingNodes,
+        nodeExists: (n) => nodes.get(n) !== undefined,
+      });
+      if (d.action === 'ignore') return;
+      const condition = {
+        type: d.action === 'approve' ? 'Approved' : 'Denied',
+        status: 'True',
+        reason: d.reason,
+        message: d.message,
+        lastUpdateTime: rfc3339(ctx.now()),
+      };
+      const body: CertificateSigningRequest = { ...csr, status: { ...csr.status, conditions: [...(csr.status?.conditions ?? []), condition] } };
+      try {
+        await ctx.api.put(`/apis/certificates.k8s.io/v1/certificatesigningrequests/${encodeURIComponent(name)}/approval`, body);
+      } catch (e) {
+        const fresh = apiStatusOf(e) === 409 ? await ctx.api.get<CertificateSigningRequest>(`/apis/certificates.k8s.io/v1/certificatesigningrequests/${encodeURIComponent(name)}`) : undefined;
+        if (fresh && decided(fresh)) return; // someone else decided first
+        throw new TetherError(ErrorCode.Internal, `record CSR decision for ${name}: ${(e as Error).message}`, { cause: e });
+      }
+      (d.action === 'approve' ? log.info : log.warn)(d.action === 'approve' ? 'CSR approved' : 'CSR denied', {
+        csr: name,
+        requester: csr.spec.username,
+        reason: d.reason,
+        message: d.message,
+      });
+    },
+    ctx.queue,
+  );
+  csrs.on({
+    add: (c) => !decided(c) && ctl.queue.add(c.metadata.name),
+    update: (c) => !decided(c) && ctl.queue.add(c.metadata.name),
+  });
+  return ctl;
+}
