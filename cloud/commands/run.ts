@@ -1,4 +1,4 @@
-/** `tether-hub run`: serve the admin endpoints (the tunnel server and controllers attach here). */
+/** `tether-hub run`: the tunnel hub (agents' wss listener, CONNECT endpoint) and the admin endpoints. */
 import { defineCommand } from 'citty';
 import { createAdminApp } from '../../shared/admin.ts';
 import { configArgs, configFromArgs, guard } from '../../shared/cli.ts';
@@ -7,6 +7,8 @@ import { Registry, registerProcessMetrics } from '../../shared/metrics.ts';
 import { serveFetch } from '../../shared/serve.ts';
 import { buildInfo } from '../../shared/version.ts';
 import { HUB_ENV_PREFIX, hubConfigSchema } from '../config.ts';
+import { startHub } from '../hub.ts';
+import { kubeHubBackend } from '../tunnel/backend.ts';
 
 export default defineCommand({
   meta: { name: 'run', description: 'Run the hub' },
@@ -14,16 +16,30 @@ export default defineCommand({
   run: ({ args }) =>
     guard('tether-hub', async () => {
       const config = configFromArgs(hubConfigSchema, args, process.env, HUB_ENV_PREFIX);
-      const log = createLogger({ level: config.logLevel, format: config.logFormat });
+      const log = createLogger({ level: config.logLevel, format: config.logFormat }).child({ replica: config.replicaId });
       const registry = new Registry();
       registerProcessMetrics(registry, buildInfo);
-      const admin = await serveFetch(createAdminApp({ registry, checks: {} }).fetch, config.adminListen);
-      log.info('tether-hub started', { version: buildInfo.version, admin: admin.address });
-      process.stdout.write(`tether-hub ${buildInfo.version}: admin on http://${admin.address}\n`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
+      // The tunnel needs its serving certificate; without one the hub runs without it (and says so).
+      const tunnelConfigured = !!(config.tlsCertFile && config.tlsKeyFile);
+      const hub = tunnelConfigured
+        ? await startHub({ config, backend: kubeHubBackend({ kubeconfig: config.kubeconfig, leaseNamespace: config.leaseNamespace, log }), log, registry })
+        : undefined;
+      if (!hub) log.warn('tunnel disabled: set tlsCertFile and tlsKeyFile to accept edge agents and CONNECT requests');
+      const admin = await serveFetch(createAdminApp({ registry, checks: hub?.checks ?? {} }).fetch, config.adminListen);
+      log.info('tether-hub started', { version: buildInfo.version, admin: admin.address, agents: hub?.agentAddress, connect: hub?.connectAddress });
+      process.stdout.write(
+        `tether-hub ${buildInfo.version}: ` +
+          (hub
+            ? `agents on wss://${hub.agentAddress}/tunnel, CONNECT on ${hub.connectAddress ?? '-'}${config.connectSocket ? ` and ${config.connectSocket}` : ''}, `
+            : 'tunnel disabled, ') +
+          `admin on http://${admin.address}\n`,
+      );
+      const signal = await new Promise<string>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'));
+        process.once('SIGTERM', () => resolve('SIGTERM'));
       });
+      log.info('stopping', { signal });
+      await hub?.close();
       await admin.close();
     }),
 });

@@ -1,0 +1,259 @@
+/**
+ * The hub in process with real agents (edge/tunnel) over TLS websockets and a real CONNECT client,
+ * without a control plane: nodes come from a fixed list, Leases from memory. The end-to-end suites
+ * (test/tunnel*.e2e.test.ts) do the same against kube-apiserver and kubectl.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { dialTcp } from '../edge/tunnel/destinations.ts';
+import { startTunnelAgent, type TunnelAgent } from '../edge/tunnel/agent.ts';
+import { createMemoryLogger } from '../shared/log.ts';
+import { Registry } from '../shared/metrics.ts';
+import { hubConfigSchema } from './config.ts';
+import { startHub, type RunningHub } from './hub.ts';
+import { createMemoryLeases } from './tunnel/_memory-leases.ts';
+import { makeHubTestPki, type HubTestPki } from './tunnel/_test-pki.ts';
+import { staticHubBackend, type HubBackend } from './tunnel/backend.ts';
+import { createLeaseView } from './tunnel/leases.ts';
+
+const NODE_IP = '10.99.0.1';
+let pki: HubTestPki;
+let echo: Server;
+let echoPort = 0;
+const cleanup: (() => Promise<unknown> | unknown)[] = [];
+
+beforeAll(async () => {
+  pki = await makeHubTestPki();
+  echo = createServer((s) => s.pipe(s).on('error', () => {}));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  echoPort = (echo.address() as { port: number }).port;
+});
+afterAll(() => {
+  echo.close();
+  pki.remove();
+});
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function hub(opts: { replica?: string; backend?: HubBackend; config?: Record<string, unknown> } = {}) {
+  const log = createMemoryLogger();
+  const registry = new Registry();
+  const config = hubConfigSchema.parse({
+    replicaId: opts.replica ?? 'hub-0',
+    listen: '127.0.0.1:0',
+    connectListen: '127.0.0.1:0',
+    tlsCertFile: pki.hub.certFile,
+    tlsKeyFile: pki.hub.keyFile,
+    clientCaFile: pki.caFile,
+    connectUsers: ['kube-apiserver-egress'],
+    scrapeUsers: ['prometheus'],
+    directAllow: ['127.0.0.0/8'],
+    directDeny: [],
+    shutdownGraceSeconds: 1,
+    ...opts.config,
+  });
+  const h = await startHub({ config, backend: opts.backend ?? staticHubBackend({ n1: [NODE_IP], n2: ['10.99.0.2'] }), log, registry });
+  cleanup.push(() => h.close());
+  return { h, log, registry };
+}
+
+async function agent(h: RunningHub | string[], creds: { certFile: string; keyFile: string } | undefined, opts: { node?: string; token?: string } = {}) {
+  const log = createMemoryLogger();
+  const a = startTunnelAgent({
+    hubUrls: Array.isArray(h) ? h : [`wss://${h.agentAddress}`],
+    nodeName: opts.node ?? 'n1',
+    addresses: [NODE_IP],
+    ports: [echoPort],
+    tls: () => ({ ca: readFileSync(pki.caFile), ...(creds ? { cert: readFileSync(creds.certFile), key: readFileSync(creds.keyFile) } : {}) }),
+    token: opts.token ? () => opts.token : undefined,
+    backoff: { initialMs: 20, maxMs: 100 },
+    dial: (_host, port) => dialTcp('127.0.0.1', port),
+    log,
+  });
+  cleanup.push(() => a.close());
+  return { a, log };
+}
+
+async function until<T>(what: string, fn: () => T, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)?.slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+const connected = (a: TunnelAgent) => until('agent connected', () => a.connected, (c) => c);
+
+/** CONNECT through a hub (TLS, client certificate); returns the status line and, on 200, the echo of `send`. */
+async function connectThrough(address: string, target: string, who: { certFile: string; keyFile: string }, send = 'ping'): Promise<{ status: string; echoed?: string }> {
+  const i = address.lastIndexOf(':');
+  const s = tlsConnect({ host: address.slice(0, i), port: Number(address.slice(i + 1)), ca: readFileSync(pki.caFile), cert: readFileSync(who.certFile), key: readFileSync(who.keyFile) });
+  s.on('error', () => {});
+  s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
+  let text = '';
+  s.setEncoding('utf8');
+  return new Promise((resolve) => {
+    s.on('data', (d: string) => {
+      text += d;
+      const at = text.indexOf('\r\n\r\n');
+      if (at < 0) return;
+      const status = text.split('\r\n')[0]!;
+      if (!status.includes(' 200 ')) return (s.destroy(), resolve({ status }));
+      if (text.length === at + 4) return void s.write(send);
+      if (text.length >= at + 4 + send.length) {
+        s.destroy();
+        resolve({ status, echoed: text.slice(at + 4) });
+      }
+    });
+    s.on('close', () => resolve({ status: text.split('\r\n')[0] ?? '' }));
+  });
+}
+
+describe('agents', () => {
+  test('an agent with its node certificate connects, and a CONNECT to its address reaches the destination through the tunnel', async () => {
+    const { h, log } = await hub();
+    const { a } = await agent(h, await pki.node('n1'));
+    await connected(a);
+    expect(h.nodes()).toEqual(['n1']);
+    const r = await connectThrough(h.connectAddress!, `${NODE_IP}:${echoPort}`, await pki.client('kube-apiserver-egress'));
+    expect(r).toEqual({ status: 'HTTP/1.1 200 Connection established', echoed: 'ping' });
+    expect(log.lines.some((l) => l.msg === 'connect' && l.route === 'tunnel' && l.node === 'n1')).toBe(true);
+  });
+
+  test('an untrusted certificate is refused with 401 and the reason, and logged', async () => {
+    const { h, log } = await hub();
+    const { a } = await agent(h, await pki.foreign('system:node:n1', ['system:nodes']));
+    await until('refusal', () => a.status().lastError, (e) => !!e);
+    expect(a.status().lastError).toMatch(/refused: 401 Unauthorized: authenticate: client certificate system:node:n1 is not signed by a trusted CA/);
+    expect(a.connected).toBe(false);
+    expect(log.lines.some((l) => l.msg === 'agent refused' && String(l.reason).includes('not signed by a trusted CA'))).toBe(true);
+  });
+
+  test('a certificate of a user that is not a node is refused with 403', async () => {
+    const { h } = await hub();
+    const { a } = await agent(h, await pki.client('alice', ['developers']));
+    await until('refusal', () => a.status().lastError, (e) => !!e);
+    expect(a.status().lastError).toContain('refused: 403 Forbidden: authenticate agent: user alice (groups developers) is not a node');
+  });
+
+  test('an agent announcing another node than its certificate names, or a node with no Node object, is refused at HELLO', async () => {
+    const { h, log } = await hub();
+    const { a } = await agent(h, await pki.node('n2'), { node: 'n1' });
+    await until('refusal', () => a.status().lastError, (e) => !!e);
+    expect(a.status().lastError).toContain('refused the tunnel: peer: hello: the agent authenticated as node n2 but announced node n1; a node may register only its own name');
+    expect(log.lines.some((l) => l.msg === 'agent refused at hello' && l.node === 'n2' && l.announced === 'n1')).toBe(true);
+    const { a: ghost } = await agent(h, await pki.node('ghost'), { node: 'ghost' });
+    await until('refusal', () => ghost.status().lastError, (e) => !!e);
+    expect(ghost.status().lastError).toContain('hello: Node ghost does not exist');
+    expect(h.nodes()).toEqual([]);
+  });
+
+  test('an agent may authenticate with a bearer token checked by TokenReview', async () => {
+    const backend = { ...staticHubBackend({ n1: [NODE_IP] }), tokenReview: async (t: string) => (t === 'node-token' ? { user: 'system:node:n1', groups: ['system:nodes'] } : { error: 'unknown token' }) };
+    const { h } = await hub({ backend });
+    const { a } = await agent(h, undefined, { token: 'node-token' });
+    await connected(a);
+    expect(h.nodes()).toEqual(['n1']);
+  });
+
+  test('with the first hub URL down, the agent connects to the next one', async () => {
+    const { h } = await hub();
+    const { a } = await agent(['wss://127.0.0.1:1/tunnel', `wss://${h.agentAddress}/tunnel`], await pki.node('n1'));
+    await connected(a);
+    expect(a.status().hub).toBe(`wss://${h.agentAddress}/tunnel`);
+  });
+
+  test('a destination the agent does not allow is refused with 403 and the agent’s reason; metrics count it', async () => {
+    const { h, registry } = await hub();
+    const { a, log } = await agent(h, await pki.node('n1'));
+    await connected(a);
+    const r = await connectThrough(h.connectAddress!, `${NODE_IP}:22`, await pki.client('kube-apiserver-egress'));
+    expect(r.status).toMatch(new RegExp(`^HTTP/1.1 403 open stream to ${NODE_IP}:22: node n1 refuses ${NODE_IP}:22: port 22 is not allowed \\(allowed: 10250, ${echoPort}\\)$`));
+    expect(log.lines.some((l) => l.msg === 'tunnel stream refused' && l.port === 22)).toBe(true);
+    const text = registry.render();
+    expect(text).toContain('tether_hub_agents_connected 1');
+    expect(text).toContain('tether_hub_dial_errors_total{reason="agent_refused"} 1');
+  });
+});
+
+describe('CONNECT', () => {
+  test('callers are authorized by name: Prometheus reaches edge nodes only, unknown users none', async () => {
+    const { h } = await hub();
+    const { a } = await agent(h, await pki.node('n1'));
+    await connected(a);
+    const prom = await pki.client('prometheus');
+    expect((await connectThrough(h.connectAddress!, `${NODE_IP}:${echoPort}`, prom)).echoed).toBe('ping');
+    expect((await connectThrough(h.connectAddress!, `127.0.0.1:${echoPort}`, prom)).status).toContain('403 127.0.0.1 is not an address of an edge node with a tunnel');
+    expect((await connectThrough(h.connectAddress!, `127.0.0.1:${echoPort}`, await pki.client('mallory'))).status).toContain('403 user mallory may not use the CONNECT endpoint');
+    expect((await connectThrough(h.connectAddress!, `127.0.0.1:${echoPort}`, await pki.client('kube-apiserver-egress'))).echoed).toBe('ping');
+  });
+
+  test('an absolute-form GET is passed on in origin form (Prometheus and http:// targets)', async () => {
+    const seen: string[] = [];
+    const web = createServer((s) => {
+      s.once('data', (d) => {
+        seen.push(String(d));
+        s.end('HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nmetrics!\n');
+      });
+    });
+    await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+    cleanup.push(() => web.close());
+    const { h } = await hub();
+    const port = (web.address() as { port: number }).port;
+    const who = await pki.client('kube-apiserver-egress');
+    const i = h.connectAddress!.lastIndexOf(':');
+    const s = tlsConnect({ host: '127.0.0.1', port: Number(h.connectAddress!.slice(i + 1)), ca: readFileSync(pki.caFile), cert: readFileSync(who.certFile), key: readFileSync(who.keyFile) });
+    s.write(`GET http://127.0.0.1:${port}/metrics?x=1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nProxy-Connection: keep-alive\r\nAccept: text/plain\r\n\r\n`);
+    let text = '';
+    s.setEncoding('utf8').on('data', (d: string) => (text += d));
+    await new Promise((r) => s.once('close', r));
+    expect(text).toBe('HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nmetrics!\n');
+    expect(seen[0]).toBe(`GET /metrics?x=1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n`);
+  });
+
+  test('the Unix socket takes CONNECT without TLS, as kube-apiserver sends it', async () => {
+    const socketPath = join(pki.dir, 'connect.sock');
+    const { h } = await hub({ config: { connectSocket: socketPath } });
+    const { a } = await agent(h, await pki.node('n1'));
+    await connected(a);
+    const { connect } = await import('node:net');
+    const s = connect(socketPath);
+    s.write(`CONNECT ${NODE_IP}:${echoPort} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nearly bytes`);
+    let text = '';
+    s.setEncoding('utf8').on('data', (d: string) => (text += d));
+    await until('echo', () => text, (t) => t.includes('early bytes'));
+    s.destroy();
+    expect(text).toBe('HTTP/1.1 200 Connection established\r\n\r\nearly bytes');
+  });
+});
+
+describe('two replicas', () => {
+  test('a CONNECT at the replica without the tunnel is forwarded once to the holder named in the Lease', async () => {
+    const mem = createMemoryLeases();
+    const backend = (): HubBackend => ({ ...staticHubBackend({ n1: [NODE_IP] }), leases: { api: mem.api, watch: (v) => mem.watch(v) } });
+    const peer = { peerUsers: ['tether-hub'] };
+    const h0 = await hub({ replica: 'hub-0', backend: backend(), config: peer });
+    const h1 = await hub({ replica: 'hub-1', backend: backend(), config: peer });
+    const { a } = await agent(h1.h, await pki.node('n1'));
+    await connected(a);
+    await until('lease', () => mem.get('tunnel-n1')?.holder, (x) => x === 'hub-1');
+    expect(mem.get('tunnel-n1')?.address).toBe(h1.h.advertise);
+    const r = await connectThrough(h0.h.connectAddress!, `${NODE_IP}:${echoPort}`, await pki.client('kube-apiserver-egress'));
+    expect(r).toEqual({ status: 'HTTP/1.1 200 Connection established', echoed: 'ping' });
+    expect(h0.log.lines.some((l) => l.msg === 'connect' && l.route === 'forward')).toBe(true);
+    expect(h1.log.lines.some((l) => l.msg === 'connect' && l.route === 'tunnel' && l.forwardedBy === 'hub-0')).toBe(true);
+    // The agent leaves: the released Lease marks n1 as an edge node without a tunnel.
+    await a.close();
+    await until('released', () => mem.get('tunnel-n1')?.holder, (x) => x === '');
+    const view = createLeaseView();
+    mem.watch(view);
+    expect(view.known('n1')).toBe(true);
+    const gone = await connectThrough(h0.h.connectAddress!, `${NODE_IP}:${echoPort}`, await pki.client('kube-apiserver-egress'));
+    expect(gone.status).toBe('HTTP/1.1 503 node n1 has no tunnel connected');
+  });
+});

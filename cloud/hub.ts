@@ -1,0 +1,174 @@
+/**
+ * The composition root of `tether-hub run`'s tunnel side: the node directory and lease view fed
+ * by the backend (the apiserver, or a fixed list for benchmarks), the lease keeper, the tunnel
+ * table, the router, and the two listeners (agents; CONNECT). Parts meet only here.
+ *
+ * Stopping (SIGTERM): the leases are handed back (holder ""), every session is asked to drain so
+ * its agent reconnects to another replica at once while open streams finish (up to
+ * shutdownGraceSeconds), then the rest is closed and both listeners close.
+ */
+import { readFileSync } from 'node:fs';
+import type { ReadyCheck } from '../shared/admin.ts';
+import { ErrorCode, TetherError, messageOf } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import type { Registry } from '../shared/metrics.ts';
+import { splitHostPort } from '../shared/serve.ts';
+import type { HubConfig } from './config.ts';
+import { startAgentServer } from './tunnel/agent-server.ts';
+import { startConnectServer } from './tunnel/connect-server.ts';
+import { createDirectDialer } from './tunnel/direct-dial.ts';
+import { type Identity, createCachedReviewer } from './tunnel/identity.ts';
+import type { Watching } from './tunnel/kube-backend.ts';
+import { createLeaseKeeper, createLeaseView } from './tunnel/leases.ts';
+import { createHubMetrics } from './tunnel/metrics.ts';
+import { createNodeDirectory } from './tunnel/node-directory.ts';
+import { createPeerDialer } from './tunnel/peer-dial.ts';
+import { type Caller, createRouter } from './tunnel/router.ts';
+import { createTunnelTable } from './tunnel/tunnels.ts';
+import type { HubBackend } from './tunnel/backend.ts';
+
+export type { HubBackend };
+
+export interface HubOptions {
+  config: HubConfig;
+  backend: HubBackend;
+  log: Logger;
+  registry: Registry;
+}
+
+export interface RunningHub {
+  /** host:port where agents connect (wss://…/tunnel). */
+  agentAddress: string;
+  /** host:port of the TLS CONNECT listener. */
+  connectAddress?: string;
+  /** The address peers use (in this replica's Leases). */
+  advertise: string;
+  checks: Record<string, ReadyCheck>;
+  /** Nodes whose tunnels this replica holds. */
+  nodes(): string[];
+  close(): Promise<void>;
+}
+
+function readFile(path: string | undefined, what: string): Buffer | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new TetherError(ErrorCode.BadConfig, `read ${what} ${path}: ${messageOf(e)}`, { cause: e });
+  }
+}
+
+export async function startHub(opts: HubOptions): Promise<RunningHub> {
+  const { config, backend, log } = opts;
+  const cert = readFile(config.tlsCertFile, 'tlsCertFile');
+  const key = readFile(config.tlsKeyFile, 'tlsKeyFile');
+  if (!cert || !key) throw new TetherError(ErrorCode.BadConfig, 'invalid configuration: tlsCertFile and tlsKeyFile: the agent and CONNECT listeners need a serving certificate');
+  const ca = readFile(config.clientCaFile, 'clientCaFile');
+  const peerTls = {
+    ca: readFile(config.peerCaFile, 'peerCaFile') ?? ca,
+    cert: readFile(config.peerCertFile, 'peerCertFile') ?? cert,
+    key: readFile(config.peerKeyFile, 'peerKeyFile') ?? key,
+  };
+  const dialTimeoutMs = config.dialTimeoutSeconds * 1000;
+
+  const directory = createNodeDirectory();
+  const view = createLeaseView();
+  const watches: Watching[] = [backend.watchNodes(directory)];
+  if (backend.leases) watches.push(backend.leases.watch(view));
+
+  // The tables exist before any listener, the keeper once the CONNECT address is known.
+  let keeper: ReturnType<typeof createLeaseKeeper> | undefined;
+  const lazyKeeper = {
+    hold: (n: string) => keeper?.hold(n) ?? Promise.resolve(),
+    release: (n: string) => keeper?.release(n) ?? Promise.resolve(),
+    held: () => keeper?.held() ?? [],
+    close: (o?: { release?: boolean }) => keeper?.close(o) ?? Promise.resolve(),
+  };
+  const table = createTunnelTable({ directory, keeper: lazyKeeper, log: log.child({ part: 'tunnels' }) });
+  const metrics = createHubMetrics(opts.registry, {
+    sessions: () => table.entries().map(({ node, session }) => ({ node, stats: () => session.stats() })),
+  });
+  const reviewer = backend.tokenReview ? createCachedReviewer(backend.tokenReview) : undefined;
+  const route = createRouter({
+    directory,
+    // A draining session takes no new streams: route as if it were gone (to the new holder).
+    tunnelOf: (node) => {
+      const s = table.get(node);
+      return s && (s.state === 'open' || s.state === 'handshake') ? s : undefined;
+    },
+    leases: backend.leases ? view : undefined,
+    replica: config.replicaId,
+    direct: createDirectDialer({ allow: config.directAllow, deny: config.directDeny, timeoutMs: dialTimeoutMs }),
+    forward: createPeerDialer({ ...peerTls, replica: config.replicaId, timeoutMs: dialTimeoutMs }),
+    dialTimeoutMs,
+  });
+  const authorize = (id: Identity): Caller | string => {
+    if (id.via === 'socket' || config.connectUsers.includes(id.user)) return { kind: 'apiserver', user: id.user };
+    if (config.scrapeUsers.includes(id.user)) return { kind: 'scrape', user: id.user };
+    if (config.peerUsers.includes(id.user)) return { kind: 'peer', user: id.user };
+    return `user ${id.user} may not use the CONNECT endpoint (not in connectUsers, scrapeUsers or peerUsers)`;
+  };
+
+  const connect = await startConnectServer({
+    listen: config.connectListen,
+    socketPath: config.connectSocket,
+    tls: { cert, key, ca },
+    reviewer,
+    authorize,
+    route,
+    metrics,
+    log: log.child({ part: 'connect' }),
+  });
+  const advertise = config.connectAdvertise ?? connect.address ?? config.connectListen;
+  if (backend.leases && ['0.0.0.0', '::', ''].includes(splitHostPort(advertise).host)) {
+    throw new TetherError(ErrorCode.BadConfig, `invalid configuration: connectAdvertise: other replicas cannot reach ${advertise}; set the address they should use (the pod IP)`);
+  }
+  if (backend.leases) {
+    keeper = createLeaseKeeper({
+      api: backend.leases.api,
+      replica: config.replicaId,
+      address: advertise,
+      durationSeconds: config.leaseDurationSeconds,
+      log: log.child({ part: 'leases' }),
+      onLost: (node, holder) => table.drop(node, `node ${node} is now held by replica ${holder}`),
+    });
+  }
+
+  const agents = await startAgentServer({
+    listen: config.listen,
+    tls: { cert, key, ca },
+    reviewer,
+    admit: async (node) => {
+      if (directory.hasNode(node)) return;
+      const addresses = await backend.nodeAddresses(node);
+      if (!addresses) throw new TetherError(ErrorCode.TunnelDenied, `hello: Node ${node} does not exist; the node must be registered before its tunnel connects`);
+      directory.setNode(node, addresses);
+    },
+    onSession: (node, session, hello) => table.add(node, session, hello),
+    heartbeatIntervalMs: config.heartbeatSeconds * 1000,
+    heartbeatTimeoutMs: config.heartbeatSeconds * 3000,
+    log: log.child({ part: 'agents' }),
+    metrics,
+  });
+  log.info('tunnel hub listening', { replica: config.replicaId, agents: agents.address, connect: connect.address, socket: connect.socketPath, advertise });
+
+  const [nodesWatch, leasesWatch] = watches;
+  return {
+    agentAddress: agents.address,
+    connectAddress: connect.address,
+    advertise,
+    checks: {
+      nodes: () => (nodesWatch?.healthy ? null : 'the Node informer is not synced'),
+      ...(leasesWatch ? { leases: () => (leasesWatch.healthy ? null : 'the Lease informer is not synced') } : {}),
+    },
+    nodes: () => table.entries().map((e) => e.node),
+    async close() {
+      await lazyKeeper.close({ release: true });
+      await table.drainAll('hub replica stopping', config.shutdownGraceSeconds * 1000);
+      await agents.close();
+      await connect.close();
+      await Promise.all(watches.map((w) => w.stop()));
+      metrics.close();
+    },
+  };
+}

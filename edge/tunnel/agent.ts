@@ -1,0 +1,224 @@
+/**
+ * The tunnel agent: keeps one session to a hub replica and serves the streams the hub opens.
+ *
+ * Loop: dial the hub URLs in turn (wss, the node's client certificate or a bearer token), send
+ * HELLO (node name, addresses), serve streams until the session ends, then go to the next URL.
+ * After a session that ended (the replica stopped or died), the next URL is tried at once, so a
+ * failover takes one dial; failed dials back off with jitter (backoff.ts) until one works. A hub
+ * that refuses the node (bad credentials, another node's name, no such Node) is logged as an
+ * error with the hub's reason and retried with backoff, as the cause may be fixed meanwhile.
+ *
+ * Streams: `destinations.ts` decides what the hub may reach; refusals are logged and counted.
+ *
+ * Metrics (when a registry is given): tether_tunnel_connected, tether_tunnel_reconnects_total,
+ * tether_tunnel_streams_open, tether_tunnel_streams_total{result}.
+ */
+import type { Duplex } from 'node:stream';
+import { ErrorCode, TetherError, isTetherError, messageOf } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { Registry } from '../../shared/metrics.ts';
+import { type TunnelSession, createTunnelSession } from '../../shared/tunnel/session.ts';
+import { dialTunnel } from '../../shared/tunnel/ws-transport.ts';
+import { buildInfo } from '../../shared/version.ts';
+import { localAddresses } from './addresses.ts';
+import { createBackoff } from './backoff.ts';
+import { createDestinationPolicy, dialTcp } from './destinations.ts';
+
+export interface TunnelAgentOptions {
+  /** wss:// URLs of hub replicas (or of one Service in front of them); "/tunnel" is added to a URL without a path. */
+  hubUrls: string[];
+  nodeName: string;
+  /** Announced in HELLO and accepted as destinations (default: this host's addresses). */
+  addresses?: string[];
+  /** Ports the hub may open besides the kubelet's 10250 (e.g. 9100 for node-exporter). */
+  ports?: number[];
+  /**
+   * CA of the hub's serving certificate, and the node's client certificate and key; read at every
+   * dial, so a rotated certificate is used from the next connection on.
+   */
+  tls: () => { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  /** A bearer token to authenticate with instead of the client certificate (read at every dial). */
+  token?: () => string | undefined;
+  log: Logger;
+  registry?: Registry;
+  backoff?: { initialMs?: number; maxMs?: number };
+  random?: () => number;
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  /** How a stream's destination is dialed (default TCP). */
+  dial?: (host: string, port: number) => Promise<Duplex>;
+}
+
+export interface TunnelAgentStatus {
+  connected: boolean;
+  hub?: string;
+  since?: string;
+  reconnects: number;
+  streams: number;
+  lastError?: string;
+}
+
+export interface TunnelAgent {
+  readonly connected: boolean;
+  status(): TunnelAgentStatus;
+  close(): Promise<void>;
+}
+
+const withPath = (u: string) => {
+  const url = new URL(u);
+  if (url.pathname === '/' || url.pathname === '') url.pathname = '/tunnel';
+  return url.href;
+};
+
+export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
+  const { log } = opts;
+  const urls = opts.hubUrls.map(withPath);
+  if (urls.length === 0) throw new TetherError(ErrorCode.BadConfig, 'start tunnel agent: no hub URL');
+  const addresses = () => opts.addresses ?? localAddresses();
+  const policy = createDestinationPolicy({ nodeName: opts.nodeName, addresses, ports: opts.ports ?? [] });
+  const dial = opts.dial ?? dialTcp;
+  const backoff = createBackoff({ ...opts.backoff, random: opts.random });
+  const stopping = new AbortController();
+
+  let current: { session: TunnelSession; url: string; since: Date } | undefined;
+  const draining = new Set<TunnelSession>();
+  let reconnects = 0;
+  let established = 0;
+  let lastError: string | undefined;
+  const results = opts.registry?.counter('tether_tunnel_streams_total', 'Streams the hub opened, by result (ok, refused, failed)');
+  const reconnectCounter = opts.registry?.counter('tether_tunnel_reconnects_total', 'Tunnel sessions established after the first');
+  const isUp = () => current?.session.state === 'open';
+  const openStreams = () => [current?.session, ...draining].reduce((n, s) => n + (s?.stats().streams ?? 0), 0);
+  opts.registry?.gauge('tether_tunnel_connected', 'Whether the tunnel to the hub is up', () => [{ value: isUp() ? 1 : 0 }]);
+  opts.registry?.gauge('tether_tunnel_streams_open', 'Streams open through the tunnel', () => [{ value: openStreams() }]);
+
+  const onOpen = async (host: string, port: number): Promise<Duplex> => {
+    let target: { host: string; port: number };
+    try {
+      target = policy.resolve(host, port);
+    } catch (e) {
+      log.warn('tunnel stream refused', { host, port, reason: messageOf(e) });
+      results?.inc({ result: 'refused' });
+      throw e;
+    }
+    try {
+      const stream = await dial(target.host, target.port);
+      results?.inc({ result: 'ok' });
+      return stream;
+    } catch (e) {
+      log.warn('tunnel stream dial failed', { host, port, reason: messageOf(e) });
+      results?.inc({ result: 'failed' });
+      throw e;
+    }
+  };
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        stopping.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      stopping.signal.addEventListener('abort', done, { once: true });
+    });
+  /** One session: resolves when it ended or the hub asked it to drain (it then ends on its own). */
+  const serve = async (url: string): Promise<boolean> => {
+    const token = opts.token?.();
+    const transport = await dialTunnel(url, {
+      ...opts.tls(),
+      headers: token ? { Authorization: `Bearer ${token}` } : undefined,
+      signal: stopping.signal,
+      handshakeTimeoutMs: 10_000,
+    });
+    let drained!: (reason: string) => void;
+    const drainAsked = new Promise<string>((r) => (drained = r));
+    const session = createTunnelSession({
+      transport,
+      role: 'agent',
+      log: log.child({ hub: url }),
+      hello: { node: opts.nodeName, addresses: addresses().slice(0, 64), version: buildInfo.version },
+      onOpen,
+      onDrain: (reason) => drained(reason),
+      heartbeatIntervalMs: opts.heartbeatIntervalMs,
+      heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
+    });
+    const since = new Date();
+    current = { session, url, since };
+    if (stopping.signal.aborted) session.close('agent stopping');
+    let welcomed = false;
+    session.ready.then(
+      () => {
+        welcomed = true;
+        if (established++ > 0) {
+          reconnects++;
+          reconnectCounter?.inc();
+        }
+        log.info('tunnel connected', { hub: url, node: opts.nodeName, session: session.id });
+      },
+      () => {},
+    );
+    const outcome = await Promise.race([session.closed.then((c) => ({ closed: c })), drainAsked.then((reason) => ({ drain: reason }))]);
+    current = undefined;
+    if ('drain' in outcome) {
+      log.info('the hub is draining the tunnel; reconnecting elsewhere', { hub: url, reason: outcome.drain });
+      draining.add(session);
+      void session.closed.then(() => draining.delete(session));
+      return true;
+    }
+    const ended = outcome.closed;
+    if (ended.code === 'refused') {
+      lastError = `hub ${url} refused the tunnel: ${ended.reason}`;
+      log.error('the hub refused the tunnel', { hub: url, reason: ended.reason });
+    } else if (!stopping.signal.aborted) {
+      lastError = `tunnel to ${url} closed: ${ended.reason}`;
+      log.warn('tunnel closed; reconnecting', { hub: url, reason: ended.reason, by: ended.by });
+    }
+    // A session that was welcomed and lasted a while counts as working; one that flaps backs off.
+    return welcomed && ended.code !== 'refused' && Date.now() - since.getTime() >= 1000;
+  };
+
+  const loop = async () => {
+    for (let i = 0; !stopping.signal.aborted; i++) {
+      const url = urls[i % urls.length]!;
+      let worked = false;
+      try {
+        worked = await serve(url);
+      } catch (e) {
+        current = undefined;
+        if (stopping.signal.aborted) break;
+        lastError = `dial ${url}: ${messageOf(e)}`;
+        // dialTunnel reports an HTTP refusal as "… refused: 401 …" (bad credentials, not a node).
+        const refused = isTetherError(e, ErrorCode.TunnelDial) && / refused: 4\d\d /.test(messageOf(e));
+        (refused ? log.error : log.warn)(refused ? 'the hub refused the tunnel' : 'dial hub failed', { hub: url, reason: messageOf(e) });
+      }
+      if (stopping.signal.aborted) break;
+      // A session that worked and ended: try the next replica at once; failures back off.
+      if (worked) backoff.reset();
+      else await sleep(backoff.next());
+    }
+  };
+
+  const running = loop();
+
+  return {
+    get connected() {
+      return isUp();
+    },
+    status: () => ({
+      connected: isUp(),
+      hub: current?.url,
+      since: current?.since.toISOString(),
+      reconnects,
+      streams: openStreams(),
+      lastError,
+    }),
+    async close() {
+      stopping.abort();
+      current?.session.close('agent stopping');
+      for (const s of draining) s.close('agent stopping');
+      await running;
+      await Promise.all([...draining].map((s) => s.closed));
+    },
+  };
+}
