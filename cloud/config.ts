@@ -4,6 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { controllersConfigSchema } from './controllers/config.ts';
 
 const hostPort = z
   .string()
@@ -47,6 +48,7 @@ export const hubConfigSchema = z.strictObject({
   dialTimeoutSeconds: z.number().int().min(1).default(10).describe('Limit on opening a stream or a direct connection'),
   heartbeatSeconds: z.number().int().min(1).default(10).describe('Tunnel heartbeat interval; a peer silent for 3 intervals is gone'),
   shutdownGraceSeconds: z.number().int().min(0).default(10).describe('On SIGTERM, how long open streams may finish after agents were told to reconnect elsewhere'),
+  controllers: controllersConfigSchema.prefault({}).describe('Node pool, pool set, autonomy and CSR controllers'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
   logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),
 });

@@ -18,6 +18,7 @@ import { buildInfo } from '../shared/version.ts';
 import { createCache, createEventBus } from './cache/index.ts';
 import { recoverCertFiles } from './certs/cert-files.ts';
 import { startCertRotation } from './certs/rotation.ts';
+import { type TunnelAgent, startTunnelAgent } from './tunnel/agent.ts';
 import { replayOutbox } from './cache/replay.ts';
 import type { EdgeConfig } from './config.ts';
 import { callUpstream } from './proxy/client.ts';
@@ -256,8 +257,24 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       bus,
       proxy: proxy.address,
       certificate: rotation?.status(),
+      tunnel: tunnel?.status(),
       problems: [garbageProblem(), rotation?.status().problem ?? null].filter((p) => p !== null),
     });
+  // The tunnel: dial out to the hub so it can reach this node's kubelet (logs, exec, port-forward, metrics).
+  const hubUrls = [...config.hubUrls, ...(config.hubUrl && !config.hubUrls.includes(config.hubUrl) ? [config.hubUrl] : [])];
+  const hubCa = readPem(config.hubCaFile, 'hub CA file');
+  const tunnel: TunnelAgent | undefined = hubUrls.length
+    ? startTunnelAgent({
+        hubUrls,
+        nodeName: opts.nodeName,
+        addresses: config.tunnelAddresses.length ? config.tunnelAddresses : undefined,
+        ports: config.tunnelPorts,
+        tls: () => ({ ca: hubCa ?? tls.ca, cert: tls.cert, key: tls.key }), // read per dial: rotated certificates apply
+        log: log.child({ part: 'tunnel' }),
+        registry,
+      })
+    : undefined;
+
   const app = createAdminApp({ registry, checks: { store: () => storeProblem, 'upstream-data': garbageProblem } });
   app.get('/status', (c) => c.json(status()));
   const admin = await serveFetch(app.fetch, config.adminListen);
@@ -267,6 +284,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     admin,
     status,
     async close() {
+      await tunnel?.close();
       rotation?.stop();
       clearTimeout(reconnectTimer);
       clearTimeout(retryTimer);

@@ -37,6 +37,19 @@ export const edgeConfigSchema = z.strictObject({
     .default(4)
     .describe('Upstream LISTs in flight at once; more wait, so relists after a reconnect do not storm the apiserver'),
   hubUrl: z.url({ protocol: /^wss?$/ }).optional().describe('wss:// address of tether-hub for the tunnel'),
+  hubUrls: z
+    .array(z.url({ protocol: /^wss?$/ }))
+    .default([])
+    .describe('wss:// addresses of tether-hub replicas (or one Service), tried in order (hubUrl is added last)'),
+  hubCaFile: z.string().optional().describe("CA bundle of the hub's serving certificate (default: caFile)"),
+  tunnelPorts: z
+    .array(z.number().int().min(1).max(65535))
+    .default([])
+    .describe('Ports the hub may reach through the tunnel besides the kubelet (10250), e.g. 9100'),
+  tunnelAddresses: z
+    .array(z.string().min(1))
+    .default([])
+    .describe("Addresses announced to the hub and accepted as destinations (default: the host's addresses)"),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
   logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),
 });

@@ -2,6 +2,7 @@
 import { statSync } from 'node:fs';
 import type { EventBus } from './cache/bus.ts';
 import type { CertRotationStatus } from './certs/rotation.ts';
+import type { TunnelAgentStatus } from './tunnel/agent.ts';
 import type { Store } from './store/index.ts';
 
 export interface AgentStatus {
@@ -21,6 +22,8 @@ export interface AgentStatus {
   offlineWatches: number;
   /** The client certificate and its rotation, when the agent rotates it. */
   certificate?: CertRotationStatus;
+  /** The tunnel to tether-hub, when one is configured. */
+  tunnel?: TunnelAgentStatus;
   /** Other problems worth an operator's attention (undecodable upstream answers…). */
   problems: string[];
 }
@@ -33,6 +36,7 @@ interface StatusSources {
   storeProblem: string | null;
   bus: EventBus;
   certificate?: CertRotationStatus;
+  tunnel?: TunnelAgentStatus;
   problems: string[];
 }
 
@@ -78,6 +82,7 @@ export function collectStatus(s: StatusSources): AgentStatus {
     },
     offlineWatches: s.bus.watches,
     ...(s.certificate ? { certificate: s.certificate } : {}),
+    ...(s.tunnel ? { tunnel: s.tunnel } : {}),
     problems: s.problems,
   };
 }
@@ -96,6 +101,10 @@ export function formatStatus(st: AgentStatus): string {
   if (st.certificate) {
     const c = st.certificate;
     lines.push(`certificate: ${c.subject}, ${c.state}, valid until ${c.notAfter}, renews at ${c.renewAt} (${c.rotations} rotations)`);
+  }
+  if (st.tunnel) {
+    const t = st.tunnel;
+    lines.push(`tunnel: ${t.connected ? `connected to ${t.hub} since ${t.since}` : `not connected${t.lastError ? ` (${t.lastError})` : ''}`}; ${t.streams} streams, ${t.reconnects} reconnects`);
   }
   for (const p of st.problems) lines.push(`PROBLEM: ${p}`);
   return lines.join('\n');

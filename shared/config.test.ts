@@ -9,6 +9,7 @@ import { ErrorCode, isTetherError } from './errors.ts';
 const schema = z.strictObject({
   listen: z.string().default('127.0.0.1:1').describe('listen address'),
   servers: z.array(z.string()).default([]).describe('servers'),
+  ports: z.array(z.number().int()).default([]).describe('ports'),
   retries: z.number().int().default(3).describe('retries'),
   verbose: z.boolean().default(false).describe('verbose'),
   store: z.strictObject({ dir: z.string().default('/var/lib/x').describe('dir') }).prefault({}),
@@ -36,6 +37,7 @@ describe('loadConfig', () => {
     expect(loadConfig(schema, { envPrefix: 'T_' })).toEqual({
       listen: '127.0.0.1:1',
       servers: [],
+      ports: [],
       retries: 3,
       verbose: false,
       store: { dir: '/var/lib/x' },
@@ -47,12 +49,13 @@ describe('loadConfig', () => {
     const c = loadConfig(schema, {
       file: f,
       envPrefix: 'T_',
-      env: { T_RETRIES: '7', T_SERVERS: 'https://a, https://b', T_STORE__DIR: '/from/env' },
+      env: { T_RETRIES: '7', T_SERVERS: 'https://a, https://b', T_STORE__DIR: '/from/env', T_PORTS: '9100, 9200' },
       flags: { 'store.dir': '/from/flag', verbose: 'true' },
     });
     expect(c).toEqual({
       listen: '0.0.0.0:9',
       servers: ['https://a', 'https://b'],
+      ports: [9100, 9200],
       retries: 7,
       verbose: true,
       store: { dir: '/from/flag' },
@@ -89,6 +92,7 @@ describe('loadConfig', () => {
     expect(flagDescriptions(schema)).toEqual([
       { name: 'listen', description: 'listen address' },
       { name: 'servers', description: 'servers' },
+      { name: 'ports', description: 'ports' },
       { name: 'retries', description: 'retries' },
       { name: 'verbose', description: 'verbose' },
       { name: 'store.dir', description: 'dir' },

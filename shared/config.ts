@@ -87,7 +87,14 @@ function coerce(leaf: z.ZodType, raw: unknown): unknown {
   const t = inner(leaf).def.type;
   if (t === 'number') return raw.trim() === '' ? raw : Number.isNaN(Number(raw)) ? raw : Number(raw);
   if (t === 'boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
-  if (t === 'array') return raw.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  if (t === 'array') {
+    const element = (inner(leaf) as z.ZodArray<z.ZodType>).element;
+    return raw
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x !== '')
+      .map((x) => coerce(element, x));
+  }
   return raw;
 }
 

@@ -1,4 +1,4 @@
-/** `tether-hub run`: the tunnel hub (agents' wss listener, CONNECT endpoint) and the admin endpoints. */
+/** `tether-hub run`: the tunnel hub (agents' wss listener, CONNECT endpoint), the controllers and the admin endpoints. */
 import { defineCommand } from 'citty';
 import { createAdminApp } from '../../shared/admin.ts';
 import { configArgs, configFromArgs, guard } from '../../shared/cli.ts';
@@ -9,6 +9,8 @@ import { buildInfo } from '../../shared/version.ts';
 import { HUB_ENV_PREFIX, hubConfigSchema } from '../config.ts';
 import { startHub } from '../hub.ts';
 import { kubeHubBackend } from '../tunnel/backend.ts';
+import { startControllers } from '../controllers/index.ts';
+import { loadKubeConfig } from '../kube/client.ts';
 
 export default defineCommand({
   meta: { name: 'run', description: 'Run the hub' },
@@ -25,6 +27,17 @@ export default defineCommand({
         ? await startHub({ config, backend: kubeHubBackend({ kubeconfig: config.kubeconfig, leaseNamespace: config.leaseNamespace, log }), log, registry })
         : undefined;
       if (!hub) log.warn('tunnel disabled: set tlsCertFile and tlsKeyFile to accept edge agents and CONNECT requests');
+      // Controllers elect one leader among the replicas through a Lease; the others stand by.
+      const controllers = config.controllers.enabled
+        ? startControllers({
+            kubeconfig: loadKubeConfig(config.kubeconfig),
+            log: log.child({ part: 'controllers' }),
+            registry,
+            identity: config.replicaId,
+            leaseNamespace: config.controllers.leaseNamespace,
+            config: config.controllers,
+          })
+        : undefined;
       const admin = await serveFetch(createAdminApp({ registry, checks: hub?.checks ?? {} }).fetch, config.adminListen);
       log.info('tether-hub started', { version: buildInfo.version, admin: admin.address, agents: hub?.agentAddress, connect: hub?.connectAddress });
       process.stdout.write(
@@ -39,6 +52,7 @@ export default defineCommand({
         process.once('SIGTERM', () => resolve('SIGTERM'));
       });
       log.info('stopping', { signal });
+      await controllers?.stop();
       await hub?.close();
       await admin.close();
     }),

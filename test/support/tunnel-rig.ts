@@ -23,7 +23,7 @@ import { blockInbound } from './one-way-firewall.ts';
 
 const simMain = fileURLToPath(new URL('./kubelet-sim/main.ts', import.meta.url));
 const servicesMain = fileURLToPath(new URL('./edge-services.ts', import.meta.url));
-const agentMain = fileURLToPath(new URL('./tunnel-agent-main.ts', import.meta.url));
+const edgeMain = fileURLToPath(new URL('../../edge/main.ts', import.meta.url));
 
 export interface LoggedProcess {
   child: ChildProcess;
@@ -108,6 +108,7 @@ export async function startTunnelRig(opts: { replicas: number }): Promise<Tunnel
     async startHub(i, extra = {}) {
       const hub = await spawnHub(dir, `hub-${i}`, {
         replicaId: `hub-${i}`,
+        controllers: { enabled: false }, // the tunnel suites test the tunnel; the pools suites run the controllers
         listen: `${CONTROL_PLANE_ADDRESS}:${agentPorts[i]}`,
         connectListen: `127.0.0.1:${connectPorts[i]}`,
         adminListen: '127.0.0.1:0',
@@ -140,8 +141,13 @@ export async function startTunnelRig(opts: { replicas: number }): Promise<Tunnel
     },
     startAgent(node, args) {
       const cert = args.cert ?? node.cert;
-      const agent = spawnLogged(node.site, [process.execPath, agentMain, '--node-name', args.nodeName ?? node.name, '--hub', args.hubs.join(','),
-        '--ca', hubCa.certFile, '--cert', cert.certFile, '--key', cert.keyFile, '--ports', String(node.metricsPort)]);
+      // The real agent, `tether-edge run`, with its tunnel to the hub(s); its proxy and admin ports are
+      // picked free so that several agents (refusal cases) can run in one site.
+      const agent = spawnLogged(node.site, [process.execPath, edgeMain, 'run', '--node-name', args.nodeName ?? node.name,
+        '--hub-urls', args.hubs.join(','), '--hub-ca-file', hubCa.certFile, '--tunnel-ports', String(node.metricsPort),
+        '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile, '--key-file', cert.keyFile,
+        '--rotate-certificates', 'false', '--data-dir', join(dir, `agent-${agents.length}`), '--listen', '127.0.0.1:0',
+        '--admin-listen', '127.0.0.1:0']);
       agents.push(agent);
       return agent;
     },
