@@ -19,6 +19,7 @@ import { createCache, createEventBus } from './cache/index.ts';
 import { recoverCertFiles } from './certs/cert-files.ts';
 import { startCertRotation } from './certs/rotation.ts';
 import { type TunnelAgent, startTunnelAgent } from './tunnel/agent.ts';
+import { createTopology } from './topology.ts';
 import { replayOutbox } from './cache/replay.ts';
 import type { EdgeConfig } from './config.ts';
 import { callUpstream } from './proxy/client.ts';
@@ -142,6 +143,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const offlineOnly = (): never => {
     throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and the snapshot store is unavailable (${storeProblem})`);
   };
+  const topology = store
+    ? createTopology({
+        nodeName: opts.nodeName,
+        store,
+        log: log.child({ part: 'topology' }),
+        filtered: registry.counter('tether_edge_topology_filtered_total', 'Answers of EndpointSlices and Endpoints run through the service-topology filter'),
+        reemitted: registry.counter('tether_edge_topology_reemitted_total', 'Objects re-sent to open watches after a topology change'),
+      })
+    : undefined;
+  topology?.refresh();
   const cache: ProxyCache = store
     ? createCache({
         store,
@@ -155,6 +166,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           garbage = { at: Date.now(), what, count: (garbage?.count ?? 0) + 1 };
         },
         onEventsDropped: (n) => droppedEvents.inc({}, n),
+        onRecorded: (gvr) => topology?.recorded(gvr),
       })
     : { tapFor: () => undefined, read: offlineOnly, watch: offlineOnly, write: offlineOnly, document: () => undefined };
 
@@ -180,6 +192,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     log: log.child({ part: 'proxy' }),
     requests,
     maxConcurrentLists: config.maxConcurrentLists,
+    filter: topology,
   });
 
   // Reconnect work, once per return of the link, after a jittered delay.
@@ -187,6 +200,17 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   let replaying = false;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let poolsTimer: ReturnType<typeof setTimeout> | undefined;
+  /** NodePools (for the topology filter) are fetched now and every 10 s while online. */
+  const syncPools = async (call: Parameters<typeof replayOutbox>[1]) => {
+    clearTimeout(poolsTimer);
+    if (!topology) return;
+    await topology.syncPools(call).catch((e) => log.debug('topology: NodePools not fetched', { error: e }));
+    poolsTimer = setTimeout(() => {
+      const u = pool.pick();
+      if (u) void syncPools((m, p, o = {}) => callUpstream(targetOf(u), m, p, { ...o, userAgent: `tether-edge/${buildInfo.version}` }));
+    }, 10_000);
+  };
   /** Replays the outbox; when the apiserver refused for now (5xx, 429), tries again later while online. */
   const replay = async (call: Parameters<typeof replayOutbox>[1]) => {
     if (replaying || !store) return;
@@ -204,6 +228,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }
     if (!done) {
       clearTimeout(retryTimer);
+      clearTimeout(poolsTimer);
       retryTimer = setTimeout(() => {
         if (pool.online) void replay(call);
       }, 5000 + Math.floor(random() * 5000));
@@ -219,6 +244,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       callUpstream(targetOf(u), method, path, { ...o, userAgent: `tether-edge/${buildInfo.version}` });
     await replay(call);
     bus.endAll();
+    await syncPools(call);
     await prefetchDiscovery(store, call, log).catch((e) => log.warn('discovery refresh failed', { error: e }));
   };
   let wasOnline = false;
@@ -288,6 +314,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       rotation?.stop();
       clearTimeout(reconnectTimer);
       clearTimeout(retryTimer);
+      clearTimeout(poolsTimer);
       bus.endAll();
       await proxy.close();
       await admin.close();

@@ -22,6 +22,7 @@ export interface CacheOptions {
   onStoreOk(): void;
   onDecodeError(what: string): void;
   onEventsDropped(n: number): void;
+  onRecorded?(gvr: string): void;
 }
 
 export function createCache(opts: CacheOptions): ProxyCache {

@@ -25,6 +25,8 @@ export interface RecorderOptions {
   onStoreError(e: unknown): void;
   onStoreOk(): void;
   onDecodeError(what: string): void;
+  /** Objects of this resource were stored (after the write). */
+  onRecorded?(gvr: string): void;
 }
 
 interface ListBody {
@@ -49,10 +51,11 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   const { store, log } = opts;
   const pages = new Map<string, KubeObject[]>();
 
-  const guard = (step: string, f: () => void) => {
+  const guard = (step: string, f: () => void, gvr?: string) => {
     try {
       f();
       opts.onStoreOk();
+      if (gvr) opts.onRecorded?.(gvr);
     } catch (e) {
       log.warn(`record ${step} failed`, { error: e });
       opts.onStoreError(e);
@@ -97,7 +100,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     guard('list', () => {
       store.streams.replaceList(scope, info.component, items, list.metadata?.resourceVersion ?? '', streamMatcher(scope));
       if (list.kind) store.documents.put(`listkind|${info.gvr}`, info.gvr, { contentType: 'text/plain', body: list.kind });
-    });
+    }, info.gvr);
   };
 
   const watchTap = (info: ResourceRequestInfo): Tap => {
@@ -116,7 +119,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
       guard('watch events', () => {
         if (fromNow) for (const ev of batch) ev.type === 'DELETED' ? store.objects.delete(scope.gvr, ev.object.metadata.namespace ?? '', ev.object.metadata.name) : store.objects.put(scope.gvr, ev.object);
         else store.streams.applyEvents(scope, batch);
-      });
+      }, scope.gvr);
     };
     const onLine = (line: string) => {
       const ev = decode<{ type?: string; object?: KubeObject }>(`watch ${info.gvr}`, line);
@@ -128,7 +131,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
           const items = initial;
           initial = undefined;
           flush();
-          guard('watch-list', () => store.streams.replaceList(scope, info.component, items, rv, streamMatcher(scope)));
+          guard('watch-list', () => store.streams.replaceList(scope, info.component, items, rv, streamMatcher(scope)), scope.gvr);
         } else if (!initial) {
           flush();
           guard('bookmark', () => store.streams.bookmark(scope, rv));

@@ -41,6 +41,11 @@ export interface ForwardOptions {
   watch?: boolean;
   /** Called when the upstream's answer starts (before its body). */
   onResponse?: (status: number) => void;
+  /**
+   * Rewrites a successful JSON answer on its way to the client: `body` the whole of a GET/LIST answer
+   * (it is collected first), `line` each line of a watch (whole lines are written, never parts).
+   */
+  transform?: { body?: (text: string) => string; line?: (line: string) => string };
 }
 
 const HOP_BY_HOP = new Set([
@@ -73,6 +78,23 @@ function tapHeaders(h: Record<string, string | string[]>, tapped: boolean): Reco
   return h;
 }
 
+/** Splits a stream into lines: whole lines out, the rest kept until more arrives. */
+function lineSplitter(onLine: (line: string) => void) {
+  let partial = '';
+  return {
+    push(chunk: Buffer) {
+      const text = partial + chunk.toString('utf8');
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) onLine(l);
+    },
+    flush() {
+      if (partial) onLine(partial);
+      partial = '';
+    },
+  };
+}
+
 /**
  * Sends the request upstream. Resolves once the response has been fully relayed (or the client went
  * away); rejects with E_UPSTREAM_UNAVAILABLE when the upstream failed before answering, so the caller
@@ -91,7 +113,7 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
       port: url.port || (useTls ? 443 : 80),
       method: req.method,
       path: base + (req.url ?? '/'),
-      headers: tapHeaders(outgoingHeaders(req.headers, url.host, opts.accept), opts.tap !== undefined),
+      headers: tapHeaders(outgoingHeaders(req.headers, url.host, opts.accept), opts.tap !== undefined || opts.transform !== undefined),
       agent,
       signal: opts.signal,
     });
@@ -101,18 +123,38 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
       for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
       opts.onResponse?.(upRes.statusCode ?? 502);
       const tapping = opts.tap?.head(upRes.statusCode ?? 502, upRes.headers) ?? false;
-      res.writeHead(upRes.statusCode ?? 502, headers);
-      res.flushHeaders?.();
-      let complete = false;
-      upRes.on('data', (chunk: Buffer) => {
-        if (tapping) opts.tap!.chunk(chunk);
-        if (!res.write(chunk)) {
+      const json = (upRes.statusCode ?? 0) === 200 && String(upRes.headers['content-type'] ?? '').startsWith('application/json');
+      const bodyTransform = json ? opts.transform?.body : undefined;
+      const lineTransform = json ? opts.transform?.line : undefined;
+      if (bodyTransform || lineTransform) delete headers['content-length'];
+      if (!bodyTransform) {
+        res.writeHead(upRes.statusCode ?? 502, headers);
+        res.flushHeaders?.();
+      }
+      const send = (data: Buffer | string) => {
+        if (!res.write(data)) {
           upRes.pause();
           res.once('drain', () => upRes.resume());
         }
+      };
+      const collected: Buffer[] = [];
+      const lines = lineTransform ? lineSplitter((l) => send(`${lineTransform(l)}\n`)) : undefined;
+      let complete = false;
+      upRes.on('data', (chunk: Buffer) => {
+        if (tapping) opts.tap!.chunk(chunk);
+        if (bodyTransform) collected.push(chunk);
+        else if (lines) lines.push(chunk);
+        else send(chunk);
       });
       upRes.on('end', () => {
         complete = true;
+        if (bodyTransform) {
+          const out = bodyTransform(Buffer.concat(collected).toString('utf8'));
+          res.writeHead(upRes.statusCode ?? 502, { ...headers, 'content-length': String(Buffer.byteLength(out)) });
+          res.end(out);
+          return;
+        }
+        lines?.flush();
         res.end();
       });
       const finish = () => {

@@ -58,6 +58,20 @@ export interface ProxyCache {
   document(info: RequestInfo, accept: string | undefined): { contentType: string; body: string } | undefined;
 }
 
+/**
+ * A rewrite of some answers on their way to the client (the service-topology filter of
+ * EndpointSlices and Endpoints); the store keeps what the apiserver sent.
+ */
+export interface ResponseFilter {
+  applies(info: RequestInfo): boolean;
+  /** A whole GET/LIST answer (JSON text). */
+  body(text: string): string;
+  /** One watch line, without its newline. */
+  line(line: string): string;
+  /** An open watch the filter may write extra whole lines to (re-emitted objects); returns an unregister fn. */
+  openWatch(info: ResourceRequestInfo, write: (line: string) => void): () => void;
+}
+
 export interface ProxyOptions {
   listen: string;
   upstreams: Upstreams;
@@ -67,6 +81,7 @@ export interface ProxyOptions {
   requests: Counter;
   /** At most this many LISTs go upstream at once (relists after a reconnect are queued, not stormed). */
   maxConcurrentLists?: number;
+  filter?: ResponseFilter;
 }
 
 export interface ProxyServer {
@@ -108,11 +123,14 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       count(info, 200, 'cache');
       return;
     }
+    const filter = opts.filter?.applies(info) ? opts.filter : undefined;
     if (info.verb === 'watch') {
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-tether-source': 'cache' });
       res.flushHeaders?.();
+      const unregister = filter?.openWatch(info, (line) => res.write(line));
+      if (unregister) res.on('close', unregister);
       cache.watch(info, {
-        write: (line) => res.write(line),
+        write: (line) => res.write(filter ? `${filter.line(line.replace(/\n$/, ''))}\n` : line),
         end: () => res.end(),
         onClose: (fn) => res.on('close', fn),
       });
@@ -126,6 +144,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     } else {
       throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline: ${info.verb} ${info.resource}${info.subresource ? `/${info.subresource}` : ''} needs the apiserver; retry later`);
     }
+    if (filter && a.status === 200) a = { ...a, raw: filter.body(a.raw ?? JSON.stringify(a.body)) };
     sendAnswer(res, a);
     count(info, a.status, 'cache');
   };
@@ -148,9 +167,19 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       if (target) {
         const abort = new AbortController();
         const untrack = upstreams.track(target, abort);
-        const accept = cached && info.isResourceRequest ? jsonAccept(req.headers.accept) : undefined;
+        const filter = opts.filter?.applies(info) ? opts.filter : undefined;
+        // The filter reads JSON: kube-proxy asks for protobuf first, and takes JSON as well.
+        const accept = filter || (cached && info.isResourceRequest) ? jsonAccept(req.headers.accept) : undefined;
+        const isWatch = info.isResourceRequest && info.verb === 'watch';
+        const unregister =
+          filter && isWatch
+            ? filter.openWatch(info as ResourceRequestInfo, (line) => {
+                if (res.headersSent && !res.writableEnded) res.write(line);
+              })
+            : undefined;
         try {
           await forward(target, req, res, {
+            transform: filter ? (isWatch ? { line: filter.line } : { body: filter.body }) : undefined,
             signal: abort.signal,
             accept,
             body,
@@ -163,6 +192,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
           upstreams.reportFailure(target, e);
           log.info('upstream failed; answering from the cache', { path: info.path, error: messageOf(e) });
         } finally {
+          unregister?.();
           untrack();
           releaseList?.();
         }
