@@ -198,7 +198,10 @@ for (let i = 0; i < 20; i++) {
 const metrics = async () => (await site.exec([process.execPath, '-e', "console.log(await (await fetch('http://127.0.0.1:10267/metrics')).text())"])).stdout;
 const upstreamBy = (text: string) => {
   const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^tether_proxy_requests_total\{code="[^"]*",source="upstream",verb="([^"]+)"\} (\d+)/gm)) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
+  for (const m of text.matchAll(/^tether_proxy_requests_total\{([^}]*)\} (\d+)/gm)) {
+    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+    if (labels.source === 'upstream' && labels.verb) out[labels.verb] = (out[labels.verb] ?? 0) + Number(m[2]);
+  }
   return out;
 };
 await until('pods running', async () => (await admin.request('GET', `/api/v1/namespaces/${NS}/pods?fieldSelector=spec.nodeName%3D${simNode}`)).body.items as { status: { phase: string } }[],
