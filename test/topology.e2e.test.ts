@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Cluster, sharedCluster } from './support/cluster.ts';
 import { parseAddresses } from './support/edge-agent.ts';
-import { crdDir } from './support/pools.ts';
+import { crdDir, deployDir } from './support/pools.ts';
 import { until } from './support/wait.ts';
 
 const edgeMain = join(import.meta.dir, '../edge/main.ts');
@@ -56,7 +56,8 @@ const setMembers = (pool: string, nodes: string[]) =>
 describe('service topology through the agent', () => {
   beforeAll(async () => {
     cluster = await sharedCluster();
-    const apply = await cluster.kubectl(['apply', '--server-side', '--force-conflicts', '-f', crdDir]);
+    // The CRDs, and deploy/'s RBAC (it lets nodes read NodePools, as the agent does for the filter).
+    const apply = await cluster.kubectl(['apply', '--server-side', '--force-conflicts', '-f', crdDir, '-f', join(deployDir, 'namespace.yaml'), '-f', join(deployDir, 'rbac.yaml')]);
     if (apply.code !== 0) throw new Error(apply.stderr);
     await until('CRDs served', () => cluster.admin.request('GET', '/apis/apps.tether.dev/v1alpha1/nodepools'), (r) => r.status === 200, 60_000);
     for (const n of [me, peer, other]) await cluster.admin.ensure('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n } });
