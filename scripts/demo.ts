@@ -53,8 +53,12 @@ try {
   show(await admin(['get', 'nodes', '-o', 'wide']));
 
   say('a workload on the edge node');
-  await admin(['create', 'deployment', 'sensor-reader', '--image=registry.invalid/sensor:1', '--replicas=2']);
-  await admin(['patch', 'deployment', 'sensor-reader', '-p', JSON.stringify({ spec: { template: { spec: { nodeSelector: { 'kubernetes.io/hostname': node } } } } })]);
+  const labels = { app: 'sensor-reader' };
+  await admin(['apply', '-f', '-'], JSON.stringify({
+    apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'sensor-reader', namespace: 'default' },
+    spec: { replicas: 2, selector: { matchLabels: labels }, template: { metadata: { labels },
+      spec: { nodeSelector: { 'kubernetes.io/hostname': node }, containers: [{ name: 'sensor', image: 'registry.invalid/sensor:1' }] } } },
+  }));
   await until('pods Running', () => admin(['get', 'pods', '-l', 'app=sensor-reader', '--field-selector=status.phase=Running', '-o', 'name']), (s) => s.trim().split('\n').length === 2 && !s.includes('\n\n'));
   const onNode = (args: string[]) =>
     site.exec([kubectlBinary(), `--kubeconfig=${emptyKubeconfig}`, '--server=http://127.0.0.1:10261', `--cache-dir=${mkdtempSync(join(work, 'kc-'))}`, '--request-timeout=10s', ...args]);
