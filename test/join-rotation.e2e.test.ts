@@ -3,8 +3,8 @@
  * certificates (`--cluster-signing-duration=3m`; the signer backdates notBefore by 5 minutes, so
  * each certificate spans 8 minutes and renewal falls 0.6–2.2 minutes after issuance).
  *
- * Nodes join with `tether-edge join`; the agent's upstream pool and proxy are composed in-process
- * with `startCertRotation` wired as edge/agent.ts is to wire it (onRotated → pool.setTls):
+ * Nodes join with `tether-edge join`; the agent (edge/agent.ts's startAgent, as `tether-edge run`
+ * starts it) serves from the joined node's files and rotates its certificate itself:
  * - the agent renews while a watch through it stays open; the watch's client sees no error and
  *   keeps receiving events after the first certificate has expired, and new requests authenticate
  *   with the new certificate;
@@ -15,16 +15,14 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createMemoryLogger } from '../shared/log.ts';
-import { Registry } from '../shared/metrics.ts';
 import { type CertRotation, startCertRotation } from '../edge/certs/rotation.ts';
 import { PATHS } from '../edge/join/layout.ts';
-import { type ProxyCache, type ProxyServer, type Target, createProxyServer } from '../edge/proxy/server.ts';
-import { type Upstream, type UpstreamPool, createUpstreamPool } from '../edge/upstream/pool.ts';
+import { startAgent } from '../edge/agent.ts';
+import { edgeConfigSchema } from '../edge/config.ts';
 import { type Cluster, startCluster } from './support/cluster.ts';
 import { until } from './support/edge-agent.ts';
 import { bunBin, run } from './support/run.ts';
@@ -84,63 +82,23 @@ describe.skipIf(!isRoot)('certificate rotation with 3-minute certificates', () =
   });
 
   test('the agent renews its certificate while a watch through it is open, and the watch client sees no error', async () => {
+    // The agent itself (edge/agent.ts, the composition root of `tether-edge run`) with the joined node's files.
     const log = createMemoryLogger('info');
-    const tls: { ca: Buffer; cert: Buffer; key: Buffer } = { ca: readFileSync(a.files.caFile), cert: readFileSync(a.files.certFile), key: readFileSync(a.files.keyFile) };
-    const pool: UpstreamPool = createUpstreamPool({ servers: [cluster.server], lbMode: 'priority', tls, log: log.child({ part: 'upstream' }) });
-    closers.push(() => pool.close());
-    // The agent's wiring (edge/agent.ts): targets read the pool's current agent for every request.
-    const bearer = new HttpsAgent({ keepAlive: true, ca: tls.ca });
-    closers.push(() => bearer.destroy());
-    const targets = new Map<Upstream, Target>();
-    const targetOf = (u: Upstream): Target => {
-      let t = targets.get(u);
-      if (!t) {
-        t = {
-          url: u.url,
-          get agent() {
-            return u.agent;
-          },
-          bearerAgent: bearer,
-          tlsOptions: (withIdentity) => (withIdentity ? { ca: tls.ca, cert: tls.cert, key: tls.key } : { ca: tls.ca }),
-        };
-        targets.set(u, t);
-      }
-      return t;
-    };
-    const onlineOnly = (): never => {
-      throw new Error('offline answers are not part of this test');
-    };
-    const cache: ProxyCache = { tapFor: () => undefined, read: onlineOnly, watch: onlineOnly, write: onlineOnly, document: () => undefined };
-    const proxy: ProxyServer = await createProxyServer({
+    const config = edgeConfigSchema.parse({
+      servers: [cluster.server],
+      caFile: a.files.caFile,
+      certFile: a.files.certFile,
+      keyFile: a.files.keyFile,
+      bootstrapTokenFile: a.files.bootstrapTokenFile,
+      dataDir: join(a.root, 'store'),
       listen: '127.0.0.1:0',
-      upstreams: {
-        pick: () => {
-          const u = pool.pick();
-          return u ? targetOf(u) : undefined;
-        },
-        reportFailure: (t, e) => pool.reportFailure(pool.all().find((u) => u.url === t.url)!, e),
-        track: (t, abort) => pool.track(pool.all().find((u) => u.url === t.url)!, abort),
-      },
-      cache,
-      isCachedComponent: () => false,
-      log: log.child({ part: 'proxy' }),
-      requests: new Registry().counter('requests_total', 'requests'),
+      adminListen: '127.0.0.1:0',
     });
-    closers.push(() => proxy.close());
-    await pool.ready;
-
-    const rotation = startCertRotation({
-      nodeName: a.node,
-      servers: () => [pool.pick()?.url.href ?? cluster.server],
-      ...a.files,
-      log: log.child({ part: 'certs' }),
-      onRotated: (material) => {
-        tls.cert = material.cert;
-        tls.key = material.key;
-        pool.setTls(material);
-      },
-    });
-    rotations.push(rotation);
+    const agent = await startAgent({ config, nodeName: a.node, log });
+    closers.push(() => agent.close());
+    const proxy = agent.proxy;
+    const rotation = { status: () => agent.status().certificate! };
+    await until('agent online', async () => agent.status().online, (ok) => ok, 30_000);
 
     // A watch through the proxy, as kubelet's informers keep them.
     const errors: string[] = [];
