@@ -17,6 +17,7 @@ import { sharedCluster } from '../../test/support/cluster.ts';
 import { spawnAgent, until } from '../../test/support/edge-agent.ts';
 import { createEdgeSite, destroyAllSites } from '../../test/support/netns.ts';
 import { getter, memoryOf, pct, sideBySide } from './agent/http.ts';
+import { publishSection } from './doc.ts';
 import { startAgentProcess } from './agent/process.ts';
 
 const { values: flags } = parseArgs({
@@ -242,14 +243,5 @@ const section = [
   ...rows,
   '',
 ].join('\n');
-console.log(section);
-if (flags.write) {
-  const file = join(import.meta.dir, '../../docs/benchmarks.md');
-  const cur = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const start = cur.indexOf('## Edge agent');
-  const next = start >= 0 ? cur.indexOf('\n## ', start + 1) : -1;
-  const updated = start < 0 ? `${cur.trimEnd()}\n\n${section}` : `${cur.slice(0, start)}${section}${next >= 0 ? cur.slice(next + 1) : ''}`;
-  writeFileSync(file, updated.endsWith('\n') ? updated : `${updated}\n`);
-  log(`wrote ${file}`);
-}
+publishSection('Edge agent', section);
 process.exit(0);

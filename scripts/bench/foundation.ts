@@ -7,6 +7,7 @@
  * Needs a full `npm run build` first. Prints a markdown section; `--write` replaces the
  * "Foundation" section of docs/benchmarks.md with it.
  */
+import { publishSection } from './doc.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -101,15 +102,4 @@ const section = [
   `| of which private (anonymous) memory | ${mb(edgeRss.anon)} | ${mb(bareRss.anon)} | ${(edgeRss.anon / bareRss.anon).toFixed(2)}× |`,
   '',
 ];
-const text = section.join('\n');
-console.log(text);
-
-if (process.argv.includes('--write')) {
-  const file = join(root, 'docs/benchmarks.md');
-  const cur = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-  const start = cur.indexOf('## Foundation');
-  const next = start >= 0 ? cur.indexOf('\n## ', start + 1) : -1;
-  const updated = start < 0 ? `${cur.trimEnd()}\n\n${text}` : `${cur.slice(0, start)}${text}${next >= 0 ? cur.slice(next + 1) : ''}`;
-  writeFileSync(file, updated.endsWith('\n') ? updated : `${updated}\n`);
-  console.error(`bench: wrote ${file}`);
-}
+publishSection('Foundation', section.join('\n'));

@@ -12,6 +12,7 @@
  * nothing to do. Needs root (the cluster's edge address). Prints a markdown section;
  * `--write` replaces the "Pools" section of docs/benchmarks.md.
  */
+import { publishSection } from './doc.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -259,17 +260,7 @@ try {
       '.',
     '',
   ];
-  const text = section.join('\n');
-  console.log(text);
-  if (process.argv.includes('--write')) {
-    const file = join(root, 'docs/benchmarks.md');
-    const cur = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-    const start = cur.indexOf('## Pools');
-    const next = start >= 0 ? cur.indexOf('\n## ', start + 1) : -1;
-    const updated = start < 0 ? `${cur.trimEnd()}\n\n${text}` : `${cur.slice(0, start)}${text}${next >= 0 ? cur.slice(next + 1) : ''}`;
-    writeFileSync(file, updated.endsWith('\n') ? updated : `${updated}\n`);
-    console.error(`bench: wrote ${file}`);
-  }
+  publishSection('Pools', section.join('\n'));
 } finally {
   await hub.stop().catch(() => {});
   bare.kill();

@@ -18,6 +18,7 @@
  * `--quick` shrinks every count (a smoke run); `--write` replaces the "## Tunnel" section of
  * docs/benchmarks.md.
  */
+import { publishSection } from './doc.ts';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -223,16 +224,5 @@ const section = [
     'move by some tens of percent between runs.',
   '',
 ];
-const text = section.join('\n');
-console.log(text);
-
-if (process.argv.includes('--write')) {
-  const file = join(root, 'docs/benchmarks.md');
-  const cur = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-  const at = cur.indexOf('## Tunnel');
-  const next = at >= 0 ? cur.indexOf('\n## ', at + 1) : -1;
-  const updated = at < 0 ? `${cur.trimEnd()}\n\n${text}` : `${cur.slice(0, at)}${text}${next >= 0 ? cur.slice(next + 1) : ''}`;
-  writeFileSync(file, updated.endsWith('\n') ? updated : `${updated}\n`);
-  console.error(`bench: wrote ${file}`);
-}
+publishSection('Tunnel', section.join('\n'));
 process.exit(0);
