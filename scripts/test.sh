@@ -69,30 +69,23 @@ bf=$(grep -Eo '^ *[0-9]+ fail$' "$work/bun-test.log" | tail -n 1 | grep -Eo '[0-
 if [ "$bun_status" -ne 0 ] && [ "$bf" -eq 0 ]; then bf=1; fi # crashed, or an error outside a test
 tally "bun test" "$bp" "$bf"
 
-# 2. The store contract under Node, against a Node bundle of the same code.
-contract="$work/store.node.contract.mjs"
-if "$bun" build edge/store/store.node.contract.ts --target=node --format=esm --external better-sqlite3 \
-  --outfile "$contract" >"$work/node-bundle.log" 2>&1; then
-  node --test --test-reporter=tap "$contract" 2>&1 | tee "$work/node-test.log" | grep -E '^(not )?ok ' >&2
-  np=$(grep -Eo '^# pass [0-9]+' "$work/node-test.log" | grep -Eo '[0-9]+' || echo 0)
-  nf=$(grep -Eo '^# fail [0-9]+' "$work/node-test.log" | grep -Eo '[0-9]+' || echo 1)
-  tally "store contract under node $(node --version)" "$np" "$nf"
-else
-  cat "$work/node-bundle.log" >&2
-  tally "store contract under node (bundle failed)" 0 1
-fi
-
-# 3. The tunnel contracts under Node, against a Node bundle of the same code.
-tunnel="$work/tunnel.node.contract.mjs"
-if "$bun" build shared/tunnel/tunnel.node.contract.ts --target=node --format=esm --outfile "$tunnel" >"$work/tunnel-bundle.log" 2>&1; then
-  node --test --test-reporter=tap "$tunnel" 2>&1 | tee "$work/tunnel-node-test.log" | grep -E '^(not )?ok ' >&2
-  np=$(grep -Eo '^# pass [0-9]+' "$work/tunnel-node-test.log" | grep -Eo '[0-9]+' || echo 0)
-  nf=$(grep -Eo '^# fail [0-9]+' "$work/tunnel-node-test.log" | grep -Eo '[0-9]+' || echo 1)
-  tally "tunnel contract under node $(node --version)" "$np" "$nf"
-else
-  cat "$work/tunnel-bundle.log" >&2
-  tally "tunnel contract under node (bundle failed)" 0 1
-fi
+# 2.–3. Contracts under Node, each against a Node bundle of the same code.
+node_contract() { # <label> <entry.ts> [bun build flags…]
+  local label=$1 entry=$2; shift 2
+  local out="$work/$label.node.mjs"
+  if "$bun" build "$entry" --target=node --format=esm "$@" --outfile "$out" >"$work/$label-bundle.log" 2>&1; then
+    node --test --test-reporter=tap "$out" 2>&1 | tee "$work/$label-node-test.log" | grep -E '^(not )?ok ' >&2
+    local np nf
+    np=$(grep -Eo '^# pass [0-9]+' "$work/$label-node-test.log" | grep -Eo '[0-9]+' || echo 0)
+    nf=$(grep -Eo '^# fail [0-9]+' "$work/$label-node-test.log" | grep -Eo '[0-9]+' || echo 1)
+    tally "$label contract under node $(node --version)" "$np" "$nf"
+  else
+    cat "$work/$label-bundle.log" >&2
+    tally "$label contract under node (bundle failed)" 0 1
+  fi
+}
+node_contract store edge/store/store.node.contract.ts --external better-sqlite3
+node_contract tunnel shared/tunnel/tunnel.node.contract.ts
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

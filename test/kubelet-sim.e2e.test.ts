@@ -6,11 +6,11 @@
  * it through the apiserver, and cutting its link makes it NotReady until the link heals.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { sharedCluster, type Cluster } from './support/cluster.ts';
-import { kubectlBinary } from './support/kubectl.ts';
+import { followLogLines } from './support/follow-logs.ts';
 import { createEdgeSite, type EdgeSite } from './support/netns.ts';
 import { until } from './support/wait.ts';
 
@@ -109,16 +109,7 @@ describe.skipIf(!isRoot)('kubelet simulator on the real control plane', () => {
     const out = await until('log lines', () => kubectl(['logs', pod, '-c', 'app']), (s) => s.includes(`${pod}/app line`));
     expect(out).toContain(`${pod}/app line 1`);
 
-    const follow = spawn(kubectlBinary(), [`--kubeconfig=${cluster.adminKubeconfig}`, 'logs', '-f', '--tail=1', pod]);
-    let text = '';
-    follow.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
-    const numbers = () => [...text.matchAll(/line (\d+)/g)].map((m) => Number(m[1]));
-    try {
-      await until('followed lines', async () => numbers(), (n) => n.length >= 3, 30_000);
-    } finally {
-      follow.kill();
-    }
-    const n = numbers();
+    const n = await followLogLines(cluster.adminKubeconfig, pod);
     expect(n[1]).toBe(n[0]! + 1);
     expect(n[2]).toBe(n[1]! + 1);
   }, 120_000);

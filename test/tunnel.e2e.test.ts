@@ -14,6 +14,7 @@ import { createCa, issueCert } from '../scripts/cluster/pki.ts';
 import { connectVia, getVia } from './support/connect-client.ts';
 import { until } from './support/edge-agent.ts';
 import type { HubProcess } from './support/hub-process.ts';
+import { followLogLines } from './support/follow-logs.ts';
 import { kubectlBinary } from './support/kubectl.ts';
 import { CONTROL_PLANE_ADDRESS } from './support/netns.ts';
 import { startTunnelRig, type EdgeNode, type LoggedProcess, type TunnelRig } from './support/tunnel-rig.ts';
@@ -100,16 +101,7 @@ describe.skipIf(!isRoot)('tunnel: kubectl and Prometheus reach an edge node the 
   test('kubectl logs and logs -f reach the pod through the hub', async () => {
     const out = await until('log lines', () => ok(['logs', pod, '-c', 'app']), (s) => s.includes(`${pod}/app line`)).catch(explain);
     expect(out).toContain(`${pod}/app line 1`);
-    const follow = spawn(kubectlBinary(), [`--kubeconfig=${rig.cluster.adminKubeconfig}`, 'logs', '-f', '--tail=1', pod]);
-    let text = '';
-    follow.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
-    const numbers = () => [...text.matchAll(/line (\d+)/g)].map((m) => Number(m[1]));
-    try {
-      await until('followed lines', async () => numbers(), (n) => n.length >= 3, 30_000);
-    } finally {
-      follow.kill();
-    }
-    const n = numbers();
+    const n = await followLogLines(rig.cluster.adminKubeconfig, pod);
     expect(n[1]).toBe(n[0]! + 1);
     expect(n[2]).toBe(n[1]! + 1);
     const metrics = await hub.metrics();
