@@ -43,8 +43,10 @@ export const controllersConfigSchema = z.strictObject({
   csrBootstrapGroups: z.array(z.string().min(1)).default(['system:bootstrappers']).describe('Groups whose members are bootstrap tokens'),
   csrBootstrapExistingNodes: z
     .enum(['allow', 'deny'])
-    .default('allow')
-    .describe('Whether a bootstrap token may obtain a certificate for a node that already exists (re-join)'),
+    .default('deny')
+    .describe(
+      'Whether a bootstrap token that names no node may obtain a certificate for a node that already exists; deny: only a token from `token create --node-name <node>` re-joins an existing node',
+    ),
 });
 
 export type ControllersConfig = z.output<typeof controllersConfigSchema>;

@@ -3,6 +3,11 @@
  * approval subresource (condition Approved or Denied, reason Tether…, a message saying why).
  * The kube-controller-manager signs approved requests. A CSR decided meanwhile by someone else
  * (kube-controller-manager's own approver) conflicts and is left as it is.
+ *
+ * kube-controller-manager's approver also approves every node client CSR of a requester allowed
+ * to `create certificatesigningrequests/nodeclient` (kubeadm binds its default bootstrap token
+ * group so): where such a binding exists, the bootstrap rules below are bypassed. A Tether cluster
+ * has none for bootstrap groups (docs/install.md).
  */
 import { ErrorCode, TetherError } from '../../../shared/errors.ts';
 import { apiStatusOf } from '../api.ts';
@@ -21,12 +26,19 @@ export function createCsrController(ctx: ControllerContext): Controller {
     async (name) => {
       const csr = csrs.get(name);
       if (!csr) return;
-      const d = decide(csr, {
+      const policy = {
         bootstrapGroups: ctx.config.csrBootstrapGroups,
         bootstrapSigners: ctx.config.csrBootstrapSigners,
         bootstrapExistingNodes: ctx.config.csrBootstrapExistingNodes,
-        nodeExists: (n) => nodes.get(n) !== undefined,
-      });
+        nodeExists: (n: string) => nodes.get(n) !== undefined,
+      };
+      let d = decide(csr, policy);
+      // "A new node" rests on the informer's view, which may lag behind a Node created a moment
+      // ago: ask the apiserver before approving, and decide again if the node is there.
+      if (d.action === 'approve' && d.reason === 'TetherBootstrap' && policy.bootstrapExistingNodes === 'deny') {
+        const node = d.node;
+        if ((await ctx.api.get(`/api/v1/nodes/${encodeURIComponent(node)}`)) !== undefined) d = decide(csr, { ...policy, nodeExists: (n) => n === node || policy.nodeExists(n) });
+      }
       if (d.action === 'ignore') return;
       const condition = {
         type: d.action === 'approve' ? 'Approved' : 'Denied',

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import type { CertificateSigningRequest } from '../kube-types.ts';
 import { csrSubject, pemToDer } from './pkcs10.ts';
 import { decide, type CsrPolicy } from './policy.ts';
+import { tokenNodeGroup } from './token-node.ts';
 
 /** A real PKCS#10 request from openssl (tests only: production code never shells out). */
 function openSslCsr(subject: string, extra: string[] = []): string {
@@ -31,9 +32,11 @@ function csr(over: Partial<CertificateSigningRequest['spec']> = {}, pem = nodeCs
 const policy: CsrPolicy = {
   bootstrapGroups: ['system:bootstrappers'],
   bootstrapSigners: ['kubernetes.io/kube-apiserver-client-kubelet'],
-  bootstrapExistingNodes: 'allow',
+  bootstrapExistingNodes: 'deny',
   nodeExists: () => false,
 };
+const exists = (...names: string[]) => (n: string) => names.includes(n);
+const bootstrapGroups = (...extra: string[]) => ['system:bootstrappers', 'system:bootstrappers:kubeadm:default-node-token', ...extra, 'system:authenticated'];
 
 describe('PKCS#10 subject parsing', () => {
   test('reads CN and O as openssl wrote them', () => {
@@ -66,8 +69,47 @@ describe('CSR approval policy', () => {
   test('a bootstrap token may not use a signer it is not allowed', () => {
     expect(decide(csr({ signerName: 'kubernetes.io/kube-apiserver-client' }), policy)).toMatchObject({ action: 'deny', reason: 'TetherNotEntitled' });
   });
-  test('existing nodes can be reserved to themselves', () => {
-    expect(decide(csr(), { ...policy, bootstrapExistingNodes: 'deny', nodeExists: (n) => n === 'edge-1' })).toMatchObject({ action: 'deny', reason: 'TetherNodeExists' });
+  test('by default a bootstrap token naming no node may not get a certificate for a node that exists', () => {
+    const d = decide(csr(), { ...policy, nodeExists: exists('edge-1') });
+    expect(d).toMatchObject({ action: 'deny', reason: 'TetherNodeExists' });
+    if (d.action === 'deny') expect(d.message).toContain('tether-hub token create --node-name edge-1');
+    // the same token for a node that does not exist is fine
+    expect(decide(csr(), { ...policy, nodeExists: exists('edge-2') })).toMatchObject({ action: 'approve', reason: 'TetherBootstrap' });
+  });
+  test('the default configuration denies existing nodes', async () => {
+    const { defaultControllersConfig } = await import('../config.ts');
+    expect(defaultControllersConfig.csrBootstrapExistingNodes).toBe('deny');
+  });
+  test('bootstrapExistingNodes: allow keeps the old behaviour for tokens naming no node', () => {
+    expect(decide(csr(), { ...policy, bootstrapExistingNodes: 'allow', nodeExists: exists('edge-1') })).toMatchObject({ action: 'approve', reason: 'TetherBootstrap' });
+  });
+  test('a token created for a node gets that node, whether it exists or not', () => {
+    const groups = bootstrapGroups(tokenNodeGroup('edge-1'));
+    expect(decide(csr({ groups }), policy)).toMatchObject({ action: 'approve', reason: 'TetherBootstrapNamed', node: 'edge-1' });
+    expect(decide(csr({ groups }), { ...policy, nodeExists: exists('edge-1') })).toMatchObject({ action: 'approve', reason: 'TetherBootstrapNamed' });
+  });
+  test('a token created for a node gets no other node, existing or new, even with bootstrapExistingNodes: allow', () => {
+    const groups = bootstrapGroups(tokenNodeGroup('edge-2'));
+    for (const p of [policy, { ...policy, nodeExists: exists('edge-1') }, { ...policy, bootstrapExistingNodes: 'allow' as const }]) {
+      const d = decide(csr({ groups }), p);
+      expect(d).toMatchObject({ action: 'deny', reason: 'TetherTokenForAnotherNode' });
+      if (d.action === 'deny') expect(d.message).toContain('created for node edge-2 and may not obtain a certificate for node edge-1');
+    }
+  });
+  test('dotted node names survive the group encoding and match only themselves', () => {
+    const dotted = openSslCsr('/O=system:nodes/CN=system:node:edge-1.shop-7.example');
+    expect(tokenNodeGroup('edge-1.shop-7.example')).toBe('system:bootstrappers:tether:node:edge-1:shop-7:example');
+    expect(decide(csr({ groups: bootstrapGroups(tokenNodeGroup('edge-1.shop-7.example')) }, dotted), policy)).toMatchObject({ action: 'approve', reason: 'TetherBootstrapNamed' });
+    expect(decide(csr({ groups: bootstrapGroups(tokenNodeGroup('edge-1.shop-7')) }, dotted), policy)).toMatchObject({ action: 'deny', reason: 'TetherTokenForAnotherNode' });
+  });
+  test('a token bound to several nodes gets none of them', () => {
+    const groups = bootstrapGroups(tokenNodeGroup('edge-1'), tokenNodeGroup('edge-2'));
+    expect(decide(csr({ groups }), policy)).toMatchObject({ action: 'deny', reason: 'TetherTokenAmbiguous' });
+  });
+  test('a node group outside a bootstrap token entitles nothing', () => {
+    // a requester that is no bootstrap token but carries the group (say, in a client certificate's O)
+    const d = decide(csr({ username: 'mallory', groups: [tokenNodeGroup('edge-1'), 'system:authenticated'] }), policy);
+    expect(d).toMatchObject({ action: 'deny', reason: 'TetherNotEntitled' });
   });
   test('wrong organization or usages are denied', () => {
     expect(decide(csr({}, openSslCsr('/O=system:masters/CN=system:node:edge-1')), policy)).toMatchObject({ action: 'deny', reason: 'TetherBadOrganization' });

@@ -7,11 +7,18 @@
  * Denied: an organization other than exactly system:nodes; usages beyond client auth, digital
  * signature and key encipherment (or without client auth); a requester not entitled to <name>.
  * Entitled: the node itself (user system:node:<name>, renewing), or a bootstrap token (a member
- * of a bootstrap group) for a signer bootstrap tokens may use — optionally only for a node that
- * does not exist yet.
+ * of a bootstrap group) for a signer bootstrap tokens may use, and then only
+ * - for the one node the token was created for (`token create --node-name`, a group from
+ *   token-node.ts in the CSR's spec.groups, which the apiserver sets and the requester cannot), or
+ * - for a token bound to no node: only for a node that does not exist yet (unless
+ *   bootstrapExistingNodes is `allow`, the old behaviour).
+ * A token bound to several nodes is refused: `token create` never makes one.
+ * nodeExists is the caller's view; the controller confirms "does not exist" against the apiserver
+ * before it records an approval that depends on it (see controller.ts).
  */
 import type { CertificateSigningRequest } from '../kube-types.ts';
 import { csrSubject, pemToDer, type CsrSubject } from './pkcs10.ts';
+import { tokenNodesOf } from './token-node.ts';
 
 export const NODE_CLIENT_SIGNERS = ['kubernetes.io/kube-apiserver-client', 'kubernetes.io/kube-apiserver-client-kubelet'];
 const ALLOWED_USAGES = new Set(['client auth', 'digital signature', 'key encipherment']);
@@ -23,7 +30,8 @@ export interface CsrPolicy {
   nodeExists(name: string): boolean;
 }
 
-export type CsrDecision = { action: 'ignore'; why: string } | { action: 'approve' | 'deny'; reason: string; message: string };
+/** node: the name in the request's common name. */
+export type CsrDecision = { action: 'ignore'; why: string } | { action: 'approve' | 'deny'; reason: string; message: string; node: string };
 
 export function decided(csr: CertificateSigningRequest): boolean {
   return (csr.status?.conditions ?? []).some((c) => (c.type === 'Approved' || c.type === 'Denied' || c.type === 'Failed') && c.status === 'True');
@@ -42,7 +50,8 @@ export function decide(csr: CertificateSigningRequest, policy: CsrPolicy): CsrDe
   if (!cn.startsWith('system:node:')) return { action: 'ignore', why: 'not a node certificate' };
   const node = cn.slice('system:node:'.length);
   const user = csr.spec.username ?? '';
-  const deny = (reason: string, message: string): CsrDecision => ({ action: 'deny', reason, message });
+  const deny = (reason: string, message: string): CsrDecision => ({ action: 'deny', reason, message, node });
+  const approve = (reason: string, message: string): CsrDecision => ({ action: 'approve', reason, message, node });
   if (!node) return deny('TetherBadSubject', 'the common name system:node: names no node');
   if (subject.organizations.length !== 1 || subject.organizations[0] !== 'system:nodes') {
     return deny('TetherBadOrganization', `a node certificate must have exactly the organization system:nodes, not [${subject.organizations.join(', ')}]`);
@@ -51,13 +60,26 @@ export function decide(csr: CertificateSigningRequest, policy: CsrPolicy): CsrDe
   if (!usages.includes('client auth') || usages.some((u) => !ALLOWED_USAGES.has(u))) {
     return deny('TetherBadUsages', `a node client certificate allows only client auth, digital signature and key encipherment, not [${usages.join(', ')}]`);
   }
-  if (user === cn) return { action: 'approve', reason: 'TetherNodeRenewal', message: `node ${node} renews its own client certificate` };
+  if (user === cn) return approve('TetherNodeRenewal', `node ${node} renews its own client certificate`);
   const bootstrap = (csr.spec.groups ?? []).some((g) => policy.bootstrapGroups.includes(g));
   if (bootstrap && policy.bootstrapSigners.includes(csr.spec.signerName)) {
-    if (policy.bootstrapExistingNodes === 'deny' && policy.nodeExists(node)) {
-      return deny('TetherNodeExists', `node ${node} exists already; its certificate must be renewed by the node itself, not by bootstrap token ${user}`);
+    const bound = tokenNodesOf(csr.spec.groups ?? []);
+    if (bound.length > 1) {
+      return deny('TetherTokenAmbiguous', `bootstrap token ${user} is bound to several nodes (${bound.join(', ')}); a token may name at most one node`);
     }
-    return { action: 'approve', reason: 'TetherBootstrap', message: `bootstrap token ${user} joins node ${node}` };
+    if (bound.length === 1) {
+      if (bound[0] !== node) {
+        return deny('TetherTokenForAnotherNode', `bootstrap token ${user} was created for node ${bound[0]} and may not obtain a certificate for node ${node}`);
+      }
+      return approve('TetherBootstrapNamed', `bootstrap token ${user}, created for node ${node}, joins it`);
+    }
+    if (policy.bootstrapExistingNodes === 'deny' && policy.nodeExists(node)) {
+      return deny(
+        'TetherNodeExists',
+        `node ${node} exists already: bootstrap token ${user} names no node, so it may join only new nodes; to re-join ${node} use a token from \`tether-hub token create --node-name ${node}\``,
+      );
+    }
+    return approve('TetherBootstrap', `bootstrap token ${user} joins new node ${node}`);
   }
   return deny(
     'TetherNotEntitled',
