@@ -9,6 +9,14 @@
  *   refusals) so a burst of scrapes is not a burst of reviews.
  *
  * A certificate that is presented but not trusted is refused even when a token is also present.
+ *
+ * The common name: Go's crypto/x509 (and so kube-apiserver) keeps the LAST CN of a subject with
+ * several, node:tls and Bun list them all; a certificate with more than one CN is refused here, so
+ * the hub and the apiserver can never see two different users in one certificate. With exactly one
+ * CN both read the same name. Groups are every O value, as in Go.
+ *
+ * `credential` says which credential it was (the certificate's SHA-256 fingerprint, or the token's
+ * SHA-256): a replacement session for a node is accepted only with the same one (tunnels.ts).
  */
 import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
@@ -18,6 +26,8 @@ export interface Identity {
   user: string;
   groups: string[];
   via: 'certificate' | 'token' | 'socket';
+  /** "cert:<sha256 fingerprint>" or "token:<sha256>"; absent for the Unix socket. */
+  credential?: string;
 }
 
 export type TokenReview = { user: string; groups: string[] } | { error: string };
@@ -35,9 +45,13 @@ export function certificateIdentity(socket: TLSSocket): Identity | undefined {
   if (!socket.authorized) {
     throw new TetherError(ErrorCode.BadRequest, `authenticate: client certificate ${cert.subject.CN ?? '(no CN)'} is not signed by a trusted CA (${String(socket.authorizationError ?? 'unknown')})`);
   }
-  const user = asList(cert.subject.CN)[0];
+  const cns = asList(cert.subject.CN);
+  if (cns.length > 1) {
+    throw new TetherError(ErrorCode.BadRequest, `authenticate: client certificate has ${cns.length} common names (${cns.map((c) => JSON.stringify(c.slice(0, 80))).join(', ')}); exactly one is accepted`);
+  }
+  const user = cns[0];
   if (!user) throw new TetherError(ErrorCode.BadRequest, 'authenticate: client certificate has no common name');
-  return { user, groups: asList(cert.subject.O), via: 'certificate' };
+  return { user, groups: asList(cert.subject.O), via: 'certificate', credential: `cert:${cert.fingerprint256 ?? ''}` };
 }
 
 export function bearerToken(header: string | undefined): string | undefined {
@@ -62,7 +76,7 @@ export async function authenticate(socket: TLSSocket | undefined, authorization:
     throw new TetherError(ErrorCode.UpstreamUnavailable, `authenticate: TokenReview failed: ${messageOf(e)}`, { cause: e });
   }
   if ('error' in r) throw new TetherError(ErrorCode.BadRequest, `authenticate: token rejected by TokenReview: ${r.error}`);
-  return { user: r.user, groups: r.groups, via: 'token' };
+  return { user: r.user, groups: r.groups, via: 'token', credential: `token:${createHash('sha256').update(token).digest('base64')}` };
 }
 
 /** The node an identity speaks for: user `system:node:<name>` in group `system:nodes`. */
