@@ -11,11 +11,33 @@ export interface DecodedTarget {
   query: Map<string, string[]>;
 }
 
+/**
+ * The request target a proxy decides on and forwards: origin-form ("/path?query"), refused with a
+ * BadRequest when it has dot segments ("/pods/../secrets", also percent-encoded as %2e%2e or hidden
+ * behind an encoded slash), a backslash, or a fragment. URL parsers resolve dot segments and
+ * servers differ in how (or whether) they do, so a path with them is refused, never rewritten: what
+ * is returned is what was decided on, byte for byte what goes upstream.
+ */
+export function normalizeTarget(raw: string): string {
+  if (!raw.startsWith('/')) throw badRequest('parse url', `request target ${JSON.stringify(raw.slice(0, 200))} is not an absolute path`);
+  if (raw.includes('#')) throw badRequest('parse url', `request target ${JSON.stringify(raw.slice(0, 200))} has a fragment`);
+  const q = raw.indexOf('?');
+  const rawPath = q < 0 ? raw : raw.slice(0, q);
+  if (rawPath.includes('\\')) throw badRequest('parse path', `${JSON.stringify(rawPath.slice(0, 200))} has a backslash`);
+  const decoded = decode(rawPath, 'parse path', false);
+  if (decoded.split('/').some((seg) => seg === '.' || seg === '..')) {
+    throw badRequest('parse path', `${JSON.stringify(rawPath.slice(0, 200))} has "." or ".." segments; send the path without them`);
+  }
+  const u = new URL(`http://tether.invalid${raw}`);
+  return u.pathname + u.search;
+}
+
 /** Accepts a URL, an absolute URL string, or an origin-form target ("/api/v1/pods?watch=1"). */
 export function decodeTarget(url: URL | string): DecodedTarget {
   let u: URL;
   if (url instanceof URL) u = url;
   else {
+    if (url.startsWith('/')) normalizeTarget(url);
     try {
       // Prefixing an origin keeps "//x" a path rather than a host.
       u = url.startsWith('/') ? new URL(`http://tether.invalid${url}`) : new URL(url);

@@ -1,5 +1,6 @@
 /** Kubernetes request parsing and selector evaluation: the public surface of shared/kube. */
 export { componentOf } from './component.ts';
+export { normalizeTarget } from './_url.ts';
 export {
   createFieldSelector,
   escapeFieldValue,
