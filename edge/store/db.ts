@@ -4,12 +4,14 @@
  * and a drizzle database to `prepare`, which does everything else the same way:
  *
  *   1. the store directory is created 0700 and the database files are made 0600 (it holds Secrets);
- *   2. WAL mode, synchronous=NORMAL, a busy timeout;
+ *   2. WAL mode, synchronous=NORMAL, a busy timeout (writes the agent acknowledged to a client commit
+ *      with synchronous=FULL through `transact(..., { durable: true })`);
  *   3. a write probe, so a database that another process holds locked is reported, not waited on forever;
  *   4. a database written by a newer Tether (a migration this binary does not know) is refused;
  *   5. the embedded migrations are applied; applying them again changes nothing.
  *
- * Every failure becomes a TetherError whose message says which file and what to do.
+ * Every failure becomes a TetherError whose message says which file and what to do. Write failures
+ * are also remembered by `health` (see store-health.ts), so /readyz reports a full disk.
  */
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -17,6 +19,7 @@ import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import { embeddedMigrations } from './migrations.macro.ts' with { type: 'macro' };
 import type * as schema from './schema.ts';
+import { type StoreHealth, createStoreHealth } from './store-health.ts';
 
 export type Db = BaseSQLiteDatabase<'sync', unknown, typeof schema>;
 
@@ -31,6 +34,8 @@ export interface StoreDb {
   readonly db: Db;
   readonly raw: RawSqlite;
   readonly path: string;
+  /** Whether writes are failing (a full disk) or free space is below the floor. */
+  readonly health: StoreHealth;
   close(): void;
 }
 
@@ -39,6 +44,10 @@ export interface OpenDbOptions {
   path: string;
   /** How long a statement waits for another connection's lock before failing (ms). */
   busyTimeoutMs?: number;
+  /** Below this much free space on the store's filesystem the store reports a problem (bytes, default 32 MiB; 0 turns the check off). */
+  minFreeBytes?: number;
+  /** Free bytes on the filesystem holding `path` (default: statfs); for tests. */
+  freeBytes?: (path: string) => number | undefined;
 }
 
 export type OpenDb = (opts: OpenDbOptions) => StoreDb;
@@ -87,6 +96,9 @@ export function storeError(step: string, path: string, e: unknown): TetherError 
       { cause: e },
     );
   }
+  if (code.startsWith('SQLITE_FULL') || /disk is full/i.test(msg)) {
+    return new TetherError(ErrorCode.StoreOpen, `${step}: ${path}: the disk is full (${msg}); free space on its filesystem`, { cause: e });
+  }
   if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_PERM')) {
     return new TetherError(ErrorCode.StoreOpen, `${step}: cannot open ${path} for writing (${msg}); check its owner and mode`, {
       cause: e,
@@ -123,7 +135,8 @@ export function prepare(raw: RawSqlite, db: Db, opts: OpenDbOptions): StoreDb {
     }
     throw storeError(step, path, e);
   }
-  return { db, raw, path, close: () => raw.close() };
+  const health = createStoreHealth({ path, raw, minFreeBytes: opts.minFreeBytes, freeBytes: opts.freeBytes });
+  return { db, raw, path, health, close: () => raw.close() };
 }
 
 function checkNotNewer(raw: RawSqlite, path: string): void {
@@ -151,11 +164,42 @@ function restrictFiles(path: string): void {
   for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
 }
 
-/** Runs a store operation, turning a driver error into a TetherError that names the step. */
+/**
+ * Runs a store operation, turning a driver error into a TetherError that names the step. A failed
+ * write (full disk, I/O error) is remembered by `store.health` until a later write changes rows.
+ */
 export function guarded<T>(store: StoreDb, step: string, f: () => T): T {
   try {
-    return f();
+    const out = f();
+    store.health.succeeded();
+    return out;
   } catch (e) {
-    throw storeError(step, store.path, e);
+    const err = storeError(step, store.path, e);
+    store.health.failed(e, err.message);
+    throw err;
   }
+}
+
+const depth = new WeakMap<StoreDb, number>();
+
+/**
+ * Runs `f` in one transaction: everything it writes commits together or not at all (calls of
+ * other store operations inside `f` join it). `durable` commits with synchronous=FULL, so a write
+ * acknowledged to a client survives a power cut (WAL with NORMAL may lose the last commits); it
+ * must be the outermost transaction. Other commits stay NORMAL: they hold data the agent can
+ * fetch again.
+ */
+export function transact<T>(store: StoreDb, step: string, f: () => T, opts: { durable?: boolean } = {}): T {
+  const d = depth.get(store) ?? 0;
+  if (opts.durable && d > 0) throw new TetherError(ErrorCode.StoreConflict, `${step}: a durable transaction cannot be nested in another one`);
+  return guarded(store, step, () => {
+    if (opts.durable) store.raw.exec('PRAGMA synchronous = FULL');
+    depth.set(store, d + 1);
+    try {
+      return store.db.transaction(() => f(), d === 0 ? { behavior: 'immediate' } : undefined);
+    } finally {
+      depth.set(store, d);
+      if (opts.durable) store.raw.exec('PRAGMA synchronous = NORMAL');
+    }
+  });
 }

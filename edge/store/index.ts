@@ -1,5 +1,5 @@
 /** The snapshot store as the rest of the agent sees it: objects, the stream log, the outbox, documents. */
-import type { StoreDb } from './db.ts';
+import { type StoreDb, transact } from './db.ts';
 import { type Documents, createDocuments } from './documents.ts';
 import { type Outbox, createOutbox } from './outbox.ts';
 import { type SnapshotStore, createSnapshotStore } from './snapshot-store.ts';
@@ -11,6 +11,12 @@ export interface Store {
   streams: StreamLog;
   outbox: Outbox;
   documents: Documents;
+  /**
+   * Runs `f` as one transaction over all the parts above (both or neither of, say, a local change
+   * and its outbox entry persist). `durable`: committed with synchronous=FULL, for writes the
+   * agent acknowledges to a client.
+   */
+  transact<T>(step: string, f: () => T, opts?: { durable?: boolean }): T;
 }
 
 export interface StoreOptions {
@@ -27,6 +33,7 @@ export function createStore(db: StoreDb, opts: StoreOptions = {}): Store {
     streams: createStreamLog(db, objects, opts),
     outbox: createOutbox(db, { now: opts.now, maxEvents: opts.maxOutboxEvents }),
     documents: createDocuments(db, opts),
+    transact: (step, f, o) => transact(db, step, f, o),
   };
 }
 

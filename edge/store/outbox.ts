@@ -2,8 +2,13 @@
  * Outbox: writes answered locally while offline, kept durably until they are replayed upstream in
  * order. Status writes are kept until replayed; Events are bounded: when more than `maxEvents` wait,
  * the oldest Events are dropped (and counted), never a status write.
+ *
+ * Status writes are addressed by their object's status path (`/api/v1/nodes/n/status`, any query
+ * after it ignored): the cache keeps one waiting entry per object (`statusFor` + `supersede` in
+ * the same transaction as the new `enqueue`), and drops the waiting ones when a live write for the
+ * object goes upstream (`supersede`), so a queued write never lands after a newer live one.
  */
-import { and, asc, count, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, count, eq, inArray, or, sql } from 'drizzle-orm';
 import type { StoreDb } from './db.ts';
 import { guarded } from './db.ts';
 import { type OutboxRow, outbox } from './schema.ts';
@@ -30,6 +35,12 @@ export interface Outbox {
   /** Records a failed replay attempt. */
   failed(seq: number, error: string): void;
   depth(): Record<OutboxKind, number>;
+  /** Whether an entry is still waiting (not replayed, superseded or dropped). */
+  has(seq: number): boolean;
+  /** The status writes waiting for the object whose status path this is, oldest first. */
+  statusFor(statusPath: string): OutboxRow[];
+  /** Removes the status writes waiting for that object; returns how many. */
+  supersede(statusPath: string): number;
 }
 
 export function createOutbox(store: StoreDb, opts: { maxEvents?: number; now?: () => number } = {}): Outbox {
@@ -37,6 +48,9 @@ export function createOutbox(store: StoreDb, opts: { maxEvents?: number; now?: (
   const maxEvents = opts.maxEvents ?? 1000;
   const now = opts.now ?? Date.now;
   const wrap = <T>(step: string, f: () => T): T => guarded(store, step, f);
+  /** The entry's path is the status path, or the status path followed by a query. */
+  const forObject = (p: string) =>
+    and(eq(outbox.kind, 'status'), or(eq(outbox.path, p), sql`substr(${outbox.path}, 1, ${p.length + 1}) = ${`${p}?`}`));
   return {
     enqueue: (e) =>
       wrap('queue offline write', () =>
@@ -81,5 +95,8 @@ export function createOutbox(store: StoreDb, opts: { maxEvents?: number; now?: (
         for (const r of db.select({ kind: outbox.kind, n: count() }).from(outbox).groupBy(outbox.kind).all()) out[r.kind] = r.n;
         return out;
       }),
+    has: (seq) => wrap('read outbox', () => db.select({ seq: outbox.seq }).from(outbox).where(eq(outbox.seq, seq)).get() !== undefined),
+    statusFor: (p) => wrap('read outbox', () => db.select().from(outbox).where(forObject(p)).orderBy(asc(outbox.seq)).all()),
+    supersede: (p) => wrap('outbox supersede', () => (db.delete(outbox).where(forObject(p)).run() as unknown as { changes: number }).changes),
   };
 }

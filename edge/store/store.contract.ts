@@ -164,4 +164,87 @@ export function runStoreContract(test: TestFn, openDb: OpenDb): void {
     writeFileSync(blocker, '');
     expectCode(() => openDb({ path: join(blocker, 'sub', 'tether.db') }), ErrorCode.StoreOpen, /create directory/);
   }));
+
+  test('a transaction over several parts commits all of them or none', withDir((dir) => {
+    const s = openDb({ path: join(dir, 'tether.db') });
+    const store = createStore(s);
+    const scope = { gvr: 'v1/pods', namespace: '', labelSelector: '', fieldSelector: '' };
+    store.streams.replaceList(scope, 'kubelet', [pod('web-1', '100')], '100', () => true);
+    const entry = { kind: 'status' as const, method: 'PATCH', path: '/api/v1/namespaces/default/pods/web-1/status', contentType: 'application/merge-patch+json', body: '{}' };
+    assert.throws(
+      () =>
+        store.transact('offline write', () => {
+          store.streams.applyLocal('v1/pods', 'MODIFIED', pod('web-1', '100', 'Failed'), () => true);
+          store.outbox.enqueue(entry);
+          throw new Error('power cut between the writes');
+        }),
+      /power cut/,
+    );
+    assert.equal((store.objects.get('v1/pods', 'default', 'web-1')?.status as { phase: string }).phase, 'Running');
+    assert.deepEqual(store.outbox.peek(5), []);
+    assert.deepEqual(store.streams.eventsAfter(store.streams.find(scope)!.id, 0), []);
+    store.transact('offline write', () => {
+      store.streams.applyLocal('v1/pods', 'MODIFIED', pod('web-1', '100', 'Failed'), () => true);
+      store.outbox.enqueue(entry);
+    });
+    assert.equal((store.objects.get('v1/pods', 'default', 'web-1')?.status as { phase: string }).phase, 'Failed');
+    assert.equal(store.outbox.peek(5).length, 1);
+    s.close();
+  }));
+
+  test('a durable transaction commits with synchronous=FULL; other commits stay NORMAL', withDir((dir) => {
+    const s = openDb({ path: join(dir, 'tether.db') });
+    const store = createStore(s);
+    const sync = () => Number(Object.values(s.raw.get('PRAGMA synchronous') ?? {})[0]);
+    assert.equal(sync(), 1); // NORMAL
+    // A temporary trigger records the setting in force while the outbox row is written.
+    s.raw.exec('CREATE TEMP TABLE seen (sync INTEGER)');
+    s.raw.exec('CREATE TEMP TRIGGER seen_sync AFTER INSERT ON outbox BEGIN INSERT INTO seen SELECT synchronous FROM pragma_synchronous; END');
+    const entry = { kind: 'event' as const, method: 'POST', path: '/api/v1/namespaces/default/events', contentType: 'application/json', body: '{}' };
+    store.transact('offline event', () => store.outbox.enqueue(entry), { durable: true });
+    store.outbox.enqueue(entry);
+    assert.deepEqual(Object.values(s.raw.get("SELECT group_concat(sync, ',') AS v FROM seen") ?? {}), ['2,1']); // FULL, then NORMAL
+    assert.equal(sync(), 1);
+    assert.throws(() => store.transact('outer', () => store.transact('inner', () => 1, { durable: true })), /cannot be nested/);
+    s.close();
+  }));
+
+  test('a full disk is reported until a write succeeds again; reads and no-op writes do not clear it', withDir((dir) => {
+    const s = openDb({ path: join(dir, 'tether.db') });
+    const store = createStore(s);
+    assert.equal(s.health.problem(), null);
+    // The database may not grow past its current size: the next page it needs fails with SQLITE_FULL.
+    const pages = Number(Object.values(s.raw.get('PRAGMA page_count') ?? {})[0]);
+    s.raw.exec(`PRAGMA max_page_count = ${pages}`);
+    const big = (name: string) => ({ ...pod(name, '1'), spec: { nodeName: 'edge-1', blob: 'x'.repeat(64 * 1024) } });
+    let thrown: unknown;
+    try {
+      store.objects.put('v1/pods', big('web-1'));
+    } catch (e) {
+      thrown = e;
+    }
+    assert.ok(isTetherError(thrown, ErrorCode.StoreOpen), `expected a store error, got ${String(thrown)}`);
+    assert.match((thrown as Error).message, /disk is full/);
+    assert.match(s.health.problem() ?? '', /writes to the store are failing .*disk is full/);
+    store.objects.get('v1/pods', 'default', 'web-1'); // a read works…
+    store.objects.delete('v1/pods', 'default', 'nothing-here'); // …and so does a write with nothing to change
+    assert.equal(s.health.failing(), true);
+    assert.match(s.health.problem() ?? '', /disk is full/);
+    s.raw.exec(`PRAGMA max_page_count = ${pages * 100}`);
+    store.objects.put('v1/pods', big('web-1'));
+    assert.equal(s.health.problem(), null);
+    s.close();
+  }));
+
+  test('little free space on the store filesystem is a problem before SQLite fails', withDir((dir) => {
+    let free = 10 * 1024 * 1024;
+    const s = openDb({ path: join(dir, 'tether.db'), minFreeBytes: 32 * 1024 * 1024, freeBytes: () => free });
+    assert.match(s.health.problem() ?? '', /only 10 MiB free on the filesystem of .*tether\.db/);
+    free = 64 * 1024 * 1024;
+    assert.equal(s.health.problem(), null);
+    s.close();
+    const real = openDb({ path: join(dir, 'tether.db'), minFreeBytes: Number.MAX_SAFE_INTEGER });
+    assert.match(real.health.problem() ?? '', /MiB free on the filesystem/); // statfs of the real filesystem
+    real.close();
+  }));
 }
