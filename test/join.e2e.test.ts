@@ -1,8 +1,12 @@
 /**
  * `tether-edge join` and `reset` on the real control plane, run inside an edge site as an operator
  * would on a node, with the join command printed by `tether-hub token create`:
- * - a fresh node joins: kube-controller-manager approves and signs its CSR; the agent started from
- *   the written configuration serves the kubelet simulator, and the Node becomes Ready;
+ * - a fresh node joins: tether-hub's CSR approver (the real controller; kube-controller-manager
+ *   approves no bootstrap CSR in a Tether cluster) approves its CSR and kube-controller-manager
+ *   signs it; the agent started from the written configuration serves the kubelet simulator, and
+ *   the Node becomes Ready;
+ * - the same token cannot re-join that node (it exists); a token from `token create --node-name`
+ *   for it can;
  * - a kubeadm node is converted (kubelet kubeconfig pointed at the agent, original kept) and reset
  *   leaves its root exactly as it was;
  * - a wrong token, a wrong CA hash, an unreachable server and an expired token are refused with a
@@ -22,7 +26,7 @@ import { treeSnapshot } from '../edge/join/_tree.ts';
 import { joinNode } from '../edge/join/join.ts';
 import { resetNode } from '../edge/join/reset.ts';
 import { createMemoryLogger } from '../shared/log.ts';
-import { type Cluster, sharedCluster } from './support/cluster.ts';
+import { type Cluster, type CsrApprover, sharedCluster, startCsrApprover } from './support/cluster.ts';
 import { type EdgeAgentProcess, spawnAgent, until } from './support/edge-agent.ts';
 import { type EdgeSite, createEdgeSite } from './support/netns.ts';
 import { bunBin, run } from './support/run.ts';
@@ -37,6 +41,7 @@ const converted = `join-kubeadm-${process.pid}`;
 
 describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane', () => {
   let cluster: Cluster;
+  let approver: CsrApprover;
   let site: EdgeSite;
   let agent: EdgeAgentProcess | undefined;
   let sim: ChildProcess | undefined;
@@ -71,6 +76,7 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
 
   beforeAll(async () => {
     cluster = await sharedCluster();
+    approver = await startCsrApprover(cluster);
     site = await createEdgeSite(`join-${process.pid}`);
     const r = await run([bunBin, hubMain, 'token', 'create', '--kubeconfig', cluster.adminKubeconfig, '--ttl', '30m', '--hub', 'wss://198.18.0.1:8443', '--description', 'join e2e']);
     if (r.code !== 0) throw new Error(`tether-hub token create: ${r.stderr}`);
@@ -84,6 +90,7 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
   afterAll(async () => {
     sim?.kill('SIGTERM');
     await agent?.stop();
+    await approver?.stop();
     await site?.destroy();
     if (cluster) {
       await cluster.kubectl(['delete', 'node', fresh, converted, `join-systemd-${process.pid}`, '--ignore-not-found', '--wait=false']);
@@ -116,7 +123,7 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     const csr = (await cluster.admin.request('GET', `/apis/certificates.k8s.io/v1/certificatesigningrequests/${csrName}`)).body;
     expect(csr.spec.username).toBe(`system:bootstrap:${joinArgs.token!.split('.')[0]}`);
     expect(csr.spec.signerName).toBe('kubernetes.io/kube-apiserver-client-kubelet');
-    expect(csr.status.conditions).toContainEqual(expect.objectContaining({ type: 'Approved', reason: 'AutoApproved' }));
+    expect(csr.status.conditions).toContainEqual(expect.objectContaining({ type: 'Approved', reason: 'TetherBootstrap' }));
 
     const config = parseYaml(readFileSync(join(root, 'etc/tether/edge.yaml'), 'utf8'));
     expect(config).toMatchObject({ nodeName: fresh, servers: [cluster.edgeServer], hubUrl: 'wss://198.18.0.1:8443' });
@@ -143,6 +150,35 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     });
     expect(ready.find((c) => c.type === 'Ready')?.status).toBe('True');
   });
+
+  test('the same token cannot re-join the node, which exists now; a token created for that node can', async () => {
+    const root = join(work, 'rejoin');
+    mkdirSync(root);
+    const before = treeSnapshot(root);
+    const refused = await join_([...argsOf(joinArgs), '--node-name', fresh, '--root', root]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('(TetherNodeExists)');
+    expect(refused.stderr).toContain(`tether-hub token create --node-name ${fresh}`);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(treeSnapshot(root)).toEqual(before);
+
+    const r = await run([bunBin, hubMain, 'token', 'create', '--kubeconfig', cluster.adminKubeconfig, '--ttl', '30m', '--node-name', fresh, '--description', 'join e2e re-join']);
+    expect(r.code).toBe(0);
+    const words = r.stdout.trim().split(' ');
+    const token = words[words.indexOf('--token') + 1]!;
+    tokens.push(token.split('.')[0]!);
+    expect(words.slice(-2)).toEqual(['--node-name', fresh]);
+    // the printed command as it stands, with only --root added
+    const again = await join_([...words.slice(2), '--root', root]);
+    expect(again.stderr).toBe('');
+    expect(again.code).toBe(0);
+    const csrName = /certificate from (\S+),/.exec(again.stdout)?.[1];
+    const csr = (await cluster.admin.request('GET', `/apis/certificates.k8s.io/v1/certificatesigningrequests/${csrName}`)).body;
+    expect(csr.spec.username).toBe(`system:bootstrap:${token.split('.')[0]}`);
+    expect(csr.status.conditions).toContainEqual(expect.objectContaining({ type: 'Approved', reason: 'TetherBootstrapNamed' }));
+    const cert = new X509Certificate(readFileSync(join(root, 'etc/tether/pki/node.crt')));
+    expect(cert.subject.split('\n')).toEqual(['O=system:nodes', `CN=system:node:${fresh}`]);
+  }, 300_000);
 
   test('a kubeadm node is converted (kubelet kubeconfig pointed at the agent, original kept) and reset leaves its root exactly as before', async () => {
     const root = kubeadmRoot('kubeadm');

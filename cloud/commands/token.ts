@@ -4,9 +4,17 @@
  *
  * The token is a Secret kube-system/bootstrap-token-<id> (type bootstrap.kubernetes.io/token)
  * usable for authentication and for signing cluster-info, in kubeadm's default node token group
- * (whose CSRs kube-controller-manager approves). The CA hash is SHA-256 of the SubjectPublicKeyInfo
- * of the CA in kube-public/cluster-info, the CA that joining nodes will check; the server is the
- * one cluster-info advertises unless --server says otherwise.
+ * (which may create CSRs). The CA hash is SHA-256 of the SubjectPublicKeyInfo of the CA in
+ * kube-public/cluster-info, the CA that joining nodes will check; the server is the one
+ * cluster-info advertises unless --server says otherwise.
+ *
+ * Who gets which certificate is tether-hub's CSR approver's decision (cloud/controllers/csr): a
+ * token may join only a node that does not exist yet, or, with --node-name N, only N (the name
+ * goes into the token's groups, see token-node.ts; the join command gets --node-name N too).
+ * Before creating anything, a SubjectAccessReview asks whether kube-controller-manager would
+ * approve this token's node CSRs itself (a binding to the nodeclient ClusterRole, as kubeadm
+ * makes): then any node name would be signed, so the command refuses and says which binding to
+ * remove.
  */
 import { randomInt } from 'node:crypto';
 import { caCertHash } from '../../shared/ca-hash.ts';
@@ -14,7 +22,8 @@ import { defineCommand } from 'citty';
 import { parse as parseYaml } from 'yaml';
 import { guard } from '../../shared/cli.ts';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
-import { loadKubeConfig, makeClients, statusCodeOf } from '../kube/client.ts';
+import { tokenNodeGroup, tokenNodeNameProblem } from '../controllers/csr/token-node.ts';
+import { kube, loadKubeConfig, makeClients, statusCodeOf, type KubeConfig } from '../kube/client.ts';
 
 export const NODE_TOKEN_GROUP = 'system:bootstrappers:kubeadm:default-node-token';
 
@@ -58,6 +67,42 @@ async function clusterInfo(core: ReturnType<typeof makeClients>['core']): Promis
   return { caPem: Buffer.from(data, 'base64').toString('utf8'), server: cluster.server };
 }
 
+/**
+ * Refuses when kube-controller-manager would approve node client CSRs of a token in `groups`
+ * itself (RBAC allows it `create certificatesigningrequests/nodeclient`), bypassing the hub's policy.
+ * An operator not allowed to ask gets a warning instead.
+ */
+async function refuseControllerManagerApproval(kc: KubeConfig, id: string, groups: string[]): Promise<void> {
+  let status: { allowed?: boolean; reason?: string } | undefined;
+  try {
+    const review = await kc.makeApiClient(kube.AuthorizationV1Api).createSubjectAccessReview({
+      body: {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: {
+          user: `system:bootstrap:${id}`,
+          groups: [...groups, 'system:authenticated'],
+          resourceAttributes: { group: 'certificates.k8s.io', resource: 'certificatesigningrequests', subresource: 'nodeclient', verb: 'create' },
+        },
+      },
+    });
+    status = review.status;
+  } catch (e) {
+    process.stderr.write(
+      `warning: token create: could not check whether kube-controller-manager auto-approves bootstrap tokens' node certificates (${messageOf(e)}); if a ClusterRoleBinding gives a bootstrap group the ClusterRole ${NODECLIENT_ROLE}, any holder of this token can get a certificate for any node\n`,
+    );
+    return;
+  }
+  if (status?.allowed) {
+    throw new TetherError(
+      ErrorCode.BadConfig,
+      `token create: kube-controller-manager would approve this token's node certificates for any node name, bypassing tether-hub's CSR approval (${status.reason || 'RBAC allows the token to create certificatesigningrequests/nodeclient'}); a Tether cluster binds no bootstrap group to the ClusterRole ${NODECLIENT_ROLE}: remove that binding (kubeadm's is \`kubectl delete clusterrolebinding kubeadm:node-autoapprove-bootstrap\`), then try again`,
+    );
+  }
+}
+
+const NODECLIENT_ROLE = 'system:certificates.k8s.io:certificatesigningrequests:nodeclient';
+
 const create = defineCommand({
   meta: { name: 'create', description: 'Create a bootstrap token and print the tether-edge join command' },
   args: {
@@ -67,15 +112,26 @@ const create = defineCommand({
     server: { type: 'string', description: 'kube-apiserver URL for edge nodes (default: the one in kube-public/cluster-info)' },
     hub: { type: 'string', description: 'wss:// address of tether-hub to put in the join command' },
     pool: { type: 'string', description: 'Node pool to put in the join command' },
+    'node-name': {
+      type: 'string',
+      description: 'Bind the token to this node: it can get a certificate for this node only (new or existing, e.g. to re-join); without it, only for a node that does not exist yet',
+    },
   },
   run: ({ args }) =>
     guard('tether-hub', async () => {
       const ttl = parseTtl(args.ttl);
+      const nodeName = args['node-name'];
+      if (nodeName !== undefined) {
+        const problem = tokenNodeNameProblem(nodeName);
+        if (problem) throw new TetherError(ErrorCode.BadConfig, `token create: --node-name: ${problem}`);
+      }
+      const groups = [NODE_TOKEN_GROUP, ...(nodeName !== undefined ? [tokenNodeGroup(nodeName)] : [])];
       const kc = loadKubeConfig(args.kubeconfig ?? process.env.KUBECONFIG);
       const { core } = makeClients(kc);
       const info = await clusterInfo(core);
       const id = random(6);
       const secret = random(16);
+      await refuseControllerManagerApproval(kc, id, ['system:bootstrappers', ...groups]);
       const expiration = ttl > 0 ? new Date(Date.now() + ttl * 1000).toISOString().replace(/\.\d+Z$/, 'Z') : undefined;
       try {
         await core.createNamespacedSecret({
@@ -90,7 +146,7 @@ const create = defineCommand({
               'token-secret': secret,
               'usage-bootstrap-authentication': 'true',
               'usage-bootstrap-signing': 'true',
-              'auth-extra-groups': NODE_TOKEN_GROUP,
+              'auth-extra-groups': groups.join(','),
               description: args.description,
               ...(expiration ? { expiration } : {}),
             },
@@ -102,8 +158,10 @@ const create = defineCommand({
       const parts = ['tether-edge join', `--server ${args.server ?? info.server}`, `--token ${id}.${secret}`, `--ca-cert-hash ${caCertHash(info.caPem)}`];
       if (args.hub) parts.push(`--hub ${args.hub}`);
       if (args.pool) parts.push(`--pool ${args.pool}`);
+      if (nodeName !== undefined) parts.push(`--node-name ${nodeName}`);
       process.stdout.write(`${parts.join(' ')}\n`);
-      process.stderr.write(`token ${id} ${expiration ? `expires at ${expiration}` : 'never expires'}; delete it early with: kubectl -n kube-system delete secret bootstrap-token-${id}\n`);
+      const scope = nodeName !== undefined ? `joins only node ${nodeName}` : 'joins only nodes that do not exist yet';
+      process.stderr.write(`token ${id} ${scope}; it ${expiration ? `expires at ${expiration}` : 'never expires'}; delete it early with: kubectl -n kube-system delete secret bootstrap-token-${id}\n`);
     }),
 });
 

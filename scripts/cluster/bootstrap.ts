@@ -5,8 +5,14 @@
  *   (Role + RoleBinding for `system:anonymous`); the bootstrap signer adds a JWS signature per
  *   token (`jws-kubeconfig-<id>`) so a joining node can pin the CA;
  * - the group `system:bootstrappers:kubeadm:default-node-token` may create CSRs
- *   (system:node-bootstrapper), get nodes, and has its node client CSRs auto-approved (nodeclient);
+ *   (system:node-bootstrapper) and get nodes;
  * - `system:nodes` have their renewal CSRs auto-approved (selfnodeclient).
+ *
+ * Unlike kubeadm, and as a Tether cluster must be, no bootstrap group is bound to
+ * `system:certificates.k8s.io:certificatesigningrequests:nodeclient`: with that binding
+ * kube-controller-manager would approve a bootstrap token's CSR for any node name, existing nodes
+ * included, before tether-hub's approver (cloud/controllers/csr) could refuse it. Bootstrap CSRs
+ * are approved by tether-hub only (suites run it with test/support/cluster.ts startCsrApprover).
  *
  * Bootstrap tokens are Secrets `kube-system/bootstrap-token-<id>` of type
  * `bootstrap.kubernetes.io/token`; the apiserver authenticates `<id>.<secret>` as
@@ -59,10 +65,6 @@ export async function createBootstrapObjects(api: KubeRest, edgeServer: string, 
   });
   const bindings = [
     clusterRoleBinding('kubeadm:kubelet-bootstrap', 'system:node-bootstrapper', { kind: 'Group', name: BOOTSTRAP_GROUP }),
-    clusterRoleBinding('kubeadm:node-autoapprove-bootstrap', 'system:certificates.k8s.io:certificatesigningrequests:nodeclient', {
-      kind: 'Group',
-      name: BOOTSTRAP_GROUP,
-    }),
     clusterRoleBinding(
       'kubeadm:node-autoapprove-certificate-rotation',
       'system:certificates.k8s.io:certificatesigningrequests:selfnodeclient',

@@ -9,11 +9,17 @@
  *
  * `startCluster()` starts a cluster of a suite's own, for suites that need different flags
  * (an egress selector towards a hub, say); the suite calls `stop()`.
+ *
+ * As in a Tether cluster, kube-controller-manager approves no bootstrap token's CSR (no
+ * ClusterRoleBinding to the nodeclient ClusterRole, scripts/cluster/bootstrap.ts): a suite that
+ * joins nodes with bootstrap tokens runs tether-hub's CSR approver with `startCsrApprover()`.
+ * Nodes renewing their own certificates are still approved by kube-controller-manager too.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createLogger, type Logger } from '../../shared/log.ts';
 import { createKubeRest, type KubeRest } from '../../scripts/cluster/api.ts';
 import { controlPlaneBinDir } from '../../scripts/cluster/binaries.ts';
@@ -42,10 +48,10 @@ export interface Cluster {
   /** A client certificate signed by the cluster CA (user `cn`, groups `orgs`), written under dir/clients. */
   issueClientCert(cn: string, orgs: string[], opts?: { days?: number }): Promise<{ certFile: string; keyFile: string }>;
   /**
-   * A bootstrap token "<id>.<secret>" in kubeadm's default node token group (a Secret
-   * kube-system/bootstrap-token-<id>); resolves once the apiserver accepts it.
+   * A bootstrap token "<id>.<secret>" in kubeadm's default node token group, or in `groups` (a
+   * Secret kube-system/bootstrap-token-<id>); resolves once the apiserver accepts it.
    */
-  createBootstrapToken(opts?: { ttlSeconds?: number; description?: string }): Promise<string>;
+  createBootstrapToken(opts?: BootstrapTokenOptions): Promise<string>;
   kubectl(args: string[], opts?: KubectlOptions): Promise<KubectlResult>;
   /** A JSON client on `server` as kubernetes-admin. */
   admin: KubeRest;
@@ -152,4 +158,75 @@ export function sharedCluster(): Promise<Cluster> {
     return { ...cluster, stop: async () => {} };
   })();
   return shared;
+}
+
+export interface CsrApprover {
+  /** The approver's log lines (JSON), the last 300. */
+  log: string[];
+  stop(): Promise<void>;
+}
+
+const deployDir = fileURLToPath(new URL('../../deploy/', import.meta.url));
+
+/**
+ * tether-hub's CSR approver, and no other controller, in this test process: as the hub's
+ * service account with exactly the RBAC of deploy/rbac.yaml, holding the controllers Lease in
+ * tether-system (one approver per cluster leads at a time; stop() releases it). Resolves once it runs.
+ */
+export async function startCsrApprover(cluster: Cluster, opts: { identity?: string; timeoutMs?: number } = {}): Promise<CsrApprover> {
+  const kubectl = async (args: string[]) => {
+    const r = await cluster.kubectl(args, { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  await kubectl(['apply', '-f', join(deployDir, 'namespace.yaml'), '-f', join(deployDir, 'rbac.yaml')]);
+  const token = (await kubectl(['create', 'token', 'tether-hub', '-n', 'tether-system', '--duration=2h'])).trim();
+  const file = join(mkdtempSync(join(tmpdir(), 'tether-csr-approver-')), 'kubeconfig');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server: cluster.server, 'certificate-authority': cluster.caFile } }],
+      users: [{ name: 'hub', user: { token } }],
+      contexts: [{ name: 'hub', context: { cluster: 'c', user: 'hub' } }],
+      'current-context': 'hub',
+    }),
+    { mode: 0o600 },
+  );
+  const [{ startControllers }, { loadKubeConfig }, { Registry }] = await Promise.all([
+    import('../../cloud/controllers/index.ts'),
+    import('../../cloud/kube/client.ts'),
+    import('../../shared/metrics.ts'),
+  ]);
+  const lines: string[] = [];
+  const log = createLogger({
+    level: 'info',
+    write: (l) => {
+      lines.push(l);
+      lines.splice(0, Math.max(0, lines.length - 300));
+    },
+  });
+  const controllers = startControllers({
+    kubeconfig: loadKubeConfig(file),
+    log,
+    registry: new Registry(),
+    identity: opts.identity ?? `csr-approver-${process.pid}-${randomBytes(3).toString('hex')}`,
+    leaseNamespace: 'tether-system',
+    config: { nodePools: false, poolSets: false, autonomy: false, csrApproval: true, retryMaxMs: 5000 },
+  });
+  const timeoutMs = opts.timeoutMs ?? 90_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`CSR approver not running after ${timeoutMs} ms (another holder of Lease tether-system/tether-hub-controllers?):\n${lines.slice(-10).join('\n')}`)), timeoutMs);
+  });
+  try {
+    await Promise.race([controllers.running(), late]);
+  } catch (e) {
+    await controllers.stop();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+  return { log: lines, stop: () => controllers.stop() };
 }
