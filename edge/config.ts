@@ -26,10 +26,21 @@ export const edgeConfigSchema = z.strictObject({
     .describe('Fresh bootstrap token for re-joining after the certificate expired offline (default: bootstrap-token beside certFile)'),
   rotateCertificates: z.boolean().default(true).describe('Renew the client certificate at a jittered 70–90 % of its lifetime'),
   dataDir: z.string().default('/var/lib/tether').describe('Directory of the snapshot store (created 0700)'),
+  localCaDir: z
+    .string()
+    .optional()
+    .describe("Directory of the local CA whose client certificates local clients (kubelet, kube-proxy) present; created 0700 (default: <dataDir>/local-ca; join sets /etc/tether/pki/local)"),
+  insecurePlainHttp: z
+    .boolean()
+    .default(false)
+    .describe(
+      "INSECURE, for installs joined before local client certificates: serve plain HTTP and lend the node's identity to every request without credentials on a loopback listener (any local process is then the node)",
+    ),
+  cacheSecrets: z.boolean().default(true).describe('Keep Secrets in the snapshot store (false: Secrets are never written to disk, and are not answered offline)'),
   cacheComponents: z
     .array(z.string().min(1))
     .default(['kubelet', 'kube-proxy', 'coredns', 'flanneld', 'tether'])
-    .describe('Clients (User-Agent up to the first "/") whose responses are cached; "*" for all'),
+    .describe('Components whose responses are cached ("*" for all): the CN of a local client certificate; the User-Agent up to the first "/" only for bearer tokens and --insecure-plain-http'),
   maxConcurrentLists: z
     .number()
     .int()

@@ -7,21 +7,30 @@
  * watches from the log, lease/status/event writes locally. Every path writes a response; errors
  * become a Kubernetes Status (status.ts).
  *
- * Identity: only a loopback listener lends the node's client certificate to requests without
- * credentials; on any other address such requests get 401.
+ * Identity (identity.ts): local clients connect over HTTPS and present a client certificate from
+ * the agent's local CA; only they are lent the node's client certificate, and the certificate's
+ * name is their component. Bearer tokens pass through as the caller. Requests with neither get
+ * 401. Plain HTTP, lending the node's identity to every bare request on a loopback listener, only
+ * with --insecure-plain-http. Certificate signing requests are never written with a lent identity.
+ *
+ * Every request's target is normalized once (shared/kube normalizeTarget: dot segments refused)
+ * and that one target is both parsed and forwarded. Malformed HTTP gets a 400 (431 for oversized
+ * headers) with a Status body, a body over the limit a 413 Status.
  */
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Counter } from '../../shared/metrics.ts';
-import { type RequestInfo, type ResourceRequestInfo, parseRequest } from '../../shared/kube/index.ts';
+import { type RequestInfo, type ResourceRequestInfo, normalizeTarget, parseRequest } from '../../shared/kube/index.ts';
 import { splitHostPort } from '../../shared/serve.ts';
 import { readBody } from './body.ts';
 import { createLimiter } from './limiter.ts';
 import { type ForwardTarget, forward } from './forward.ts';
-import { statusBody, statusOf, writeStatus } from './status.ts';
-import { type UpgradeTarget, passUpgrade } from './upgrade.ts';
+import { identify } from './identity.ts';
+import { type LocalTls, createListener } from './listener.ts';
+import { rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
+import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
 import type { Tap } from './forward.ts';
 
 export type Target = ForwardTarget & UpgradeTarget;
@@ -82,15 +91,39 @@ export interface ProxyOptions {
   /** At most this many LISTs go upstream at once (relists after a reconnect are queued, not stormed). */
   maxConcurrentLists?: number;
   filter?: ResponseFilter;
+  /**
+   * How local clients authenticate: `tls` serves HTTPS with the local CA (edge/certs/local-ca.ts);
+   * `insecure-plain-http` serves plain HTTP and lends the node's identity to bare requests on a
+   * loopback listener. Absent: insecure-plain-http, for callers not migrated yet (logged).
+   */
+  clientAuth?: { mode: 'tls'; tls: LocalTls } | { mode: 'insecure-plain-http' };
+  /** false: Secrets are never recorded in the store nor answered from it. Default true. */
+  cacheSecrets?: boolean;
 }
 
 export interface ProxyServer {
   server: Server;
   address: string;
+  /** https://address, or http://address with insecure-plain-http. */
+  url: string;
   close(): Promise<void>;
 }
 
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
+
+/** Writes of certificate signing requests: never sent with the node's identity lent to a local client. */
+function isCsrWrite(info: RequestInfo): boolean {
+  return (
+    info.isResourceRequest &&
+    info.apiGroup === 'certificates.k8s.io' &&
+    info.resource === 'certificatesigningrequests' &&
+    info.verb !== 'get' &&
+    info.verb !== 'list' &&
+    info.verb !== 'watch'
+  );
+}
+
+const isSecrets = (info: RequestInfo) => info.isResourceRequest && info.apiGroup === '' && info.resource === 'secrets';
 
 /** kubelet and friends ask for protobuf first; the cache records JSON, which every client-go client decodes too. */
 function jsonAccept(accept: string | undefined): string | undefined {
@@ -108,7 +141,11 @@ function sendAnswer(res: ServerResponse, a: CachedAnswer) {
 export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
   const { upstreams, cache, log } = opts;
   const { host, port } = splitHostPort(opts.listen);
-  const lendIdentity = LOOPBACK.test(host);
+  const auth = opts.clientAuth ?? { mode: 'insecure-plain-http' as const };
+  if (!opts.clientAuth) log.warn('the proxy was started without local TLS: plain HTTP, the node identity lent to every local client');
+  const tls = auth.mode === 'tls' ? auth.tls : undefined;
+  const lendPlain = auth.mode === 'insecure-plain-http' && LOOPBACK.test(host);
+  const cacheSecrets = opts.cacheSecrets ?? true;
   const lists = createLimiter(opts.maxConcurrentLists ?? 4);
 
   const count = (info: RequestInfo | undefined, code: number, source: 'upstream' | 'cache' | 'proxy') =>
@@ -122,6 +159,9 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       res.end(doc.body);
       count(info, 200, 'cache');
       return;
+    }
+    if (!cacheSecrets && isSecrets(info)) {
+      throw new TetherError(ErrorCode.UpstreamUnavailable, 'tether-edge: offline, and Secrets are not kept on this node (cacheSecrets: false); retry later');
     }
     const filter = opts.filter?.applies(info) ? opts.filter : undefined;
     if (info.verb === 'watch') {
@@ -152,13 +192,28 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     let info: RequestInfo | undefined;
     try {
-      info = parseRequest(req.method ?? 'GET', req.url ?? '/', req.headers as Record<string, string | undefined>);
-      if (!req.headers.authorization && !lendIdentity) {
-        writeStatus(res, statusBody(401, 'Unauthorized', `tether-edge: requests to ${opts.listen} must carry credentials`));
+      // One target, normalized once: what is parsed and decided on is what is forwarded.
+      req.url = normalizeTarget(req.url ?? '/');
+      info = parseRequest(req.method ?? 'GET', req.url, req.headers as Record<string, string | undefined>);
+      const who = identify(req, { tls: tls !== undefined, lendPlain });
+      info.component = who.component; // the certificate's name, not the User-Agent
+      if (who.kind === 'anonymous') {
+        writeStatus(res, statusBody(401, 'Unauthorized', who.why));
         count(info, 401, 'proxy');
         return;
       }
-      const cached = opts.isCachedComponent(info.component);
+      if (who.lendsNode && isCsrWrite(info)) {
+        writeStatus(
+          res,
+          statusBody(403, 'Forbidden', "tether-edge: certificate signing requests are never sent with the node's identity; the agent renews the node's certificate itself", {
+            group: 'certificates.k8s.io',
+            kind: 'certificatesigningrequests',
+          }),
+        );
+        count(info, 403, 'proxy');
+        return;
+      }
+      const cached = info.component !== '' && opts.isCachedComponent(info.component) && !(isSecrets(info) && !cacheSecrets);
       const isRead = info.method === 'GET' || info.method === 'HEAD';
       const body = isRead ? undefined : await readBody(req);
       const isList = info.isResourceRequest && info.verb === 'list';
@@ -207,31 +262,40 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     }
   };
 
-  const server = createServer((req, res) => void handle(req, res));
+  const listener = createListener((req, res) => void handle(req, res), tls);
+  const server = listener.http;
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
-    if (!req.headers.authorization && !lendIdentity) {
-      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    try {
+      req.url = normalizeTarget(req.url ?? '/');
+    } catch (e) {
+      refuseUpgrade(socket, 400, statusOf(e).message);
       return;
     }
-    passUpgrade(upstreams.pick(), req, socket, head, !req.headers.authorization, log);
+    const who = identify(req, { tls: tls !== undefined, lendPlain });
+    if (who.kind === 'anonymous') {
+      refuseUpgrade(socket, 401, who.why);
+      return;
+    }
+    passUpgrade(upstreams.pick(), req, socket, head, who.lendsNode, log);
   });
-  server.on('clientError', (_e, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  // Malformed HTTP: a Status, as for every other refusal (431 for oversized headers).
+  server.on('clientError', (e: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return void socket.destroy();
+    const big = e.code === 'HPE_HEADER_OVERFLOW';
+    const body = big
+      ? statusBody(431, 'BadRequest', 'tether-edge: request headers too large')
+      : statusBody(400, 'BadRequest', `tether-edge: malformed HTTP request (${e.code ?? messageOf(e)})`);
+    socket.end(rawStatusResponse(body));
   });
 
+  const scheme = tls ? 'https' : 'http';
   return new Promise((resolve, reject) => {
-    server.once('error', (e) => reject(new TetherError(ErrorCode.BadConfig, `listen on ${opts.listen}: ${messageOf(e)}`, { cause: e })));
-    server.listen(port, host, () => {
-      const a = server.address() as AddressInfo;
-      resolve({
-        server,
-        address: `${a.address}:${a.port}`,
-        close: () =>
-          new Promise((r) => {
-            server.closeAllConnections?.();
-            server.close(() => r());
-          }),
-      });
+    const listening = listener.socketServer;
+    listening.once('error', (e) => reject(new TetherError(ErrorCode.BadConfig, `listen on ${opts.listen}: ${messageOf(e)}`, { cause: e })));
+    listening.listen(port, host, () => {
+      const a = listening.address() as AddressInfo;
+      const address = `${a.address}:${a.port}`;
+      resolve({ server, address, url: `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`, close: () => listener.close() });
     });
   });
 }

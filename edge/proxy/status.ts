@@ -16,7 +16,8 @@ export type StatusReason =
   | 'Expired'
   | 'ServiceUnavailable'
   | 'InternalError'
-  | 'Timeout';
+  | 'Timeout'
+  | 'RequestEntityTooLarge';
 
 export interface StatusBody {
   kind: 'Status';
@@ -33,9 +34,37 @@ export function statusBody(code: number, reason: StatusReason, message: string, 
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) };
 }
 
+/** Marks the BadRequest of a body over the limit (there is no error code of its own). */
+const TOO_LARGE = Symbol('request body too large');
+
+export function bodyTooLarge(max: number): TetherError {
+  return new TetherError(ErrorCode.BadRequest, `read request body: larger than ${max} bytes`, { cause: TOO_LARGE });
+}
+
+/** The reason phrase of a code this module writes. */
+export function reasonPhrase(code: number): string {
+  return (
+    { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }[code] ??
+    'Error'
+  );
+}
+
+/**
+ * A whole HTTP/1.1 response carrying a Status, for sockets that have no ServerResponse (malformed
+ * requests, refused upgrades); the connection is closed after it.
+ */
+export function rawStatusResponse(body: StatusBody): string {
+  const json = JSON.stringify(body);
+  return (
+    `HTTP/1.1 ${body.code} ${reasonPhrase(body.code)}\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\n` +
+    `Content-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`
+  );
+}
+
 /** The status for an error thrown anywhere below the proxy. */
 export function statusOf(e: unknown): StatusBody {
   if (e instanceof TetherError) {
+    if (e.cause === TOO_LARGE) return statusBody(413, 'RequestEntityTooLarge', e.message);
     switch (e.code) {
       case ErrorCode.BadRequest:
         return statusBody(400, 'BadRequest', e.message);
@@ -58,6 +87,9 @@ export function writeStatus(res: ServerResponse, body: StatusBody): void {
   }
   const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-cache, private' };
   if (body.details?.retryAfterSeconds) headers['retry-after'] = String(body.details.retryAfterSeconds);
+  if (body.code === 413) headers.connection = 'close'; // the rest of the body is not wanted
+  const json = JSON.stringify(body);
+  headers['content-length'] = String(Buffer.byteLength(json));
   res.writeHead(body.code, headers);
-  res.end(JSON.stringify(body));
+  res.end(json);
 }

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
-import { statusBody } from './status.ts';
+import { type StatusReason, rawStatusResponse, statusBody } from './status.ts';
 
 export interface UpgradeTarget {
   readonly url: URL;
@@ -28,13 +28,13 @@ function rawHead(req: IncomingMessage, host: string, base: string): string {
   return lines.join('\r\n');
 }
 
-function refuse(socket: Duplex, code: number, message: string) {
-  const body = JSON.stringify(statusBody(code, code === 503 ? 'ServiceUnavailable' : 'BadRequest', message));
-  socket.end(
-    `HTTP/1.1 ${code} ${code === 503 ? 'Service Unavailable' : 'Bad Request'}\r\nContent-Type: application/json\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+const reasons: Record<number, StatusReason> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 503: 'ServiceUnavailable' };
+
+/** Answers an upgrade request with a Status and closes the connection. */
+export function refuseUpgrade(socket: Duplex, code: number, message: string): void {
+  socket.end(rawStatusResponse(statusBody(code, reasons[code] ?? 'BadRequest', message)));
 }
+const refuse = refuseUpgrade;
 
 export function passUpgrade(
   target: UpgradeTarget | undefined,
