@@ -19,7 +19,7 @@ export default defineCommand({
       const st = agent.status();
       log.info('tether-edge started', { version: buildInfo.version, node: nodeName, proxy: agent.proxy.address, admin: agent.admin.address, store: st.store.path });
       process.stdout.write(
-        `tether-edge ${buildInfo.version}: node ${nodeName}, proxy on http://${agent.proxy.address}, admin on http://${agent.admin.address}, store ${st.store.path ?? `unavailable (${st.store.problem})`}\n`,
+        `tether-edge ${buildInfo.version}: node ${nodeName}, proxy on ${agent.proxy.url}, admin on http://${agent.admin.address}, store ${st.store.path ?? `unavailable (${st.store.problem})`}\n`,
       );
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {

@@ -2,8 +2,9 @@
  * `tether-edge join`: make this machine an edge node of a cluster.
  *
  *   validate the arguments → discover and pin the cluster CA (discovery.ts) → get a node client
- *   certificate with the bootstrap token (certs/request-cert.ts) → write configuration, key,
- *   certificate, systemd unit, kubelet kubeconfig and pool label as one change set (changes.ts)
+ *   certificate with the bootstrap token (certs/request-cert.ts) → make the local CA and the
+ *   kubelet's and kube-proxy's client certificates (certs/local-ca.ts) → write configuration, key,
+ *   certificate, local CA, systemd unit, kubeconfigs and pool label as one change set (changes.ts)
  *   → with systemd on "/": reload, enable and start tether-edge, restart a running kubelet.
  *
  * Nothing is written before every network step has succeeded, and a failed write undoes the rest.
@@ -13,6 +14,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
+import { createLocalCa, localCaFrom } from '../certs/local-ca.ts';
 import { requestNodeCertificate } from '../certs/request-cert.ts';
 import { type ChangePlan, type PlannedFile, applyChanges, readManifest } from './changes.ts';
 import { discoverCluster } from './discovery.ts';
@@ -25,6 +27,7 @@ import {
   kubeletDropIn,
   kubeletEnv,
   kubeletKubeconfig,
+  localKubeconfig,
   systemdUnit,
 } from './layout.ts';
 import { type Systemd, detectSystemd } from './systemd.ts';
@@ -94,13 +97,24 @@ export async function joinNode(o: JoinOptions): Promise<JoinResult> {
 
   const existing = (p: string) => (existsSync(join(root, p)) ? readFileSync(join(root, p), 'utf8') : undefined);
   const kubeletConf = existing(PATHS.kubeletKubeconfig);
+  // The local CA of the agent's clients, and their certificates: the kubelet's and kube-proxy's.
+  const localCa = createLocalCa(`tether-edge local CA (${nodeName})`);
+  const ca = localCaFrom(PATHS.localCaDir, localCa.certPem, localCa.keyPem);
+  const credsFor = (cn: string) => ({ caPem: localCa.certPem, ...ca.issue(cn, 'client') });
   const files: PlannedFile[] = [
+    { path: PATHS.localCaCert, content: localCa.certPem, mode: 0o600 },
+    { path: PATHS.localCaKey, content: localCa.keyPem, mode: 0o600 },
+    {
+      path: PATHS.kubeProxyKubeconfig,
+      content: localKubeconfig('kube-proxy', credsFor('kube-proxy'), 'kube-proxy kubeconfig: kube-proxy talks to the tether-edge agent (point kube-proxy --kubeconfig here)'),
+      mode: 0o600,
+    },
     { path: PATHS.ca, content: cluster.caPem, mode: 0o600 },
     { path: PATHS.key, content: issued.keyPem, mode: 0o600 },
     { path: PATHS.cert, content: issued.certPem, mode: 0o600 },
     { path: PATHS.config, content: agentConfigYaml({ nodeName, server, hubUrl }), mode: 0o644 },
     { path: PATHS.unit, content: systemdUnit(o.binary), mode: 0o644 },
-    { path: PATHS.kubeletKubeconfig, content: kubeletKubeconfig(kubeletConf), mode: 0o600 },
+    { path: PATHS.kubeletKubeconfig, content: kubeletKubeconfig(credsFor('kubelet'), kubeletConf), mode: 0o600 },
   ];
   if (pool !== undefined) {
     files.push({ path: PATHS.kubeletEnv, content: kubeletEnv(pool, existing(PATHS.kubeletDefaults)), mode: 0o644 });
@@ -112,6 +126,7 @@ export async function joinNode(o: JoinOptions): Promise<JoinResult> {
     dirs: [
       { path: PATHS.etcDir, mode: 0o755, owned: false },
       { path: PATHS.pkiDir, mode: 0o700, owned: true },
+      { path: PATHS.localCaDir, mode: 0o700, owned: true },
       { path: PATHS.backupDir, mode: 0o700, owned: true },
       { path: PATHS.dataDir, mode: 0o700, owned: true },
     ],

@@ -16,6 +16,12 @@ export const PATHS = {
   key: '/etc/tether/pki/node.key',
   /** Not written by join: where an operator puts a fresh token when the certificate expired offline. */
   bootstrapToken: '/etc/tether/pki/bootstrap-token',
+  /** The local CA of the agent's clients (0700; ca.key and ca.crt 0600). */
+  localCaDir: '/etc/tether/pki/local',
+  localCaCert: '/etc/tether/pki/local/ca.crt',
+  localCaKey: '/etc/tether/pki/local/ca.key',
+  /** kube-proxy's kubeconfig with its local client certificate (CN=kube-proxy). */
+  kubeProxyKubeconfig: '/etc/tether/kube-proxy.conf',
   dataDir: '/var/lib/tether',
   unit: '/etc/systemd/system/tether-edge.service',
   kubeletKubeconfig: '/etc/kubernetes/kubelet.conf',
@@ -25,7 +31,7 @@ export const PATHS = {
   kubeletDefaults: '/etc/default/kubelet',
 } as const;
 
-export const AGENT_URL = 'http://127.0.0.1:10261';
+export const AGENT_URL = 'https://127.0.0.1:10261';
 export const POOL_LABEL = 'apps.tether.dev/pool';
 export const UNIT_NAME = 'tether-edge.service';
 
@@ -46,6 +52,7 @@ export function agentConfigYaml(i: AgentConfigInput): string {
     certFile: PATHS.cert,
     keyFile: PATHS.key,
     dataDir: PATHS.dataDir,
+    localCaDir: PATHS.localCaDir,
     ...(i.hubUrl ? { hubUrl: i.hubUrl } : {}),
   };
   return header('tether-edge configuration (tether-edge run --config /etc/tether/edge.yaml)') + stringify(doc);
@@ -69,24 +76,42 @@ WantedBy=multi-user.target
 `;
 }
 
+/** A local client's credentials for the agent: the local CA (to trust the agent) and its own certificate. */
+export interface LocalCredentials {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+const b64 = (pem: string) => Buffer.from(pem).toString('base64');
+
+/** A kubeconfig for one local component (the kubelet, kube-proxy), talking to the agent over HTTPS. */
+export function localKubeconfig(component: string, creds: LocalCredentials, what: string): string {
+  return (
+    header(what) +
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'tether-edge', cluster: { server: AGENT_URL, 'certificate-authority-data': b64(creds.caPem) } }],
+      contexts: [{ name: 'tether-edge', context: { cluster: 'tether-edge', user: component } }],
+      'current-context': 'tether-edge',
+      users: [{ name: component, user: { 'client-certificate-data': b64(creds.certPem), 'client-key-data': b64(creds.keyPem) } }],
+    })
+  );
+}
+
 /**
- * The kubelet's kubeconfig, pointing at the agent. An existing one (a kubeadm node being
- * converted) keeps its users and contexts, so the kubelet still finds its credentials and does
- * not try to bootstrap again; only its clusters now name the agent's plain-HTTP address.
+ * The kubelet's kubeconfig, pointing at the agent with the kubelet's local client certificate
+ * (CN=kubelet): that certificate, not the User-Agent, is what makes a request the kubelet's. An
+ * existing one (a kubeadm node being converted) keeps its contexts and names, so tools reading it
+ * still find them; its clusters now name the agent and trust the local CA, and its users carry the
+ * local certificate (the kubeadm credentials are in /etc/tether/backup).
  */
-export function kubeletKubeconfig(existing?: string): string {
+export function kubeletKubeconfig(creds: LocalCredentials, existing?: string): string {
   if (existing === undefined) {
-    return header('kubelet kubeconfig: the kubelet talks to the tether-edge agent, which holds the node identity') +
-      stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'tether-edge', cluster: { server: AGENT_URL } }],
-        contexts: [{ name: 'tether-edge', context: { cluster: 'tether-edge', user: 'kubelet' } }],
-        'current-context': 'tether-edge',
-        users: [{ name: 'kubelet', user: {} }],
-      });
+    return localKubeconfig('kubelet', creds, 'kubelet kubeconfig: the kubelet talks to the tether-edge agent, which holds the node identity');
   }
-  let doc: { clusters?: { cluster?: Record<string, unknown> }[] };
+  let doc: { clusters?: { cluster?: Record<string, unknown> }[]; users?: { name?: string; user?: Record<string, unknown> }[] };
   try {
     doc = parseYaml(existing) as typeof doc;
   } catch (e) {
@@ -99,9 +124,11 @@ export function kubeletKubeconfig(existing?: string): string {
     const cluster = (c.cluster ??= {});
     cluster.server = AGENT_URL;
     delete cluster['certificate-authority'];
-    delete cluster['certificate-authority-data'];
     delete cluster['tls-server-name'];
+    cluster['certificate-authority-data'] = b64(creds.caPem);
   }
+  const users = Array.isArray(doc.users) && doc.users.length ? doc.users : (doc.users = [{ name: 'kubelet' }]);
+  for (const u of users) u.user = { 'client-certificate-data': b64(creds.certPem), 'client-key-data': b64(creds.keyPem) };
   return header('kubelet kubeconfig, converted: the kubelet talks to the tether-edge agent (the original is in /etc/tether/backup)') + stringify(doc);
 }
 
