@@ -45,6 +45,20 @@ export const hubConfigSchema = z.strictObject({
     .array(cidr)
     .default(['127.0.0.0/8', '::1/128', '169.254.0.0/16', 'fe80::/10'])
     .describe('Destinations never dialed directly, even when allowed'),
+  handshakeTimeoutMs: z.number().int().min(1).default(10_000).describe('A client of the agent or CONNECT listener must finish its TLS handshake within this time, or is disconnected'),
+  headerTimeoutMs: z
+    .number()
+    .int()
+    .min(1)
+    .default(10_000)
+    .describe('After the handshake, the request (CONNECT head, or websocket upgrade) must arrive and be authenticated within this time, or the client is disconnected'),
+  maxConnections: z.number().int().min(1).default(20_000).describe('Open connections per listener (agent, CONNECT) at most; more are closed at once'),
+  maxPendingPerSource: z
+    .number()
+    .int()
+    .min(1)
+    .default(64)
+    .describe('Connections per listener from one source address that are not yet authenticated, at most; more are closed at once'),
   dialTimeoutSeconds: z.number().int().min(1).default(10).describe('Limit on opening a stream or a direct connection'),
   heartbeatSeconds: z.number().int().min(1).default(10).describe('Tunnel heartbeat interval; a peer silent for 3 intervals is gone'),
   shutdownGraceSeconds: z.number().int().min(0).default(10).describe('On SIGTERM, how long open streams may finish after agents were told to reconnect elsewhere'),

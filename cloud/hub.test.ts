@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect as netConnect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { dialTcp } from '../edge/tunnel/destinations.ts';
@@ -20,6 +20,13 @@ import { staticHubBackend, type HubBackend } from './tunnel/backend.ts';
 import { createLeaseView } from './tunnel/leases.ts';
 
 const NODE_IP = '10.99.0.1';
+/** A "cloud" destination for direct dials: the hub's network seam connects it to this test's servers on loopback. */
+const CLOUD_IP = '198.18.200.9';
+const directDialed: string[] = [];
+const directConnect = (ip: string, port: number) => {
+  directDialed.push(`${ip}:${port}`);
+  return netConnect({ host: ip === CLOUD_IP ? '127.0.0.1' : ip, port, allowHalfOpen: true });
+};
 let pki: HubTestPki;
 let echo: Server;
 let echoPort = 0;
@@ -51,12 +58,12 @@ async function hub(opts: { replica?: string; backend?: HubBackend; config?: Reco
     clientCaFile: pki.caFile,
     connectUsers: ['kube-apiserver-egress'],
     scrapeUsers: ['prometheus'],
-    directAllow: ['127.0.0.0/8'],
+    directAllow: ['198.18.0.0/15', '127.0.0.0/8'],
     directDeny: [],
     shutdownGraceSeconds: 1,
     ...opts.config,
   });
-  const h = await startHub({ config, backend: opts.backend ?? staticHubBackend({ n1: [NODE_IP], n2: ['10.99.0.2'] }), log, registry });
+  const h = await startHub({ config, backend: opts.backend ?? staticHubBackend({ n1: [NODE_IP], n2: ['10.99.0.2'] }), log, registry, directConnect });
   cleanup.push(() => h.close());
   return { h, log, registry };
 }
@@ -190,7 +197,9 @@ describe('CONNECT', () => {
     expect((await connectThrough(h.connectAddress!, `${NODE_IP}:${echoPort}`, prom)).echoed).toBe('ping');
     expect((await connectThrough(h.connectAddress!, `127.0.0.1:${echoPort}`, prom)).status).toContain('403 127.0.0.1 is not an address of an edge node with a tunnel');
     expect((await connectThrough(h.connectAddress!, `127.0.0.1:${echoPort}`, await pki.client('mallory'))).status).toContain('403 user mallory may not use the CONNECT endpoint');
-    expect((await connectThrough(h.connectAddress!, `127.0.0.1:${echoPort}`, await pki.client('kube-apiserver-egress'))).echoed).toBe('ping');
+    expect((await connectThrough(h.connectAddress!, `${CLOUD_IP}:${echoPort}`, await pki.client('kube-apiserver-egress'))).echoed).toBe('ping');
+    // Loopback is the hub's own, even with 127.0.0.0/8 in directAllow.
+    expect((await connectThrough(h.connectAddress!, `127.0.0.1:${echoPort}`, await pki.client('kube-apiserver-egress'))).status).toContain('403 direct dial 127.0.0.1');
   });
 
   test('an absolute-form GET is passed on in origin form (Prometheus and http:// targets)', async () => {
@@ -208,12 +217,12 @@ describe('CONNECT', () => {
     const who = await pki.client('kube-apiserver-egress');
     const i = h.connectAddress!.lastIndexOf(':');
     const s = tlsConnect({ host: '127.0.0.1', port: Number(h.connectAddress!.slice(i + 1)), ca: readFileSync(pki.caFile), cert: readFileSync(who.certFile), key: readFileSync(who.keyFile) });
-    s.write(`GET http://127.0.0.1:${port}/metrics?x=1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nProxy-Connection: keep-alive\r\nAccept: text/plain\r\n\r\n`);
+    s.write(`GET http://${CLOUD_IP}:${port}/metrics?x=1 HTTP/1.1\r\nHost: ${CLOUD_IP}:${port}\r\nProxy-Connection: keep-alive\r\nAccept: text/plain\r\n\r\n`);
     let text = '';
     s.setEncoding('utf8').on('data', (d: string) => (text += d));
     await new Promise((r) => s.once('close', r));
     expect(text).toBe('HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nmetrics!\n');
-    expect(seen[0]).toBe(`GET /metrics?x=1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n`);
+    expect(seen[0]).toBe(`GET /metrics?x=1 HTTP/1.1\r\nHost: ${CLOUD_IP}:${port}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n`);
   });
 
   test('the Unix socket takes CONNECT without TLS, as kube-apiserver sends it', async () => {

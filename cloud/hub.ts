@@ -8,6 +8,7 @@
  * shutdownGraceSeconds), then the rest is closed and both listeners close.
  */
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { ReadyCheck } from '../shared/admin.ts';
 import { ErrorCode, TetherError, messageOf } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
@@ -34,6 +35,8 @@ export interface HubOptions {
   backend: HubBackend;
   log: Logger;
   registry: Registry;
+  /** The network seam of direct dials (tests map 198.18.x destinations to a local server); default node:net. */
+  directConnect?: (ip: string, port: number) => Socket;
 }
 
 export interface RunningHub {
@@ -71,9 +74,18 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
   };
   const dialTimeoutMs = config.dialTimeoutSeconds * 1000;
 
-  const directory = createNodeDirectory();
+  const directory = createNodeDirectory({
+    onContested: (address, nodes) => log.warn('address listed by several Node objects; routed to none of them', { address, nodes }),
+  });
   const view = createLeaseView();
   const watches: Watching[] = [backend.watchNodes(directory)];
+  if (backend.watchServices) watches.push(backend.watchServices(directory));
+  const limits = {
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    headerTimeoutMs: config.headerTimeoutMs,
+    maxConnections: config.maxConnections,
+    maxPendingPerSource: config.maxPendingPerSource,
+  };
   if (backend.leases) watches.push(backend.leases.watch(view));
 
   // The tables exist before any listener, the keeper once the CONNECT address is known.
@@ -84,10 +96,17 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     held: () => keeper?.held() ?? [],
     close: (o?: { release?: boolean }) => keeper?.close(o) ?? Promise.resolve(),
   };
-  const table = createTunnelTable({ directory, keeper: lazyKeeper, log: log.child({ part: 'tunnels' }) });
+  const listenerCounts: { agent?: () => number; connect?: () => number } = {};
   const metrics = createHubMetrics(opts.registry, {
     sessions: () => table.entries().map(({ node, session }) => ({ node, stats: () => session.stats() })),
+    contested: () => directory.contested().length,
+    listeners: () => [
+      { listener: 'agent' as const, open: listenerCounts.agent?.() ?? 0 },
+      { listener: 'connect' as const, open: listenerCounts.connect?.() ?? 0 },
+    ],
   });
+  const tlog = log.child({ part: 'tunnels' });
+  const table = createTunnelTable({ directory, keeper: lazyKeeper, log: tlog, metrics });
   const reviewer = backend.tokenReview ? createCachedReviewer(backend.tokenReview) : undefined;
   const route = createRouter({
     directory,
@@ -98,7 +117,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     },
     leases: backend.leases ? view : undefined,
     replica: config.replicaId,
-    direct: createDirectDialer({ allow: config.directAllow, deny: config.directDeny, timeoutMs: dialTimeoutMs }),
+    direct: createDirectDialer({ allow: config.directAllow, deny: config.directDeny, timeoutMs: dialTimeoutMs, ...(opts.directConnect ? { connect: opts.directConnect } : {}) }),
     forward: createPeerDialer({ ...peerTls, replica: config.replicaId, timeoutMs: dialTimeoutMs }),
     dialTimeoutMs,
   });
@@ -116,9 +135,11 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     reviewer,
     authorize,
     route,
+    limits,
     metrics,
     log: log.child({ part: 'connect' }),
   });
+  listenerCounts.connect = () => connect.connections;
   const advertise = config.connectAdvertise ?? connect.address ?? config.connectListen;
   if (backend.leases && ['0.0.0.0', '::', ''].includes(splitHostPort(advertise).host)) {
     throw new TetherError(ErrorCode.BadConfig, `invalid configuration: connectAdvertise: other replicas cannot reach ${advertise}; set the address they should use (the pod IP)`);
@@ -138,18 +159,27 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     listen: config.listen,
     tls: { cert, key, ca },
     reviewer,
-    admit: async (node) => {
-      if (directory.hasNode(node)) return;
-      const addresses = await backend.nodeAddresses(node);
-      if (!addresses) throw new TetherError(ErrorCode.TunnelDenied, `hello: Node ${node} does not exist; the node must be registered before its tunnel connects`);
-      directory.setNode(node, addresses);
+    admit: async (node, _hello, credential) => {
+      if (!directory.hasNode(node)) {
+        const addresses = await backend.nodeAddresses(node);
+        if (!addresses) throw new TetherError(ErrorCode.TunnelDenied, `hello: Node ${node} does not exist; the node must be registered before its tunnel connects`);
+        directory.setNode(node, addresses);
+      }
+      const why = table.check(node, credential);
+      if (why) {
+        tlog.warn('agent session replacement refused', { node, reason: why });
+        metrics.replacement('refused');
+        throw new TetherError(ErrorCode.TunnelDenied, `hello: ${why}`);
+      }
     },
-    onSession: (node, session, hello) => table.add(node, session, hello),
+    onSession: (node, session, hello, credential) => table.add(node, session, hello, credential),
+    limits,
     heartbeatIntervalMs: config.heartbeatSeconds * 1000,
     heartbeatTimeoutMs: config.heartbeatSeconds * 3000,
     log: log.child({ part: 'agents' }),
     metrics,
   });
+  listenerCounts.agent = () => agents.guard.open;
   log.info('tunnel hub listening', { replica: config.replicaId, agents: agents.address, connect: connect.address, socket: connect.socketPath, advertise });
 
   const [nodesWatch, leasesWatch] = watches;

@@ -10,6 +10,11 @@
  *
  * Refusals: before the upgrade an HTTP 401/403 whose status line and body give the reason; at
  * HELLO a GOAWAY "refused" with the reason; a log line on the hub either way.
+ *
+ * Until the upgrade is authenticated a connection lives under the listener guard
+ * (listener-guard.ts): connection limits, handshake and header timeouts, and destruction shortly
+ * after a refusal. A second session for a node already connected is accepted only with the same
+ * credential (`admit` receives it; tunnels.ts decides).
  */
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -21,6 +26,7 @@ import { type Hello, type TunnelSession, createTunnelSession } from '../../share
 import { createWsUpgradeHandler, type VerifyResult } from '../../shared/tunnel/ws-transport.ts';
 import { refuse } from './http-head.ts';
 import { authenticate, nodeNameOf, type Identity, type TokenReviewer } from './identity.ts';
+import { createListenerGuard, type ListenerGuard, type ListenerLimits } from './listener-guard.ts';
 import type { HubMetrics } from './metrics.ts';
 
 export const TUNNEL_PATH = '/tunnel';
@@ -30,9 +36,10 @@ export interface AgentServerOptions {
   tls: { cert: Buffer; key: Buffer; ca?: Buffer };
   reviewer?: TokenReviewer;
   /** Throws (E_TUNNEL_DENIED, with the reason) when the node may not connect. */
-  admit(node: string, hello: Hello): Promise<void>;
+  admit(node: string, hello: Hello, credential: string | undefined): Promise<void>;
   /** A session that passed HELLO. */
-  onSession(node: string, session: TunnelSession, hello: Hello): void;
+  onSession(node: string, session: TunnelSession, hello: Hello, credential: string | undefined): void;
+  limits: ListenerLimits;
   heartbeatIntervalMs?: number;
   heartbeatTimeoutMs?: number;
   log: Logger;
@@ -41,17 +48,21 @@ export interface AgentServerOptions {
 
 export interface AgentServer {
   address: string;
+  guard: ListenerGuard;
   close(): Promise<void>;
 }
 
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   const { log, metrics } = opts;
-  const nodeOf = new WeakMap<IncomingMessage, string>();
+  const nodeOf = new WeakMap<IncomingMessage, { node: string; credential: string | undefined }>();
+  const guard = createListenerGuard('agent', opts.limits, metrics, log);
   const sockets = new Set<TLSSocket>();
 
   const attach = (transport: Parameters<Parameters<typeof createWsUpgradeHandler>[0]>[0], req: IncomingMessage) => {
-    const node = nodeOf.get(req);
-    if (!node) return transport.close(1008, 'not authenticated');
+    const who = nodeOf.get(req);
+    if (!who) return transport.close(1008, 'not authenticated');
+    const { node, credential } = who;
+    guard.settled(req.socket);
     const slog = log.child({ node });
     const session: TunnelSession = createTunnelSession({
       transport,
@@ -64,14 +75,14 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
           if (hello.node !== node) {
             throw new TetherError(ErrorCode.TunnelDenied, `hello: the agent authenticated as node ${node} but announced node ${hello.node}; a node may register only its own name`);
           }
-          await opts.admit(node, hello);
+          await opts.admit(node, hello, credential);
         } catch (e) {
           slog.warn('agent refused at hello', { announced: hello.node, reason: messageOf(e) });
           metrics.agentRefused('hello');
           throw e;
         }
         metrics.sessionAccepted();
-        opts.onSession(node, session, hello);
+        opts.onSession(node, session, hello, credential);
       },
     });
   };
@@ -93,15 +104,17 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       metrics.agentRefused('not_a_node');
       return { status: 403, reason };
     }
-    nodeOf.set(req, node);
+    nodeOf.set(req, { node, credential: id.credential });
     log.debug('agent authenticated', { remote, node, via: id.via });
     return true;
   };
   const upgrade = createWsUpgradeHandler(attach, { verify });
 
   const http = createHttpServer((req, res) => {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end(`tether-hub: edge agents connect with a websocket upgrade on ${TUNNEL_PATH}\n`);
+    res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' }).end(`tether-hub: edge agents connect with a websocket upgrade on ${TUNNEL_PATH}\n`);
+    res.once('finish', () => req.socket.end());
   });
+  http.on('clientError', (_e, socket: Duplex) => refuse(socket, 400, 'bad HTTP request; edge agents connect with a websocket upgrade on ' + TUNNEL_PATH));
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== TUNNEL_PATH) return refuse(socket, 404, `no tunnel endpoint at ${path}; use ${TUNNEL_PATH}`);
@@ -109,12 +122,17 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   });
 
   const tls = createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false }, (s) => {
+    guard.secured(s);
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
     s.on('error', () => {});
     http.emit('connection', s);
   });
-  tls.on('tlsClientError', (e) => log.debug('agent TLS handshake failed', { reason: messageOf(e) }));
+  tls.on('connection', (raw) => guard.onConnection(raw));
+  tls.on('tlsClientError', (e, s) => {
+    log.debug('agent TLS handshake failed', { reason: messageOf(e) });
+    s?.destroy();
+  });
   const { host, port } = splitHostPort(opts.listen);
   await new Promise<void>((resolve, reject) => {
     tls.once('error', (e) =>
@@ -126,6 +144,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   const address = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : opts.listen;
   return {
     address,
+    guard,
     async close() {
       const closed = new Promise<void>((r) => tls.close(() => r()));
       for (const s of sockets) s.destroy();

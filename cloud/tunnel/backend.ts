@@ -6,12 +6,14 @@
 import type { Logger } from '../../shared/log.ts';
 import { loadKubeConfig, makeClients } from '../kube/client.ts';
 import type { TokenReview } from './identity.ts';
-import { createKubeLeaseApi, getNodeAddresses, kubeTokenReview, watchLeases, watchNodes, type Watching } from './kube-backend.ts';
+import { createKubeLeaseApi, getNodeAddresses, kubeTokenReview, watchLeases, watchNodes, watchServices, type Watching } from './kube-backend.ts';
 import type { LeaseApi, LeaseView } from './leases.ts';
 import type { NodeDirectory } from './node-directory.ts';
 
 export interface HubBackend {
   watchNodes(directory: NodeDirectory): Watching;
+  /** Services' ClusterIPs and names, which no node's tunnel may carry (absent: none known). */
+  watchServices?(directory: NodeDirectory): Watching;
   /** A node's addresses, or undefined when there is no such Node. */
   nodeAddresses(name: string): Promise<string[] | undefined>;
   /** Absent: one replica, no Leases. */
@@ -25,6 +27,7 @@ export function kubeHubBackend(opts: { kubeconfig?: string; leaseNamespace: stri
   const log = opts.log.child({ part: 'kube' });
   return {
     watchNodes: (directory) => watchNodes(kc, clients, directory, log),
+    watchServices: (directory) => watchServices(kc, clients, directory, log),
     nodeAddresses: (name) => getNodeAddresses(clients, name),
     leases: {
       api: createKubeLeaseApi(clients, opts.leaseNamespace, log),

@@ -13,6 +13,11 @@
  *                                         (Prometheus uses this for plain-HTTP targets);
  *   anything else                       → 400.
  * Refusals carry the reason in the status line (kube-apiserver shows only that) and log a line.
+ *
+ * Until the caller is authenticated and its request read, a connection lives under the listener
+ * guard (listener-guard.ts): connection limits per source and in total, TLS-handshake and header
+ * timeouts, and destruction shortly after a refusal. The Unix socket's callers are one source (the
+ * local kube-apiserver), so only the total limit and the timeouts apply there.
  */
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
@@ -22,6 +27,7 @@ import type { Logger } from '../../shared/log.ts';
 import { splitHostPort } from '../../shared/serve.ts';
 import { authenticate, type Identity, type TokenReviewer } from './identity.ts';
 import { parseAuthority, readRequestHead, refuse, type RequestHead } from './http-head.ts';
+import { createListenerGuard, type ListenerGuard, type ListenerLimits } from './listener-guard.ts';
 import type { HubMetrics } from './metrics.ts';
 import { pipeBoth } from './pipe.ts';
 import { FORWARDED_HEADER } from './peer-dial.ts';
@@ -35,6 +41,7 @@ export interface ConnectServerOptions {
   /** The caller kind of an identity, or the reason it may not use the endpoint. */
   authorize(id: Identity): Caller | string;
   route: RouteFn;
+  limits: ListenerLimits;
   metrics: HubMetrics;
   log: Logger;
 }
@@ -45,6 +52,8 @@ export interface ConnectServer {
   socketPath?: string;
   /** CONNECTs being piped right now. */
   readonly open: number;
+  /** Connections open on the listeners (TLS and Unix), accepted or not. */
+  readonly connections: number;
   close(): Promise<void>;
 }
 
@@ -81,14 +90,20 @@ export async function startConnectServer(opts: ConnectServerOptions): Promise<Co
   let open = 0;
   const sockets = new Set<Socket>();
 
+  const tlsGuard = createListenerGuard('connect', opts.limits, metrics, log);
+  const unixGuard = createListenerGuard('connect', { ...opts.limits, maxPendingPerSource: opts.limits.maxConnections }, metrics, log);
+
   const handle = async (socket: Socket, tlsSocket: TLSSocket | undefined) => {
+    const guard: ListenerGuard = tlsSocket ? tlsGuard : unixGuard;
+    guard.secured(socket);
+    if (socket.destroyed) return;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => {}); // resets are ordinary; the pipe and close handlers clean up
     const remote = `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? ''}`;
     let head: RequestHead;
     try {
-      head = await readRequestHead(socket);
+      head = await readRequestHead(socket, { timeoutMs: opts.limits.headerTimeoutMs });
     } catch (e) {
       log.debug('connect: no request', { remote, reason: messageOf(e) });
       return refuse(socket, 400, messageOf(e));
@@ -113,6 +128,8 @@ export async function startConnectServer(opts: ConnectServerOptions): Promise<Co
       log.warn('connect refused: bad request', { remote, user: caller.user, reason: target });
       return refuse(socket, 400, target);
     }
+    // An authenticated caller with a well-formed request: the dial timeout governs from here.
+    guard.settled(socket);
     const abort = new AbortController();
     const onGone = () => abort.abort();
     socket.once('close', onGone);
@@ -160,6 +177,9 @@ export async function startConnectServer(opts: ConnectServerOptions): Promise<Co
     get open() {
       return open;
     },
+    get connections() {
+      return tlsGuard.open + unixGuard.open;
+    },
     async close() {
       for (const s of sockets) s.destroy();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
@@ -170,7 +190,11 @@ export async function startConnectServer(opts: ConnectServerOptions): Promise<Co
   if (opts.listen) {
     if (!opts.tls) throw new TetherError(ErrorCode.BadConfig, 'connect server: a TLS listener needs tlsCertFile and tlsKeyFile');
     const tlsServer = createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false, allowHalfOpen: true }, (s) => void handle(s, s).catch(crashed));
-    tlsServer.on('tlsClientError', (e) => log.debug('connect: TLS handshake failed', { reason: messageOf(e) }));
+    tlsServer.on('connection', (raw: Socket) => tlsGuard.onConnection(raw));
+    tlsServer.on('tlsClientError', (e, s) => {
+      log.debug('connect: TLS handshake failed', { reason: messageOf(e) });
+      s?.destroy();
+    });
     await listenOn(tlsServer, splitHostPort(opts.listen));
     servers.push(tlsServer);
     const a = tlsServer.address();

@@ -102,6 +102,8 @@ export function parseAuthority(target: string): { host: string; port: number } |
 
 const reasons: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  404: 'Not Found',
   403: 'Forbidden',
   407: 'Proxy Authentication Required',
   502: 'Bad Gateway',
@@ -115,13 +117,20 @@ export function statusLine(code: number, reason: string): string {
   return `HTTP/1.1 ${code} ${clean}`;
 }
 
-/** Answers with `code` and the reason in the status line and the body, then ends the socket. */
-export function refuse(socket: Duplex, code: number, reason: string, extraHeaders: string[] = []): void {
+/**
+ * Answers with `code` and the reason in the status line and the body, ends the socket, and
+ * destroys it `lingerMs` later (default 1000) if the peer has not closed by then: a refused client
+ * keeps no half-open connection.
+ */
+export function refuse(socket: Duplex, code: number, reason: string, extraHeaders: string[] = [], lingerMs = 1000): void {
   if (socket.destroyed) return;
-  const body = `${reason}\n`;
+  const body = `${reason.replace(/[\x00-\x08\x0b-\x1f\x7f]+/g, ' ').slice(0, 2000)}\n`;
   socket.end(
     [statusLine(code, reason), 'Content-Type: text/plain; charset=utf-8', `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close', ...extraHeaders, '', body].join('\r\n'),
   );
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
+  timer.unref?.();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 /** Status code and reason of a response head ("HTTP/1.1 502 node refused: …"). */

@@ -1,6 +1,7 @@
 /**
  * The hub's tunnel parts meet the apiserver here, through cloud/kube/client.ts only:
  * - a Node informer feeding the node directory (addresses of every node);
+ * - a Service informer feeding it the Services' ClusterIPs and names, which no node may claim;
  * - a Lease informer (label tether.dev/role=tunnel, one namespace) feeding the lease view;
  * - the LeaseApi the keeper writes with (creating the namespace when it is missing);
  * - TokenReview for bearer tokens; a direct Node GET for a node the informer has not seen yet.
@@ -79,6 +80,27 @@ export function watchNodes(kc: KubeConfig, clients: KubeClients, directory: Node
   informer.on('update', put);
   informer.on('delete', (n) => n.metadata?.name && directory.deleteNode(n.metadata.name));
   return run('Node', informer, log);
+}
+
+type V1Service = kube.V1Service;
+
+/** The addresses a Service is reached at: its ClusterIPs and the names cluster DNS gives it. */
+export function serviceAddressesOf(s: V1Service): string[] {
+  const name = s.metadata?.name;
+  const ns = s.metadata?.namespace;
+  if (!name || !ns) return [];
+  const ips = [s.spec?.clusterIP, ...(s.spec?.clusterIPs ?? []), ...(s.spec?.externalIPs ?? [])].filter((ip): ip is string => !!ip && ip !== 'None');
+  return [...new Set([...ips, `${name}.${ns}`, `${name}.${ns}.svc`])];
+}
+
+export function watchServices(kc: KubeConfig, clients: KubeClients, directory: NodeDirectory, log: Logger): Watching {
+  const informer = makeInformer<V1Service>(kc, '/api/v1/services', () => clients.core.listServiceForAllNamespaces());
+  const key = (s: V1Service) => `${s.metadata?.namespace}/${s.metadata?.name}`;
+  const put = (s: V1Service) => directory.setService(key(s), serviceAddressesOf(s));
+  informer.on('add', put);
+  informer.on('update', put);
+  informer.on('delete', (s) => directory.deleteService(key(s)));
+  return run('Service', informer, log);
 }
 
 /** Whether the Node exists, asking the apiserver (for nodes the informer has not delivered yet). */

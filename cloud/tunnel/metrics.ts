@@ -12,12 +12,27 @@
  *   tether_hub_connect_bytes_total{route,direction}     bytes through CONNECTs (up: client → target)
  *   tether_hub_agent_sessions_total                     sessions accepted
  *   tether_hub_agent_refusals_total{reason}             agents refused: auth, not_a_node, hello
+ *   tether_hub_agent_replacements_total{result}         a second session for a node with a live one:
+ *                                                       accepted (same credential) or refused
+ *   tether_hub_address_claims_refused_total{reason}     addresses an agent announced that its Node
+ *                                                       object does not give it: service, other_node,
+ *                                                       contested, not_in_node
+ *   tether_hub_addresses_contested                      addresses several Node objects list (routed
+ *                                                       to none)
+ *   tether_hub_listener_connections{listener}           open connections: agent, connect
+ *   tether_hub_listener_refusals_total{listener,reason} connections closed before a request:
+ *                                                       handshake_timeout, header_timeout,
+ *                                                       per_source_limit, total_limit
  *
  * Byte counters are added up in plain numbers on the data path and moved into the registry once a
  * second, so counting costs no allocation per chunk.
  */
 import type { Registry } from '../../shared/metrics.ts';
+import type { ClaimRefusal } from './node-directory.ts';
 import type { DialFailure, Route } from './router.ts';
+
+export type ListenerName = 'agent' | 'connect';
+export type ListenerRefusal = 'handshake_timeout' | 'header_timeout' | 'per_source_limit' | 'total_limit';
 
 export interface SessionStats {
   streams: number;
@@ -28,6 +43,8 @@ export interface SessionStats {
 
 export interface HubMetricsSource {
   sessions(): Iterable<{ node: string; stats(): SessionStats }>;
+  contested?(): number;
+  listeners?(): { listener: ListenerName; open: number }[];
 }
 
 export interface HubMetrics {
@@ -38,6 +55,9 @@ export interface HubMetrics {
   bytes(route: Route, direction: 'up' | 'down', n: number): void;
   sessionAccepted(): void;
   agentRefused(reason: 'auth' | 'not_a_node' | 'hello'): void;
+  replacement(result: 'accepted' | 'refused'): void;
+  claimRefused(reason: ClaimRefusal): void;
+  listenerRefused(listener: ListenerName, reason: ListenerRefusal): void;
   close(): void;
 }
 
@@ -47,6 +67,13 @@ export function createHubMetrics(registry: Registry, source: HubMetricsSource): 
   const bytesTotal = registry.counter('tether_hub_connect_bytes_total', 'Bytes piped through CONNECT requests, by route and direction');
   const sessions = registry.counter('tether_hub_agent_sessions_total', 'Agent sessions accepted');
   const refusals = registry.counter('tether_hub_agent_refusals_total', 'Agents refused, by reason');
+  const replacements = registry.counter('tether_hub_agent_replacements_total', 'Second sessions for a node with a live one: accepted (same credential) or refused');
+  const claims = registry.counter('tether_hub_address_claims_refused_total', "Addresses agents announced that their Node objects do not give them, by reason");
+  const listenerRefusals = registry.counter('tether_hub_listener_refusals_total', 'Connections closed before a request was read, by listener and reason');
+  registry.gauge('tether_hub_addresses_contested', 'Addresses listed by several Node objects (routed to none)', () => [{ value: source.contested?.() ?? 0 }]);
+  registry.gauge('tether_hub_listener_connections', 'Open connections per listener', () =>
+    (source.listeners?.() ?? []).map((l) => ({ labels: { listener: l.listener }, value: l.open })),
+  );
   const open: Record<Route, number> = { tunnel: 0, forward: 0, direct: 0 };
   const pending = new Map<string, number>();
 
@@ -95,6 +122,9 @@ export function createHubMetrics(registry: Registry, source: HubMetricsSource): 
     },
     sessionAccepted: () => sessions.inc(),
     agentRefused: (reason) => refusals.inc({ reason }),
+    replacement: (result) => replacements.inc({ result }),
+    claimRefused: (reason) => claims.inc({ reason }),
+    listenerRefused: (listener, reason) => listenerRefusals.inc({ listener, reason }),
     close() {
       clearInterval(timer);
       flush();

@@ -87,3 +87,23 @@ test("the agent's refusal is a 403, its failed dial a 502, a timeout a 504, a cl
     expect(await s.route('10.1.0.1', 10250, apiserver)).toMatchObject({ ok: false, status, failure, node: 'edge-1', reason: e.message });
   }
 });
+
+test('an address two Node objects list goes through neither tunnel and is not dialed directly: 403 address_conflict', async () => {
+  const s = setup();
+  // edge-1 holds a tunnel here; a (compromised) edge-1 lists edge-2's and cloud-1's addresses in its Node status.
+  const directory = createNodeDirectory();
+  directory.setNode('edge-1', ['10.1.0.1', '10.2.0.1', '10.9.0.1']);
+  directory.setNode('edge-2', ['10.2.0.1']);
+  directory.setNode('cloud-1', ['10.9.0.1']);
+  const dialed: string[] = [];
+  const direct: DirectDialer = { check: () => null, dial: async (h, p) => (dialed.push(`${h}:${p}`), new PassThrough() as never) };
+  const route = createRouter({ directory, tunnelOf: (n) => s.tunnels.get(n), replica: 'me', direct, forward: async () => ({ ok: false, status: 502, reason: 'no', failure: 'forward_failed' }), dialTimeoutMs: 1000 });
+  for (const host of ['10.2.0.1', '10.9.0.1', '::ffff:10.9.0.1']) {
+    const r = await route(host, 10250, apiserver);
+    expect(r).toMatchObject({ ok: false, status: 403, failure: 'address_conflict' });
+    if (!r.ok) expect(r.reason).toContain('is listed by several Node objects');
+  }
+  expect(s.opened).toEqual([]);
+  expect(dialed).toEqual([]);
+  expect(await route('10.1.0.1', 10250, apiserver)).toMatchObject({ ok: true, route: 'tunnel', node: 'edge-1' });
+});

@@ -1,9 +1,9 @@
 /**
  * Where a CONNECT goes. The decision, for `host:port` from a caller:
  *
- *   1. the nodes whose addresses contain `host` (node directory); among them, prefer one whose
- *      tunnel this replica holds, then one another replica holds (live Lease), then one that
- *      had a tunnel (a released Lease: an edge node);
+ *   1. the node that owns `host` (node directory: from Node objects only, never from what an
+ *      agent announced); an address several Node objects list is owned by none and refused with
+ *      403 `address_conflict` here, before any tunnel or direct dial is tried;
  *   2. tunnel held here                 → open a stream through it;
  *   3. tunnel held by another replica   → forward to it once (a peer's CONNECT is never forwarded);
  *   4. an edge node with no tunnel now  → 503 "no tunnel connected", at once;
@@ -33,7 +33,8 @@ export type DialFailure =
   | 'timeout'
   | 'direct_failed'
   | 'forward_failed'
-  | 'forward_refused';
+  | 'forward_refused'
+  | 'address_conflict';
 
 export type RouteResult =
   | { ok: true; stream: Duplex; route: Route; node?: string }
@@ -81,7 +82,11 @@ export function createRouter(opts: RouterOptions): RouteFn {
   };
 
   return async (host, port, caller, signal) => {
-    const nodes = directory.nodesFor(host);
+    const owner = directory.ownerOf(host);
+    if (owner && 'contested' in owner) {
+      return { ok: false, status: 403, failure: 'address_conflict', reason: `${host} is listed by several Node objects (${owner.contested.join(', ')}); refused rather than guessing which node it is` };
+    }
+    const nodes = owner ? [owner.node] : [];
     const local = nodes.find((n) => opts.tunnelOf(n));
     if (local) return viaTunnel(local, opts.tunnelOf(local)!, host, port, signal);
 
