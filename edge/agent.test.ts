@@ -7,10 +7,10 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { type Server, createServer } from 'node:http';
+import { type Server, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { createMemoryLogger } from '../shared/log.ts';
 import { type RunningAgent, startAgent } from './agent.ts';
@@ -93,16 +93,65 @@ describe('identity', () => {
 });
 
 describe('compression', () => {
-  test('a recorded answer is asked for uncompressed, so a gzip-accepting kubelet is still cached', async () => {
-    const list = JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '9' }, items: [{ metadata: { name: 'p', namespace: 'd', resourceVersion: '9' }, spec: { nodeName: 'edge-test' } }] });
-    const server = await fakeApiserver({
-      '/api/v1/pods': (_u, h) => (String(h['accept-encoding'] ?? '').includes('gzip') ? { body: gzipSync(list), encoding: 'gzip' } : { body: list }),
+  const bigList = JSON.stringify({
+    kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '9' },
+    items: Array.from({ length: 200 }, (_, i) => ({ metadata: { name: `p-${i}`, namespace: 'd', resourceVersion: '9', labels: { app: 'same-for-all' } }, spec: { nodeName: 'edge-test' } })),
+  });
+  const asked: string[] = [];
+  const gzipping = () =>
+    fakeApiserver({
+      '/api/v1/pods': (_u, h) => {
+        asked.push(String(h['accept-encoding'] ?? ''));
+        return String(h['accept-encoding'] ?? '').includes('gzip') ? { body: gzipSync(bigList), encoding: 'gzip' } : { body: bigList };
+      },
     });
-    const { proxy } = await start(server);
+  /** A raw GET that does not decode, to see what the proxy put on the wire to the client. */
+  const rawGet = (url: string, headers: Record<string, string>) =>
+    new Promise<{ encoding?: string; body: Buffer }>((resolve, reject) => {
+      const req = request(url, { headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ encoding: res.headers['content-encoding'], body: Buffer.concat(chunks) }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const metricValue = async (admin: string, series: string) => {
+    const text = await (await fetch(`${admin}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+    return Number(line?.split(' ').pop() ?? NaN);
+  };
+
+  test('a recorded answer is asked for gzip and decoded for the cache; the gzip-accepting kubelet gets a correct answer', async () => {
+    asked.length = 0;
+    const { proxy, admin } = await start(await gzipping());
     const r = await fetch(`${proxy}/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-test`, { headers: { ...kubelet, 'accept-encoding': 'gzip' } });
-    expect(((await r.json()) as { items: unknown[] }).items).toHaveLength(1);
-    await until(() => Promise.resolve(agent!.status().store.objects['v1/pods'] ?? 0), (n) => n === 1);
-    expect(agent!.status().store.objects['v1/pods']).toBe(1);
+    expect(((await r.json()) as { items: unknown[] }).items).toHaveLength(200);
+    expect(asked).toEqual(['gzip']);
+    await until(() => Promise.resolve(agent!.status().store.objects['v1/pods'] ?? 0), (n) => n === 200);
+    // The link carried the compressed answer: what the agent counts is far below the JSON's size.
+    const received = await metricValue(admin, 'tether_upstream_bytes_total{direction="received",kind="request"}');
+    expect(received).toBeGreaterThan(0);
+    expect(received).toBeLessThan(bigList.length / 4);
+    expect(agent!.status().link?.total.received.request).toBe(received);
+  });
+
+  test('a client that did not ask for gzip gets the decoded answer though the upstream was asked for gzip', async () => {
+    asked.length = 0;
+    const { proxy } = await start(await gzipping());
+    const r = await rawGet(`${proxy}/api/v1/pods`, { 'user-agent': 'curl/8.5' });
+    expect(asked).toEqual(['gzip']);
+    expect(r.encoding).toBeUndefined();
+    expect(JSON.parse(r.body.toString('utf8')).items).toHaveLength(200);
+  });
+
+  test('an uncached client that asked for gzip gets the gzip answer passed through', async () => {
+    asked.length = 0;
+    const { proxy } = await start(await gzipping());
+    const r = await rawGet(`${proxy}/api/v1/pods`, { 'user-agent': 'curl/8.5', 'accept-encoding': 'gzip' });
+    expect(r.encoding).toBe('gzip');
+    expect(r.body.length).toBeLessThan(bigList.length / 4);
+    expect(JSON.parse(gunzipSync(r.body).toString('utf8')).items).toHaveLength(200);
   });
 });
 

@@ -22,7 +22,9 @@ import { type TunnelAgent, startTunnelAgent } from './tunnel/agent.ts';
 import { createTopology } from './topology.ts';
 import { replayOutbox } from './cache/replay.ts';
 import type { EdgeConfig } from './config.ts';
-import { callUpstream } from './proxy/client.ts';
+import { callUpstream, watchUpstream } from './proxy/client.ts';
+import type { ExchangeKind, ForwardExchange } from './proxy/forward.ts';
+import { TRAFFIC_DIRECTIONS, TRAFFIC_KINDS, createTrafficMeter, type TrafficFigures } from './upstream/traffic.ts';
 import { type ProxyCache, type ProxyServer, type Target, createProxyServer } from './proxy/server.ts';
 import { type Store, createStore } from './store/index.ts';
 import { type Upstream, type UpstreamPool, createUpstreamPool } from './upstream/pool.ts';
@@ -90,7 +92,19 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       ? `${garbage.count} upstream answer(s) could not be decoded, last for ${garbage.what} at ${new Date(garbage.at).toISOString()}; those were passed through but not cached`
       : null;
 
-  const pool: UpstreamPool = createUpstreamPool({ servers: config.servers, lbMode: config.lbMode, tls, log: log.child({ part: 'upstream' }) });
+  // What the link costs: bytes by kind, in total and over the last hour and day.
+  const traffic = createTrafficMeter();
+  const series = (f: TrafficFigures) =>
+    TRAFFIC_DIRECTIONS.flatMap((direction) => TRAFFIC_KINDS.map((kind) => ({ labels: { direction, kind }, value: f[direction][kind] })));
+  registry.counterFrom('tether_upstream_bytes_total', 'Bytes the agent sent to and received from the apiservers, by kind (HTTP level: heads and bodies as on the wire, without TLS and TCP/IP overhead)', () => series(traffic.total()));
+  registry.gauge('tether_upstream_bytes_last_hour', 'Bytes to and from the apiservers in the last hour, by kind', () => series(traffic.last(3_600_000)));
+  registry.gauge('tether_upstream_bytes_last_day', 'Bytes to and from the apiservers in the last 24 hours, by kind', () => series(traffic.last(86_400_000)));
+  registry.gauge('tether_upstream_rtt_seconds', 'Smoothed round-trip time to each apiserver, from probes and answers', () =>
+    pool.all().filter((u) => u.rttMs !== undefined).map((u) => ({ labels: { server: u.url.host }, value: u.rttMs! / 1000 })),
+  );
+  registry.counterFrom('tether_upstream_probes_total', 'Health probes sent to each apiserver', () => pool.all().map((u) => ({ labels: { server: u.url.host }, value: u.probes })));
+
+  const pool: UpstreamPool = createUpstreamPool({ servers: config.servers, lbMode: config.lbMode, tls, log: log.child({ part: 'upstream' }), meter: traffic });
   const httpsServers = config.servers.filter((s) => s.startsWith('https:'));
   const rotation =
     config.rotateCertificates && config.caFile && config.certFile && config.keyFile && httpsServers.length
@@ -131,6 +145,22 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           return u.agent;
         },
         bearerAgent: bearer,
+        exchange: (kind: ExchangeKind): ForwardExchange => {
+          const x = pool.exchange(u, kind === 'watch' ? 'watch' : 'request');
+          return {
+            sent: (n) => traffic.add('sent', kind, n),
+            answered: (n) => {
+              traffic.add('received', kind, n);
+              x.answered();
+            },
+            received: (n) => {
+              traffic.add('received', kind, n);
+              x.heard();
+            },
+            broken: (e) => pool.reportFailure(u, e),
+            end: () => x.end(),
+          };
+        },
         tlsOptions: (withIdentity) => (withIdentity ? { ca: tls.ca, cert: tls.cert, key: tls.key } : { ca: tls.ca }),
       };
       targets.set(u, t);
@@ -200,17 +230,27 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   let replaying = false;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let poolsTimer: ReturnType<typeof setTimeout> | undefined;
-  /** NodePools (for the topology filter) are fetched now and every 10 s while online. */
-  const syncPools = async (call: Parameters<typeof replayOutbox>[1]) => {
-    clearTimeout(poolsTimer);
+  let pools: { stop(): void } | undefined;
+  const userAgent = `tether-edge/${buildInfo.version}`;
+  /** NodePools (for the topology filter): one LIST, then a watch, while online; started again on each reconnect. */
+  const followPools = (call: Parameters<typeof replayOutbox>[1]) => {
+    pools?.stop();
     if (!topology) return;
-    await topology.syncPools(call).catch((e) => log.debug('topology: NodePools not fetched', { error: e }));
-    poolsTimer = setTimeout(() => {
-      const u = pool.pick();
-      if (u) void syncPools((m, p, o = {}) => callUpstream(targetOf(u), m, p, { ...o, userAgent: `tether-edge/${buildInfo.version}` }));
-    }, 10_000);
+    pools = topology.followPools({
+      call,
+      online: () => pool.online,
+      watch: (path, onLine) => {
+        const u = pool.pick();
+        if (!u) return { done: Promise.resolve({ status: 0 }), stop: () => {} };
+        const abort = new AbortController();
+        const untrack = pool.track(u, abort);
+        const w = watchUpstream(targetOf(u), path, onLine, { signal: abort.signal, userAgent });
+        void w.done.finally(untrack);
+        return w;
+      },
+    });
   };
+  const discoveryTags = new Map<string, string>();
   /** Replays the outbox; when the apiserver refused for now (5xx, 429), tries again later while online. */
   const replay = async (call: Parameters<typeof replayOutbox>[1]) => {
     if (replaying || !store) return;
@@ -228,7 +268,6 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }
     if (!done) {
       clearTimeout(retryTimer);
-      clearTimeout(poolsTimer);
       retryTimer = setTimeout(() => {
         if (pool.online) void replay(call);
       }, 5000 + Math.floor(random() * 5000));
@@ -240,16 +279,18 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       bus.endAll();
       return;
     }
-    const call = (method: string, path: string, o: { contentType?: string; accept?: string; body?: string } = {}) =>
-      callUpstream(targetOf(u), method, path, { ...o, userAgent: `tether-edge/${buildInfo.version}` });
-    await replay(call);
+    const as = (kind: ExchangeKind): Parameters<typeof replayOutbox>[1] => (method, path, o = {}) => callUpstream(targetOf(u), method, path, { ...o, userAgent, kind });
+    await replay(as('replay'));
     bus.endAll();
-    await syncPools(call);
-    await prefetchDiscovery(store, call, log).catch((e) => log.warn('discovery refresh failed', { error: e }));
+    followPools(as('request'));
+    const d = await prefetchDiscovery(store, as('discovery'), log, discoveryTags).catch((e) => log.warn('discovery refresh failed', { error: e }));
+    if (d) log.debug('discovery refreshed', { ...d });
   };
   let wasOnline = false;
+  let transitionCount = 0;
   pool.onChange((ev) => {
     transitions.inc({ server: ev.upstream.url.host, healthy: String(ev.healthy) });
+    transitionCount++;
     log.info(ev.healthy ? 'upstream healthy' : 'upstream unhealthy', { server: ev.upstream.url.host, reason: ev.reason });
     if (pool.online && !wasOnline) {
       wasOnline = true;
@@ -285,6 +326,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       certificate: rotation?.status(),
       tunnel: tunnel?.status(),
       problems: [garbageProblem(), rotation?.status().problem ?? null].filter((p) => p !== null),
+      link: { total: traffic.total(), lastHour: traffic.last(3_600_000), lastDay: traffic.last(86_400_000), transitions: transitionCount },
     });
   // The tunnel: dial out to the hub so it can reach this node's kubelet (logs, exec, port-forward, metrics).
   const hubUrls = [...config.hubUrls, ...(config.hubUrl && !config.hubUrls.includes(config.hubUrl) ? [config.hubUrl] : [])];
@@ -314,7 +356,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       rotation?.stop();
       clearTimeout(reconnectTimer);
       clearTimeout(retryTimer);
-      clearTimeout(poolsTimer);
+      pools?.stop();
       bus.endAll();
       await proxy.close();
       await admin.close();

@@ -2,6 +2,11 @@
  * Discovery prefetch: while online, the agent keeps the documents kubectl asks for first (/version,
  * /api and /apis in aggregated and plain form), so that kubectl works through the agent offline even
  * with an empty kubectl cache and even when no kubectl ever ran on this node before the link broke.
+ *
+ * Fetched once per return of the link (and at start), never on a timer; each GET is conditional
+ * (`If-None-Match` with the ETag the apiserver gave last time, for the documents it tags: aggregated
+ * discovery does), so an unchanged document costs a 304 and no body. The ETags live in memory
+ * (`etags`, kept by the caller across calls): after a restart the first refresh fetches in full.
  */
 import type { Logger } from '../shared/log.ts';
 import { documentKey } from './cache/documents.ts';
@@ -20,16 +25,32 @@ const DOCUMENTS: { path: string; accept: string }[] = [
   { path: '/api/v1', accept: 'application/json' },
 ];
 
-export async function prefetchDiscovery(store: Store, call: UpstreamCall, log: Logger): Promise<number> {
-  let stored = 0;
+export interface DiscoveryResult {
+  /** Documents fetched and stored anew. */
+  stored: number;
+  /** Documents the apiserver said were unchanged (304). */
+  unchanged: number;
+}
+
+export async function prefetchDiscovery(store: Store, call: UpstreamCall, log: Logger, etags: Map<string, string> = new Map()): Promise<DiscoveryResult> {
+  const out: DiscoveryResult = { stored: 0, unchanged: 0 };
   for (const d of DOCUMENTS) {
-    const r = await call('GET', d.path, { accept: d.accept });
+    const key = documentKey(d.path, d.accept);
+    const known = etags.get(key);
+    const ifNoneMatch = known && store.documents.get(key) ? known : undefined;
+    const r = await call('GET', d.path, { accept: d.accept, ...(ifNoneMatch ? { ifNoneMatch } : {}) });
+    if (r.status === 304 && ifNoneMatch) {
+      out.unchanged++;
+      continue;
+    }
     if (r.status !== 200) {
       log.debug('discovery document not available', { path: d.path, status: r.status });
       continue;
     }
-    store.documents.put(documentKey(d.path, d.accept), d.path, { contentType: r.contentType, body: r.body });
-    stored++;
+    store.documents.put(key, d.path, { contentType: r.contentType, body: r.body });
+    if (r.etag) etags.set(key, r.etag);
+    else etags.delete(key);
+    out.stored++;
   }
-  return stored;
+  return out;
 }

@@ -4,12 +4,22 @@ import type { EventBus } from './cache/bus.ts';
 import type { CertRotationStatus } from './certs/rotation.ts';
 import type { TunnelAgentStatus } from './tunnel/agent.ts';
 import type { Store } from './store/index.ts';
+import { TRAFFIC_KINDS, type TrafficFigures } from './upstream/traffic.ts';
+
+/** What the link to the apiservers costs (HTTP-level bytes, see upstream/traffic.ts). */
+export interface LinkStatus {
+  total: TrafficFigures;
+  lastHour: TrafficFigures;
+  lastDay: TrafficFigures;
+  /** Upstream health transitions since start (first verdicts included). */
+  transitions: number;
+}
 
 export interface AgentStatus {
   node: string;
   proxy: string;
   online: boolean;
-  upstreams: { server: string; healthy: boolean; lastError?: string }[];
+  upstreams: { server: string; healthy: boolean; lastError?: string; rttMs?: number; probes?: number }[];
   store: {
     path?: string;
     ok: boolean;
@@ -26,18 +36,20 @@ export interface AgentStatus {
   tunnel?: TunnelAgentStatus;
   /** Other problems worth an operator's attention (undecodable upstream answers…). */
   problems: string[];
+  link?: LinkStatus;
 }
 
 interface StatusSources {
   nodeName: string;
   proxy: string;
-  pool: { online: boolean; all(): readonly { url: URL; healthy: boolean; lastError?: string }[] };
+  pool: { online: boolean; all(): readonly { url: URL; healthy: boolean; lastError?: string; rttMs?: number; probes?: number }[] };
   store?: Store;
   storeProblem: string | null;
   bus: EventBus;
   certificate?: CertRotationStatus;
   tunnel?: TunnelAgentStatus;
   problems: string[];
+  link?: LinkStatus;
 }
 
 function sizeOf(path: string): number {
@@ -70,7 +82,13 @@ export function collectStatus(s: StatusSources): AgentStatus {
     node: s.nodeName,
     proxy: s.proxy,
     online: s.pool.online,
-    upstreams: s.pool.all().map((u) => ({ server: u.url.href, healthy: u.healthy, ...(u.lastError ? { lastError: u.lastError } : {}) })),
+    upstreams: s.pool.all().map((u) => ({
+      server: u.url.href,
+      healthy: u.healthy,
+      ...(u.lastError ? { lastError: u.lastError } : {}),
+      ...(u.rttMs !== undefined ? { rttMs: Math.round(u.rttMs * 10) / 10 } : {}),
+      ...(u.probes !== undefined ? { probes: u.probes } : {}),
+    })),
     store: {
       path: s.store?.db.path,
       ok: !problem,
@@ -84,13 +102,32 @@ export function collectStatus(s: StatusSources): AgentStatus {
     ...(s.certificate ? { certificate: s.certificate } : {}),
     ...(s.tunnel ? { tunnel: s.tunnel } : {}),
     problems: s.problems,
+    ...(s.link ? { link: s.link } : {}),
   };
+}
+
+const kib = (n: number) => (n < 10 * 1024 ? `${n} B` : n < 10 * 1024 * 1024 ? `${(n / 1024).toFixed(0)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`);
+
+/** "12 KiB in / 3 KiB out (watch 10 KiB/1 KiB, request …)": the kinds that moved anything. */
+function linkLine(f: TrafficFigures): string {
+  const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+  const kinds = TRAFFIC_KINDS.filter((k) => f.received[k] + f.sent[k] > 0).map((k) => `${k} ${kib(f.received[k])}/${kib(f.sent[k])}`);
+  return `${kib(sum(f.received))} in / ${kib(sum(f.sent))} out${kinds.length ? ` (${kinds.join(', ')})` : ''}`;
 }
 
 /** The human-readable form of `tether-edge status`. */
 export function formatStatus(st: AgentStatus): string {
   const lines = [`node ${st.node}: ${st.online ? 'online' : 'OFFLINE (answering from the store)'}; proxy on ${st.proxy}`, 'upstreams:'];
-  for (const u of st.upstreams) lines.push(`  ${u.healthy ? 'healthy  ' : 'unhealthy'} ${u.server}${u.lastError ? `  (${u.lastError})` : ''}`);
+  for (const u of st.upstreams) {
+    const rtt = u.rttMs !== undefined ? `  rtt ${u.rttMs} ms` : '';
+    lines.push(`  ${u.healthy ? 'healthy  ' : 'unhealthy'} ${u.server}${rtt}${u.probes !== undefined ? `, ${u.probes} probes` : ''}${u.lastError ? `  (${u.lastError})` : ''}`);
+  }
+  if (st.link) {
+    lines.push(`link (HTTP bytes in / out, by kind in/out; ${st.link.transitions} health transitions):`);
+    lines.push(`  last hour: ${linkLine(st.link.lastHour)}`);
+    lines.push(`  last day:  ${linkLine(st.link.lastDay)}`);
+    lines.push(`  since start: ${linkLine(st.link.total)}`);
+  }
   lines.push(`store: ${st.store.ok ? 'ok' : `PROBLEM: ${st.store.problem}`}${st.store.path ? `  ${st.store.path}` : ''}${st.store.sizeBytes !== undefined ? `  ${(st.store.sizeBytes / 1024).toFixed(0)} KiB` : ''}`);
   const objs = Object.entries(st.store.objects);
   lines.push(`  objects: ${objs.length ? objs.map(([g, n]) => `${g}=${n}`).join(' ') : 'none'}`);

@@ -4,13 +4,19 @@
  * it applies to EndpointSlices and Endpoints — filtering answers on the way to the client (the
  * store keeps them unfiltered) and re-emitting the objects of Services whose view changed to the
  * watches that are open. The contract is edge/filter/README.md.
+ *
+ * NodePools are followed with one LIST and then a WATCH from its resourceVersion (bookmarks on,
+ * re-watched from the last one when the apiserver ends it, relisted only on 410 Gone), so a pool
+ * change arrives at once and an unchanged cluster costs a bookmark a minute, not a LIST every 10 s.
+ * Without the CRDs (404) the LIST is tried again every 10 minutes. The agent starts following on
+ * every return of the link; a watch the link broke simply ends.
  */
 import type { Logger } from '../shared/log.ts';
 import type { Counter } from '../shared/metrics.ts';
 import type { RequestInfo } from '../shared/kube/index.ts';
 import { createTopologyFilter, type ServiceKey, type WatchEvent } from './filter/filter.ts';
 import { SERVICE_NAME_LABEL } from './filter/keys.ts';
-import type { UpstreamCall } from './proxy/client.ts';
+import type { UpstreamCall, WatchLines } from './proxy/client.ts';
 import type { ResponseFilter } from './proxy/server.ts';
 import type { KubeObject, Store } from './store/index.ts';
 
@@ -23,9 +29,29 @@ export interface Topology extends ResponseFilter {
   recorded(gvr: string): void;
   /** Re-reads Services and NodePools from the store and re-emits what changed. */
   refresh(): void;
-  /** Fetches the NodePools upstream (as the node) into the store, then refreshes. */
-  syncPools(call: UpstreamCall): Promise<void>;
+  /** Follows the NodePools upstream (as the node) into the store, refreshing on each change. */
+  followPools(source: PoolSource): { stop(): void; done: Promise<void> };
 }
+
+/** How topology reaches the apiserver: a plain call, and a watch read line by line. */
+export interface PoolSource {
+  call: UpstreamCall;
+  watch(path: string, onLine: (line: string) => void): WatchLines;
+  online(): boolean;
+  /** Waits (timers are the caller's, so tests can pass their own); resolves false when stopped. */
+  wait?(ms: number, signal: AbortSignal): Promise<boolean>;
+}
+
+const NO_CRD_RECHECK_MS = 10 * 60_000;
+const REWATCH_AFTER_ERROR_MS = 5_000;
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<boolean>((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const t = setTimeout(() => resolve(true), ms);
+    t.unref?.();
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve(false)), { once: true });
+  });
 
 interface OpenWatch {
   namespace: string;
@@ -94,19 +120,77 @@ export function createTopology(opts: { nodeName: string; store: Store; log: Logg
       if (gvr === 'v1/services' || gvr === NODEPOOLS_GVR) refresh();
     },
     refresh,
-    async syncPools(call) {
-      const r = await call('GET', `${NODEPOOLS_PATH}?resourceVersion=0`, { accept: 'application/json' });
-      if (r.status === 404) {
-        // The CRDs are not installed: no pools.
-        store.streams.replaceList(NODEPOOLS_SCOPE, 'tether', [], '', () => true);
-      } else if (r.status === 200) {
-        const list = JSON.parse(r.body) as { metadata?: { resourceVersion?: string }; items?: KubeObject[] };
-        store.streams.replaceList(NODEPOOLS_SCOPE, 'tether', list.items ?? [], list.metadata?.resourceVersion ?? '', () => true);
-      } else {
-        log.debug('topology: NodePools not readable', { status: r.status });
-        return;
-      }
-      refresh();
+    followPools(source) {
+      const stopped = new AbortController();
+      const wait = source.wait ?? sleep;
+      let current: WatchLines | undefined;
+      const save = (items: Map<string, KubeObject>, rv: string) => {
+        store.streams.replaceList(NODEPOOLS_SCOPE, 'tether', [...items.values()], rv, () => true);
+        refresh();
+      };
+      const run = async () => {
+        while (!stopped.signal.aborted && source.online()) {
+          const r = await source.call('GET', `${NODEPOOLS_PATH}?resourceVersion=0`, { accept: 'application/json' });
+          if (r.status === 404) {
+            save(new Map(), ''); // the CRDs are not installed: no pools
+            if (!(await wait(NO_CRD_RECHECK_MS, stopped.signal))) return;
+            continue;
+          }
+          if (r.status !== 200) {
+            log.debug('topology: NodePools not readable', { status: r.status });
+            return;
+          }
+          const list = JSON.parse(r.body) as { metadata?: { resourceVersion?: string }; items?: KubeObject[] };
+          const items = new Map((list.items ?? []).map((o) => [o.metadata.name, o] as const));
+          let rv = list.metadata?.resourceVersion ?? '';
+          save(items, rv);
+          // Watch from rv until the apiserver says it is too old (relist) or the link goes.
+          for (;;) {
+            if (stopped.signal.aborted || !source.online()) return;
+            let gone = false;
+            const timeout = 300 + Math.floor(Math.random() * 300);
+            current = source.watch(`${NODEPOOLS_PATH}?watch=1&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(rv)}&timeoutSeconds=${timeout}`, (line) => {
+              let ev: { type?: string; object?: KubeObject & { code?: number } };
+              try {
+                ev = JSON.parse(line);
+              } catch {
+                return;
+              }
+              const o = ev.object;
+              if (ev.type === 'ERROR') {
+                gone = o?.code === 410;
+                current?.stop();
+                return;
+              }
+              if (!o?.metadata) return;
+              if (o.metadata.resourceVersion) rv = o.metadata.resourceVersion;
+              if (ev.type === 'BOOKMARK') return;
+              if (ev.type === 'DELETED') items.delete(o.metadata.name);
+              else items.set(o.metadata.name, o);
+              save(items, rv);
+            });
+            const end = await current.done;
+            current = undefined;
+            if (gone || end.status === 410) break; // relist
+            if (end.status === 200) continue; // the apiserver's timeoutSeconds: watch again from rv
+            if (end.status === 0) {
+              // The link broke (or a reset): the agent starts again on reconnect; a reset on a live link is retried.
+              if (!(await wait(REWATCH_AFTER_ERROR_MS, stopped.signal))) return;
+              continue;
+            }
+            log.debug('topology: NodePool watch refused', { status: end.status });
+            return;
+          }
+        }
+      };
+      const done = run().catch((e) => log.debug('topology: NodePools not followed', { error: e }));
+      return {
+        done,
+        stop() {
+          stopped.abort();
+          current?.stop();
+        },
+      };
     },
   };
 }

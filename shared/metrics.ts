@@ -50,6 +50,11 @@ export class Registry {
     };
   }
 
+  /** A counter whose values are read when scraped (totals kept elsewhere). */
+  counterFrom(name: string, help: string, collect: NonNullable<Family['collect']>): void {
+    this.family(name, help, 'counter').collect = collect;
+  }
+
   gauge(name: string, help: string, collect?: Family['collect']): Gauge {
     const f = this.family(name, help, 'gauge');
     if (collect) f.collect = collect;
@@ -73,4 +78,17 @@ export function registerProcessMetrics(r: Registry, info: { version: string; com
   r.gauge('process_resident_memory_bytes', 'Resident set size', () => [{ value: process.memoryUsage.rss() }]);
   const started = Date.now() / 1000;
   r.gauge('process_start_time_seconds', 'Start time of the process since the epoch', () => [{ value: started }]);
+}
+
+/**
+ * Bytes of an HTTP/1.1 request or response head as written on the wire: the start line, one
+ * `name: value` line per header value, and the blank line. For counting what a link carries.
+ */
+export function httpHeadBytes(startLine: string, headers: Record<string, unknown>): number {
+  let n = Buffer.byteLength(startLine) + 4;
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined) continue;
+    for (const one of Array.isArray(v) ? v : [v]) n += Buffer.byteLength(k) + Buffer.byteLength(String(one)) + 4;
+  }
+  return n;
 }

@@ -8,11 +8,21 @@
  *
  * The response is streamed chunk by chunk as it arrives (watches are never buffered), with
  * backpressure from the client. A `tap` sees the same chunks, for the cache to record them.
+ *
+ * Compression: the upstream is always asked for gzip (kube-apiserver compresses large answers when
+ * asked). A gzip answer is decoded on the way when the cache taps it, a filter rewrites it, or the
+ * client did not ask for gzip itself; otherwise it passes through compressed, as the client asked.
+ *
+ * The target's `exchange` (optional) hears how the request goes, for the upstream pool's passive
+ * health checking and the link's byte counts: bytes sent, the answer starting, bytes received (as
+ * on the wire, compressed), a stream that broke, the end.
  */
 import type { Agent, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { createGunzip, type Gunzip } from 'node:zlib';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
+import { httpHeadBytes } from '../../shared/metrics.ts';
 
 /** What the proxy needs of an upstream (edge/upstream provides it). */
 export interface ForwardTarget {
@@ -21,6 +31,33 @@ export interface ForwardTarget {
   readonly agent: Agent;
   /** Connections without a client certificate, for requests that bring their own credentials. */
   readonly bearerAgent: Agent;
+  /** Begins watching one request to this target (health and byte counts); optional. */
+  exchange?(kind: ExchangeKind): ForwardExchange;
+}
+
+/** What a request's bytes count as on the link. */
+export type ExchangeKind = 'request' | 'watch' | 'replay' | 'discovery';
+
+/** What forward() reports of one request. */
+export interface ForwardExchange {
+  sent(bytes: number): void;
+  /** Status and headers arrived; `headBytes` is their size. */
+  answered(headBytes: number): void;
+  /** Body bytes arrived, as on the wire. */
+  received(bytes: number): void;
+  /** The answer had started and broke with an error that is not the client's doing. */
+  broken(err: unknown): void;
+  end(): void;
+}
+
+function acceptsGzip(v: string | string[] | undefined): boolean {
+  const text = Array.isArray(v) ? v.join(',') : (v ?? '');
+  return text.split(',').some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(';');
+    if (coding !== 'gzip' && coding !== '*') return false;
+    const q = params.map((x) => x.trim()).find((x) => x.startsWith('q='));
+    return !q || Number(q.slice(2)) > 0;
+  });
 }
 
 export interface Tap {
@@ -69,12 +106,9 @@ export function outgoingHeaders(headers: IncomingHttpHeaders, host: string, acce
   return out;
 }
 
-/**
- * A tapped answer is recorded by the cache, which reads JSON: ask for it uncompressed (compression
- * buys nothing on the loopback hop to the client).
- */
-function tapHeaders(h: Record<string, string | string[]>, tapped: boolean): Record<string, string | string[]> {
-  if (tapped) delete h['accept-encoding'];
+/** Ask the upstream for gzip whatever the client asked; forward() decodes when it must. */
+function upstreamHeaders(h: Record<string, string | string[]>): Record<string, string | string[]> {
+  h['accept-encoding'] = 'gzip';
   return h;
 }
 
@@ -105,27 +139,43 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
   const useTls = url.protocol === 'https:';
   const agent = req.headers.authorization ? target.bearerAgent : target.agent;
   const base = url.pathname.replace(/\/$/, '');
+  const ex = target.exchange?.(opts.watch ? 'watch' : 'request');
+  // Decode a gzip answer unless it can go to the client as it is.
+  const mustDecode = opts.tap !== undefined || opts.transform !== undefined || !acceptsGzip(req.headers['accept-encoding']);
+  const path = base + (req.url ?? '/');
+  const headers = upstreamHeaders(outgoingHeaders(req.headers, url.host, opts.accept));
+  ex?.sent(httpHeadBytes(`${req.method} ${path} HTTP/1.1`, headers) + (opts.body?.length ?? 0));
   return new Promise<void>((resolve, reject) => {
     let answered = false;
+    let clientGone = false;
     const upReq = (useTls ? httpsRequest : httpRequest)({
       protocol: url.protocol,
       hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'),
       port: url.port || (useTls ? 443 : 80),
       method: req.method,
-      path: base + (req.url ?? '/'),
-      headers: tapHeaders(outgoingHeaders(req.headers, url.host, opts.accept), opts.tap !== undefined || opts.transform !== undefined),
+      path,
+      headers,
       agent,
       signal: opts.signal,
     });
     upReq.on('response', (upRes) => {
       answered = true;
+      ex?.answered(httpHeadBytes(`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ''}`, upRes.headers));
       const headers: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+      const gzipped = String(upRes.headers['content-encoding'] ?? '').toLowerCase() === 'gzip';
+      const gunzip: Gunzip | undefined = gzipped && mustDecode ? createGunzip() : undefined;
+      if (gunzip) {
+        delete headers['content-encoding'];
+        delete headers['content-length'];
+      }
+      // What the tap and transforms see: the answer's bytes, decoded.
+      const tapHead = gunzip ? { ...upRes.headers, 'content-encoding': undefined, 'content-length': undefined } : upRes.headers;
       opts.onResponse?.(upRes.statusCode ?? 502);
-      const tapping = opts.tap?.head(upRes.statusCode ?? 502, upRes.headers) ?? false;
+      const tapping = opts.tap?.head(upRes.statusCode ?? 502, tapHead) ?? false;
       const json = (upRes.statusCode ?? 0) === 200 && String(upRes.headers['content-type'] ?? '').startsWith('application/json');
-      const bodyTransform = json ? opts.transform?.body : undefined;
-      const lineTransform = json ? opts.transform?.line : undefined;
+      const bodyTransform = json && (!gzipped || gunzip) ? opts.transform?.body : undefined;
+      const lineTransform = json && (!gzipped || gunzip) ? opts.transform?.line : undefined;
       if (bodyTransform || lineTransform) delete headers['content-length'];
       if (!bodyTransform) {
         res.writeHead(upRes.statusCode ?? 502, headers);
@@ -140,13 +190,14 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
       const collected: Buffer[] = [];
       const lines = lineTransform ? lineSplitter((l) => send(`${lineTransform(l)}\n`)) : undefined;
       let complete = false;
-      upRes.on('data', (chunk: Buffer) => {
+      let done = false;
+      const onChunk = (chunk: Buffer) => {
         if (tapping) opts.tap!.chunk(chunk);
         if (bodyTransform) collected.push(chunk);
         else if (lines) lines.push(chunk);
         else send(chunk);
-      });
-      upRes.on('end', () => {
+      };
+      const onEnd = () => {
         complete = true;
         if (bodyTransform) {
           const out = bodyTransform(Buffer.concat(collected).toString('utf8'));
@@ -156,25 +207,49 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
         }
         lines?.flush();
         res.end();
-      });
-      const finish = () => {
-        if (tapping) opts.tap!.end(complete);
-        resolve();
       };
-      upRes.on('close', () => {
+      const finish = () => {
+        if (done) return;
+        done = true;
         if (!complete) {
           if (opts.watch) res.end();
           else res.destroy();
         }
-        finish();
+        if (tapping) opts.tap!.end(complete);
+        ex?.end();
+        resolve();
+      };
+      upRes.on('data', (chunk: Buffer) => {
+        ex?.received(chunk.length);
+        if (gunzip) gunzip.write(chunk);
+        else onChunk(chunk);
       });
-      upRes.on('error', () => {
-        /* surfaced by 'close' */
+      if (gunzip) {
+        gunzip.on('data', onChunk);
+        gunzip.on('end', onEnd);
+        gunzip.on('error', () => finish()); // a corrupt stream: the client's answer is cut, not completed
+        gunzip.on('close', finish);
+      }
+      let upEnded = false;
+      upRes.on('end', () => {
+        upEnded = true;
+        if (gunzip) gunzip.end();
+        else onEnd();
+      });
+      upRes.on('close', () => {
+        if (!upEnded) {
+          gunzip?.destroy();
+          return finish();
+        }
+        if (!gunzip) finish();
+      });
+      upRes.on('error', (e) => {
+        if (!clientGone) ex?.broken(e); // surfaced to the client by 'close'
       });
     });
-    let clientGone = false;
     upReq.on('error', (e) => {
       if (answered) return; // the response side ends the client's answer
+      ex?.end();
       if (clientGone) return resolve(); // not the upstream's fault
       reject(new TetherError(ErrorCode.UpstreamUnavailable, `forward ${req.method} ${req.url} to ${url.host}: ${messageOf(e)}`, { cause: e }));
     });
@@ -186,6 +261,9 @@ export function forward(target: ForwardTarget, req: IncomingMessage, res: Server
       if (!answered) resolve();
     });
     if (opts.body) upReq.end(opts.body);
-    else req.pipe(upReq);
+    else {
+      if (ex) req.on('data', (c: Buffer) => ex.sent(c.length));
+      req.pipe(upReq);
+    }
   });
 }

@@ -12,7 +12,7 @@ const pool = createUpstreamPool({
   servers: [server!],
   lbMode: 'priority',
   tls: { ca, cert, key },
-  probeIntervalMs: 50,
+  quietMs: 50,
   log: createLogger({ write: (line) => process.stderr.write(line + '\n') }),
 });
 await pool.ready;

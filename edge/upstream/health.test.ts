@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, expect, test } from 'bun:test';
 import { ErrorCode, isTetherError, messageOf } from '../../shared/errors.ts';
-import { probeReadyz, startProber, type ProbeResult } from './health.ts';
+import { probeOnce, probeReadyz } from './health.ts';
+import { createTrafficMeter } from './traffic.ts';
 import { createAgent, type UpstreamAgent } from './tls.ts';
 import { makePki, startApiServer, waitFor, type Pki, type TestApiServer } from './_test-servers.ts';
 
@@ -66,75 +67,48 @@ test('probeReadyz to a server that accepts TCP and never answers ends when its s
   await expect(probe).rejects.toBe(reason);
 });
 
-test('startProber bounds a probe that ignores its signal by timeoutMs', async () => {
-  const results: ProbeResult[] = [];
+test('probeOnce bounds a probe that ignores its signal by its timeout', async () => {
   const signals: AbortSignal[] = [];
-  const prober = startProber({
-    targets: ['x'],
-    intervalMs: 10,
-    timeoutMs: 30,
-    probe: (_t, signal) => {
-      signals.push(signal);
-      return new Promise<void>(() => {});
-    },
-    onResult: (_t, r) => results.push(r),
-  });
-  cleanup.push(() => prober.stop());
-  await waitFor('a result', () => results.length > 0);
-  const first = results[0]!;
-  expect(first.ok).toBe(false);
-  expect(messageOf(!first.ok && first.error)).toBe('probe: no answer within 30 ms');
+  const out = await probeOnce((_t: string, signal) => {
+    signals.push(signal);
+    return new Promise<void>(() => {});
+  }, 'x', 30);
+  expect(out.result.ok).toBe(false);
+  expect(messageOf(!out.result.ok && out.result.error)).toBe('probe: no answer within 30 ms');
   expect(signals[0]!.aborted).toBe(true);
 });
 
-test('startProber never runs two probes of one target at once and keeps probing after failures', async () => {
-  const results: [string, boolean][] = [];
-  const running = new Map<string, number>();
-  const calls = new Map<string, number>();
-  let overlap = 0;
-  const prober = startProber({
-    targets: ['a', 'b'],
-    intervalMs: 1,
-    timeoutMs: 1000,
-    probe: async (t) => {
-      const now = (running.get(t) ?? 0) + 1;
-      running.set(t, now);
-      if (now > 1) overlap++;
-      await new Promise((r) => setTimeout(r, 3)); // the probe's own work, not a wait in the test
-      running.set(t, (running.get(t) ?? 1) - 1);
-      calls.set(t, (calls.get(t) ?? 0) + 1);
-      if ((calls.get(t) ?? 0) % 2 === 0) throw new Error('probe: down');
-    },
-    onResult: (t, r) => results.push([t, r.ok]),
-  });
-  cleanup.push(() => prober.stop());
-  await waitFor('20 results', () => results.length >= 20);
-  expect(overlap).toBe(0);
-  for (const t of ['a', 'b']) {
-    const mine = results.filter(([x]) => x === t).map(([, ok]) => ok);
-    expect(mine).toContain(true);
-    expect(mine).toContain(false);
-  }
+test('probeOnce reports success with its duration, and a failure with its error, never rejecting', async () => {
+  const ok = await probeOnce(async () => {}, 'x', 1000);
+  expect(ok.result).toEqual({ ok: true });
+  expect(ok.durationMs).toBeGreaterThanOrEqual(0);
+  const err = new Error('probe: down');
+  const bad = await probeOnce(async () => {
+    throw err;
+  }, 'x', 1000);
+  expect(bad.result).toEqual({ ok: false, error: err });
 });
 
-test('startProber.stop() aborts the probe in flight and reports nothing more', async () => {
-  const results: ProbeResult[] = [];
-  let inFlight: { signal: AbortSignal; settled: Promise<unknown> } | undefined;
-  const prober = startProber({
-    targets: ['x'],
-    intervalMs: 10,
-    timeoutMs: 60_000,
-    probe: (_t, signal) => {
-      const p = new Promise<void>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
-      inFlight = { signal, settled: p.catch(() => {}) };
-      return p;
-    },
-    onResult: (_t, r) => results.push(r),
-  });
-  await waitFor('a probe in flight', () => inFlight !== undefined);
-  prober.stop();
-  expect(inFlight!.signal.aborted).toBe(true);
-  await inFlight!.settled;
-  await new Promise((r) => setImmediate(r));
-  expect(results).toEqual([]);
+test('probeOnce ends when its outer signal aborts (the pool closing)', async () => {
+  const outer = new AbortController();
+  const seen: AbortSignal[] = [];
+  const running = probeOnce((_t: string, signal) => {
+    seen.push(signal);
+    return new Promise<void>(() => {});
+  }, 'x', 60_000, outer.signal);
+  await waitFor('probe running', () => seen.length === 1);
+  const reason = new Error('probe: pool closed');
+  outer.abort(reason);
+  const out = await running;
+  expect(out.result).toEqual({ ok: false, error: reason });
+  expect(seen[0]!.aborted).toBe(true);
+});
+
+test('probeReadyz counts the bytes it moves as kind probe', async () => {
+  const m = createTrafficMeter();
+  await probeReadyz(new URL(server.url), agent(true), new AbortController().signal, m);
+  const t = m.total();
+  expect(t.sent.probe).toBeGreaterThan('GET /readyz HTTP/1.1\r\n'.length);
+  expect(t.received.probe).toBeGreaterThan('HTTP/1.1 200 OK\r\n'.length);
+  expect(t.sent.request + t.received.request).toBe(0);
 });

@@ -1,39 +1,31 @@
 /**
- * Health probing of upstream apiservers. Knows nothing of pools, picking or the cache.
+ * Health probes of upstream apiservers. Knows nothing of pools, picking or the cache; *when* to
+ * probe is the pool's decision (pool.ts: after a quiet spell, a stalled request, an ambiguous
+ * failure, or while an upstream is down).
  *
- * `probeReadyz(url, agent, signal)` — the default probe: `GET <server>/readyz` over the upstream's own
- * keep-alive agent (so with the node's client certificate, on the connections the proxy uses);
- * success is HTTP 200, anything else rejects with a message naming what went wrong. `/readyz` is open
- * to every user, authenticated or anonymous (default RBAC role `system:public-info-viewer`).
+ * `probeReadyz(url, agent, signal, meter?)` — the default probe: `GET <server>/readyz` over the
+ * upstream's own keep-alive agent (so with the node's client certificate, on the connections the
+ * proxy uses); success is HTTP 200, anything else rejects with a message naming what went wrong.
+ * `/readyz` is open to every user (default RBAC role `system:public-info-viewer`). The bytes it moves
+ * go to `meter` as kind `probe`.
  *
- * `startProber(opts)` — one loop per target. A probe starts `intervalMs` after the previous one
- * started (later if that one took longer); a target never has two probes at once. Each probe is bounded
- * by `timeoutMs`: its signal is aborted and the loop reports a timeout even if the probe ignores the
- * signal. Every outcome goes to `onResult` with the monotonic time (`performance.now()`) the probe
- * started, so the caller can discard a success that predates a failure it learned of meanwhile.
- * `stop()` aborts probes in flight and reports nothing more. Timers are unref'd: probing alone does
- * not keep a process alive.
+ * `probeOnce(probe, target, timeoutMs, signal?)` — runs one probe bounded by `timeoutMs`: its signal
+ * is aborted and the result is a timeout even if the probe ignores the signal. Resolves (never
+ * rejects) with the outcome and how long it took (ms, monotonic): the duration of a success is a
+ * round-trip sample for the pool's RTT estimate.
  */
 import http from 'node:http';
 import https from 'node:https';
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { UpstreamAgent } from './tls.ts';
+import { httpHeadBytes } from '../../shared/metrics.ts';
+import type { TrafficMeter } from './traffic.ts';
 
 export type ProbeResult = { ok: true } | { ok: false; error: unknown };
 
-export interface ProberOptions<T> {
-  targets: readonly T[];
-  probe: (target: T, signal: AbortSignal) => Promise<void>;
-  intervalMs: number;
-  timeoutMs: number;
-  onResult: (target: T, result: ProbeResult, startedAt: number) => void;
-}
+export type ProbeMeter = Pick<TrafficMeter, 'add'>;
 
-export interface Prober {
-  stop(): void;
-}
-
-export function probeReadyz(server: URL, agent: UpstreamAgent, signal: AbortSignal): Promise<void> {
+export function probeReadyz(server: URL, agent: UpstreamAgent, signal: AbortSignal, meter?: ProbeMeter): Promise<void> {
   const target = new URL(server);
   target.pathname = server.pathname.replace(/\/+$/, '') + '/readyz';
   target.search = '';
@@ -41,8 +33,10 @@ export function probeReadyz(server: URL, agent: UpstreamAgent, signal: AbortSign
   return new Promise<void>((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const headers = { accept: 'text/plain', 'user-agent': 'tether-edge/health' };
+    meter?.add('sent', 'probe', httpHeadBytes(`GET ${target.pathname} HTTP/1.1`, { host: target.host, ...headers }));
     const req = request(target, { agent, headers }, (res) => {
-      res.resume(); // drain, so the socket goes back to the pool
+      meter?.add('received', 'probe', httpHeadBytes(`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}`, res.headers));
+      res.on('data', (c: Buffer) => meter?.add('received', 'probe', c.length)); // drained, so the socket goes back to the pool
       res.on('error', reject);
       res.on('end', () => {
         if (res.statusCode === 200) return resolve();
@@ -58,58 +52,46 @@ export function probeReadyz(server: URL, agent: UpstreamAgent, signal: AbortSign
   });
 }
 
-export function startProber<T>(opts: ProberOptions<T>): Prober {
-  let stopped = false;
-  const inFlight = new Set<AbortController>();
-  const timers = new Set<ReturnType<typeof setTimeout>>();
+export interface ProbeOutcome {
+  result: ProbeResult;
+  /** performance.now() when the probe started. */
+  startedAt: number;
+  durationMs: number;
+}
 
-  const later = (ms: number, fn: () => void) => {
-    const t = setTimeout(() => {
-      timers.delete(t);
-      fn();
-    }, ms);
-    t.unref?.();
-    timers.add(t);
-  };
-
-  const once = async (target: T) => {
-    const startedAt = performance.now();
-    const abort = new AbortController();
-    inFlight.add(abort);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const e = new TetherError(ErrorCode.UpstreamUnavailable, `probe: no answer within ${opts.timeoutMs} ms`);
-        abort.abort(e);
-        reject(e);
-      }, opts.timeoutMs);
-      timer.unref?.();
-    });
-    let result: ProbeResult;
-    try {
-      await Promise.race([Promise.resolve().then(() => opts.probe(target, abort.signal)), timeout]);
-      result = { ok: true };
-    } catch (error) {
-      result = { ok: false, error };
-    } finally {
-      clearTimeout(timer);
-      inFlight.delete(abort);
-    }
-    if (stopped) return;
-    try {
-      opts.onResult(target, result, startedAt);
-    } finally {
-      later(Math.max(0, startedAt + opts.intervalMs - performance.now()), () => void once(target));
-    }
-  };
-
-  for (const target of opts.targets) void once(target);
-  return {
-    stop() {
-      stopped = true;
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      for (const a of inFlight) a.abort(new TetherError(ErrorCode.UpstreamUnavailable, 'probe: prober stopped'));
-    },
-  };
+export async function probeOnce<T>(
+  probe: (target: T, signal: AbortSignal) => Promise<void>,
+  target: T,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<ProbeOutcome> {
+  const startedAt = performance.now();
+  const abort = new AbortController();
+  const onOuter = () => abort.abort(signal!.reason);
+  if (signal?.aborted) onOuter();
+  else signal?.addEventListener('abort', onOuter, { once: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new TetherError(ErrorCode.UpstreamUnavailable, `probe: no answer within ${Math.round(timeoutMs)} ms`);
+      abort.abort(e);
+      reject(e);
+    }, timeoutMs);
+    timer.unref?.();
+  });
+  const aborted = new Promise<never>((_, reject) => {
+    if (abort.signal.aborted) reject(abort.signal.reason);
+    abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+  });
+  let result: ProbeResult;
+  try {
+    await Promise.race([Promise.resolve().then(() => probe(target, abort.signal)), timeout, aborted]);
+    result = { ok: true };
+  } catch (error) {
+    result = { ok: false, error };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onOuter);
+  }
+  return { result, startedAt, durationMs: performance.now() - startedAt };
 }

@@ -33,7 +33,10 @@ function pool(list: TestApiServer[], opts: Partial<UpstreamPoolOptions> = {}): T
     servers: list.map((s) => s.url),
     lbMode: 'priority',
     tls: { ca: pki.ca, ...pki.client('client-a') },
-    probeIntervalMs: 20,
+    // An idle pool probes after 30 ms of silence here, so a server that stops is noticed without traffic.
+    quietMs: 30,
+    retryMinMs: 20,
+    retryMaxMs: 100,
     probeTimeoutMs: 500,
     log: createMemoryLogger(),
     ...opts,
@@ -133,28 +136,146 @@ test('an unhealthy server becomes healthy again after healthyAfter consecutive s
   expect(p.pick()).toBe(ua);
 });
 
-test('reportFailure marks the upstream unhealthy at once, aborts its watches, and drops its idle sockets', async () => {
+test('reportFailure of a refused connection marks the upstream unhealthy at once, aborts its watches, and drops its idle sockets', async () => {
   const [a, b] = await servers(2);
   // One probe only (the first round), so that no probe touches the agent's sockets during the test.
-  const p = pool([a!, b!], { probeIntervalMs: 60_000 });
+  const p = pool([a!, b!], { quietMs: 60_000 });
   await p.ready;
   const [ua, ub] = p.all();
   expect((await get(ua!, '/whoami')).reused).toBe(true); // the probe's keep-alive connection
   const abort = new AbortController();
   p.track(ua!, abort);
 
-  p.reportFailure(ua!, new Error('read ECONNRESET'));
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  p.reportFailure(ua!, refused);
   expect(ua!.healthy).toBe(false);
-  expect(ua!.lastError).toBe('request: read ECONNRESET');
+  expect(ua!.lastError).toBe('request: connect ECONNREFUSED 127.0.0.1:1');
   expect(abort.signal.aborted).toBe(true);
   expect(p.pick()).toBe(ub);
-  expect(p.events.at(-1)).toEqual({ upstream: ua!, healthy: false, reason: 'request: read ECONNRESET' });
+  expect(p.events.at(-1)).toEqual({ upstream: ua!, healthy: false, reason: 'request: connect ECONNREFUSED 127.0.0.1:1' });
   expect((await get(ua!, '/whoami')).reused).toBe(false); // the idle connection was closed
 
   const late = new AbortController();
   p.track(ua!, late);
   expect(late.signal.aborted).toBe(true); // tracking on an unhealthy upstream aborts at once
 });
+
+test('reportFailure of an ambiguous error (a reset keep-alive socket) is confirmed by a probe first: a live upstream stays healthy', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { quietMs: 60_000 });
+  await p.ready;
+  const [ua] = p.all();
+  const probesBefore = ua!.probes;
+  p.reportFailure(ua!, new Error('read ECONNRESET'));
+  expect(ua!.healthy).toBe(true);
+  await waitFor('the confirming probe answered', () => a!.readyzOk >= 2 && ua!.probes === probesBefore + 1);
+  expect(ua!.healthy).toBe(true);
+  expect(p.events.map((e) => e.healthy)).toEqual([true]);
+});
+
+test('reportFailure of an ambiguous error on a server that hangs ends in unhealthy after the probe times out', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { quietMs: 60_000 });
+  await p.ready;
+  const [ua] = p.all();
+  a!.hang();
+  p.reportFailure(ua!, new Error('socket hang up'));
+  await waitFor('a unhealthy', () => !ua!.healthy);
+  expect(ua!.lastError).toContain('no answer within');
+});
+
+test('no probe while requests are answered: traffic is the health signal', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { quietMs: 60_000 });
+  await p.ready;
+  const [ua] = p.all();
+  for (let i = 0; i < 200; i++) {
+    const x = p.exchange(ua!, 'request');
+    x.answered();
+    x.end();
+  }
+  expect(ua!.probes).toBe(1); // the first verdict only
+  expect(a!.readyzOk).toBe(1);
+  expect(ua!.rttMs).toBeDefined();
+});
+
+test('an idle upstream is probed once silence lasts quietMs, and traffic heard postpones that', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { quietMs: 1500 });
+  await p.ready;
+  const [ua] = p.all();
+  // Heard from all along for longer than quietMs: no probe.
+  const until = performance.now() + 3000;
+  while (performance.now() < until) {
+    p.heard(ua!);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  expect(ua!.probes).toBe(1);
+  // Then silence: a quiet probe.
+  await waitFor('a quiet probe', () => ua!.probes === 2 && a!.readyzOk === 2);
+  expect(ua!.healthy).toBe(true);
+});
+
+test('a request that stalls into a dead link makes the pool probe, and the failed probe aborts what is tracked', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { quietMs: 60_000 });
+  await p.ready;
+  const [ua] = p.all();
+  const abort = new AbortController();
+  p.track(ua!, abort);
+  a!.hang();
+  const x = p.exchange(ua!, 'request'); // never answered
+  await waitFor('a unhealthy', () => !ua!.healthy);
+  expect(ua!.probes).toBe(2);
+  expect(ua!.lastError).toContain('no answer within');
+  expect(abort.signal.aborted).toBe(true);
+  x.end();
+});
+
+test('a slow request on a live link costs probes with a growing pause, and no transition', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { quietMs: 60_000, stallMs: 40 });
+  await p.ready;
+  const [ua] = p.all();
+  const x = p.exchange(ua!, 'request'); // a LIST the server takes long to compute
+  await waitFor('three stall probes', () => ua!.probes >= 4);
+  x.end();
+  expect(ua!.healthy).toBe(true);
+  expect(p.events.map((e) => e.healthy)).toEqual([true]);
+});
+
+test('on a slow link a healthy upstream needs two failed probes in a row before it is declared dead', async () => {
+  const [a] = await servers(1);
+  let mode: 'slow' | 'hang' = 'slow';
+  const probesToDeclare: number[] = [];
+  const p = pool([a!], {
+    quietMs: 60_000,
+    probe: (_u, signal) =>
+      new Promise<void>((resolve, reject) => {
+        signal.addEventListener('abort', () => reject(signal.reason));
+        if (mode === 'slow') setTimeout(resolve, 300); // the link's round trip, not a wait in the test
+      }),
+  });
+  await p.ready;
+  const [ua] = p.all();
+  // A few answered requests teach the pool the 300 ms round trip.
+  for (let i = 0; i < 3; i++) {
+    const x = p.exchange(ua!, 'request');
+    await new Promise((r) => setTimeout(r, 300)); // the link's round trip
+    x.answered();
+    x.end();
+  }
+  expect(ua!.rttMs!).toBeGreaterThan(250);
+  mode = 'hang';
+  const before = ua!.probes;
+  p.onChange((ev) => {
+    if (!ev.healthy) probesToDeclare.push(ua!.probes - before);
+  });
+  p.reportFailure(ua!, new Error('socket hang up'));
+  await waitFor('a unhealthy', () => !ua!.healthy, 30_000);
+  expect(probesToDeclare).toEqual([2]);
+  expect(ua!.lastError).toContain('no answer within');
+}, 40_000);
 
 test('reportFailure is followed by recovery through probes', async () => {
   const [a] = await servers(1);
@@ -220,14 +341,14 @@ test('setTls refuses a key that does not match its certificate and keeps the old
 test('a probe that started before a reported failure does not count towards recovery', async () => {
   const [a] = await servers(1);
   const held: (() => void)[] = [];
-  const p = pool([a!], { healthyAfter: 1, probeIntervalMs: 1, probe: () => new Promise<void>((r) => held.push(r)) });
+  const p = pool([a!], { healthyAfter: 1, quietMs: 1, retryMinMs: 1, probe: () => new Promise<void>((r) => held.push(r)) });
   await waitFor('first probe', () => held.length === 1);
   held[0]!();
   await p.ready;
   const [ua] = p.all();
   expect(ua!.healthy).toBe(true);
   await waitFor('second probe', () => held.length === 2);
-  p.reportFailure(ua!, new Error('socket hang up'));
+  p.reportFailure(ua!, Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
   held[1]!(); // succeeds, but started before the failure
   await waitFor('third probe', () => held.length === 3);
   expect(ua!.healthy).toBe(false);

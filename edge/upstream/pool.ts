@@ -1,13 +1,15 @@
 /**
  * The upstream pool: which kube-apiserver the edge proxy sends its next request to, and noticing
- * within a second that one is lost.
+ * that one is lost from the traffic that flows anyway, probing only when that traffic says nothing.
  *
  * API
  *   createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool
  *   pool.ready: Promise<void>            every upstream has had its first probe (also resolves on close)
  *   pool.pick(): Upstream | undefined    by lbMode among healthy upstreams; undefined when none is
- *   pool.reportFailure(u, err): void     a request to u failed (refused, reset, timeout, TLS, 5xx from a
- *                                        proxy in front…): u is unhealthy at once
+ *   pool.exchange(u, kind): Exchange     a request to u begins; tell the pool when its answer starts
+ *                                        (`answered`), when bytes arrive (`heard`) and when it ends
+ *   pool.heard(u): void                  something arrived from u (any byte is evidence of life)
+ *   pool.reportFailure(u, err): void     a request to u failed before its answer
  *   pool.track(u, abort): () => void     abort `abort` when u turns unhealthy (watches); returns unregister
  *   pool.online: boolean                 some upstream is healthy
  *   pool.onChange(listener): () => void  health transitions, and each upstream's first verdict
@@ -17,24 +19,38 @@
  *                                        flight finish on the old ones
  *   pool.close(): void                   stop probing, abort tracked requests, destroy every socket
  *
+ * When the pool probes (`GET /readyz`, health.ts) — never on a fixed timer while traffic flows:
+ * - once at start: the first probe decides (200 → healthy at once; anything else → unhealthy);
+ * - quiet: nothing heard from a healthy upstream for `quietMs` (30 s): one probe, so an idle agent
+ *   (or one whose watches all went silent) still notices a dead link;
+ * - stall: a request without an answer after the RTT-adapted stall time (rtt.ts; 250 ms floor), and
+ *   nothing else heard from that upstream since it was sent; while it stays unanswered the wait
+ *   doubles after each successful probe (a slow LIST on a live link costs a few probes, not a storm);
+ * - an ambiguous failure (`reportFailure` with anything but a refused or unreachable connection, e.g.
+ *   a reset keep-alive socket): one probe confirms before anything changes;
+ * - down: an unhealthy upstream is probed with backoff, `retryMinMs` (250) doubling to `retryMaxMs`
+ *   (5 s), and again `retryMinMs` after each success until `healthyAfter` (2) in a row.
+ * Each probe's timeout is RTT-adapted (rtt.ts: 4·srtt + 4·rttvar, `probeTimeoutMs` 600 floor); a
+ * healthy upstream is declared dead after `strikes()` failed probes in a row (1 on a LAN, 2 on a
+ * link whose timeouts exceed the floors), at once on a refused or unreachable connection.
+ * Detection on a LAN: a request into a dead link is answered otherwise within stall + probe timeout
+ * (250 + 600 ms); an idle agent notices within quietMs + probe timeout.
+ *
  * Health rules
- * - Before its first probe an upstream is not healthy; the first probe decides (200 → healthy at once).
- * - Any failure (probe error or timeout, reportFailure) makes it unhealthy at once.
  * - An unhealthy upstream becomes healthy after `healthyAfter` consecutive successful probes that
  *   started after its last failure (a probe already in flight when a failure is reported does not count).
  * - On turning unhealthy: every tracked AbortController of it is aborted with an E_UPSTREAM_UNAVAILABLE
  *   TetherError as reason, the idle sockets of its agents are destroyed (no reuse of dead keep-alive
  *   connections), and listeners hear { upstream, healthy: false, reason }. `track` on an upstream that
  *   is not healthy aborts at once.
- * - Detection: at most probeIntervalMs + probeTimeoutMs (250 + 600 ms by default) for a server that
- *   stops answering, sooner for a refused or reset connection, immediate on reportFailure.
  *
  * Read `u.agent` for every request: it changes on setTls. The pool never sends requests of its own
  * other than probes, and knows nothing of metrics, the cache or the store; wire those from onChange.
  */
 import type { Logger } from '../../shared/log.ts';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
-import { probeReadyz, startProber, type ProbeResult } from './health.ts';
+import { probeOnce, probeReadyz, type ProbeMeter, type ProbeOutcome } from './health.ts';
+import { createRttEstimate, type RttEstimate } from './rtt.ts';
 import {
   agentBusy,
   checkTls,
@@ -56,6 +72,20 @@ export interface Upstream {
   readonly lastChange: number;
   /** Keep-alive agent with the pool's TLS material; changes on setTls. */
   readonly agent: UpstreamAgent;
+  /** Smoothed round-trip time (ms) of probes and request answers; undefined before the first. */
+  readonly rttMs?: number;
+  /** Probes sent since the pool started. */
+  readonly probes: number;
+}
+
+/** One request to an upstream, as the pool sees it. */
+export interface Exchange {
+  /** The answer started (status and headers arrived). */
+  answered(): void;
+  /** Bytes arrived (a watch event, a body chunk). */
+  heard(): void;
+  /** The request ended, however. */
+  end(): void;
 }
 
 export type LbMode = 'round-robin' | 'priority';
@@ -69,6 +99,8 @@ export interface UpstreamChange {
 export interface UpstreamPool {
   readonly ready: Promise<void>;
   pick(): Upstream | undefined;
+  exchange(u: Upstream, kind: 'request' | 'watch'): Exchange;
+  heard(u: Upstream): void;
   reportFailure(u: Upstream, err: unknown): void;
   track(u: Upstream, abort: AbortController): () => void;
   readonly online: boolean;
@@ -82,16 +114,41 @@ export interface UpstreamPoolOptions {
   servers: readonly string[];
   lbMode: LbMode;
   tls: UpstreamTls;
-  /** Time between probe starts of one upstream. Default 250. */
-  probeIntervalMs?: number;
-  /** A probe with no answer by then fails. Default 600. */
+  /** Floor of the adaptive probe timeout. Default 600. */
   probeTimeoutMs?: number;
+  /** Floor of the adaptive stall time of an unanswered request. Default 250. */
+  stallMs?: number;
+  /** A healthy upstream not heard from for this long is probed. Default 30000. */
+  quietMs?: number;
+  /** First retry of an unhealthy upstream, and the pace of recovery probes. Default 250. */
+  retryMinMs?: number;
+  /** The retry backoff of an unhealthy upstream stops growing here. Default 5000. */
+  retryMaxMs?: number;
   /** Consecutive successful probes for an unhealthy upstream to be healthy again. Default 2. */
   healthyAfter?: number;
   log: Logger;
   now?: () => number;
+  /** Where the default probe's bytes are counted (kind `probe`). */
+  meter?: ProbeMeter;
   /** Replaces the default `GET /readyz` probe (tests). Must settle; it is aborted on timeout. */
   probe?: (u: Upstream, signal: AbortSignal) => Promise<void>;
+}
+
+/** Errors that say the server is not there, whatever the link's latency. */
+const DEFINITIVE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN']);
+
+function errorCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && DEFINITIVE.has(code)) return code;
+  }
+  return undefined;
+}
+
+interface Pending {
+  startedAt: number;
+  waitMs: number;
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 class Member implements Upstream {
@@ -100,26 +157,41 @@ class Member implements Upstream {
   probed = false;
   decided = false;
   streak = 0;
+  strikes = 0;
   failedAt = -Infinity;
+  lastHeard = performance.now();
+  probing: AbortController | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  retryMs = 0;
+  probes = 0;
   retired: UpstreamAgent[] = [];
   readonly tracked = new Set<AbortController>();
+  readonly pending = new Set<Pending>();
   constructor(
     readonly url: URL,
     public agent: UpstreamAgent,
     public lastChange: number,
+    readonly rtt: RttEstimate,
   ) {}
+  get rttMs() {
+    return this.rtt.srttMs;
+  }
 }
 
 export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
   const { log, lbMode } = opts;
   const now = opts.now ?? Date.now;
-  const intervalMs = positive('probeIntervalMs', opts.probeIntervalMs ?? 250);
-  const timeoutMs = positive('probeTimeoutMs', opts.probeTimeoutMs ?? 600);
+  const floors = { probeTimeoutMs: positive('probeTimeoutMs', opts.probeTimeoutMs ?? 600), stallMs: positive('stallMs', opts.stallMs ?? 250) };
+  const quietMs = positive('quietMs', opts.quietMs ?? 30_000);
+  const retryMinMs = positive('retryMinMs', opts.retryMinMs ?? 250);
+  const retryMaxMs = Math.max(retryMinMs, positive('retryMaxMs', opts.retryMaxMs ?? 5000));
   const healthyAfter = Math.floor(positive('healthyAfter', opts.healthyAfter ?? 2));
-  const probe = opts.probe ?? ((u: Upstream, signal: AbortSignal) => probeReadyz(u.url, u.agent, signal));
+  const probe = opts.probe ?? ((u: Upstream, signal: AbortSignal) => probeReadyz(u.url, u.agent, signal, opts.meter));
   if (opts.servers.length === 0) throw new TetherError(ErrorCode.BadConfig, 'upstream pool: no servers');
   checkTls(opts.tls);
-  const members = opts.servers.map(parseServer).map((url) => new Member(url, createAgent(url, opts.tls), now()));
+  const members = opts.servers
+    .map(parseServer)
+    .map((url) => new Member(url, createAgent(url, opts.tls), now(), createRttEstimate(floors)));
   const listeners = new Set<(ev: UpstreamChange) => void>();
   let cursor = 0;
   let closed = false;
@@ -139,18 +211,43 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
   const unavailable = (m: Member, reason: string) =>
     new TetherError(ErrorCode.UpstreamUnavailable, `upstream ${m.url.href}: ${reason}`);
 
+  const later = (fn: () => void, ms: number) => {
+    const t = setTimeout(fn, Math.max(0, ms));
+    t.unref?.();
+    return t;
+  };
+
+  /** The next probe of m when nothing else asks for one: quiet while healthy, backoff while not. */
+  const schedule = (m: Member) => {
+    clearTimeout(m.timer);
+    m.timer = undefined;
+    if (closed || m.probing) return;
+    if (!m.healthy) {
+      m.timer = later(() => startProbe(m, 'retry'), m.retryMs);
+      return;
+    }
+    m.timer = later(() => {
+      if (performance.now() - m.lastHeard >= quietMs - 1) startProbe(m, 'quiet');
+      else schedule(m);
+    }, m.lastHeard + quietMs - performance.now());
+  };
+
   const markFailed = (m: Member, reason: string) => {
     m.streak = 0;
+    m.strikes = 0;
     m.failedAt = performance.now();
     m.lastError = reason;
     if (m.decided && !m.healthy) return;
     m.decided = true;
     m.healthy = false;
+    m.retryMs = retryMinMs;
     m.lastChange = now();
     log.warn('upstream unhealthy', { server: m.url.href, reason });
     const err = unavailable(m, reason);
     for (const abort of [...m.tracked]) abort.abort(err);
     m.tracked.clear();
+    for (const p of m.pending) clearTimeout(p.timer);
+    m.pending.clear();
     for (const agent of [m.agent, ...m.retired]) dropIdleSockets(agent);
     emit({ upstream: m, healthy: false, reason });
   };
@@ -166,17 +263,61 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
     emit({ upstream: m, healthy: true });
   };
 
-  const onResult = (m: Member, result: ProbeResult, startedAt: number) => {
-    if (closed) return;
-    if (result.ok) markSucceeded(m, startedAt);
-    else markFailed(m, prefixed('probe', result.error));
+  const onOutcome = (m: Member, { result, startedAt, durationMs }: ProbeOutcome) => {
+    if (result.ok) {
+      m.rtt.sample(durationMs);
+      m.lastHeard = performance.now();
+      m.strikes = 0;
+      markSucceeded(m, startedAt);
+      if (!m.healthy) m.retryMs = retryMinMs;
+    } else if (m.healthy && ++m.strikes < m.rtt.strikes()) {
+      log.info('upstream probe failed; probing again on a fresh connection before deciding', { server: m.url.href, error: messageOf(result.error) });
+      dropIdleSockets(m.agent);
+      return 'again';
+    } else {
+      const wasDown = m.decided && !m.healthy;
+      markFailed(m, prefixed('probe', result.error));
+      if (wasDown) m.retryMs = Math.min(retryMaxMs, m.retryMs * 2);
+    }
     if (!m.probed) {
       m.probed = true;
       if (members.every((x) => x.probed)) resolveReady();
     }
+    return 'done';
   };
 
-  const prober = startProber({ targets: members, probe, intervalMs, timeoutMs, onResult });
+  function startProbe(m: Member, why: string): void {
+    if (closed || m.probing) return;
+    clearTimeout(m.timer);
+    m.timer = undefined;
+    const abort = new AbortController();
+    m.probing = abort;
+    m.probes++;
+    if (why !== 'start' && why !== 'retry') log.debug('upstream probe', { server: m.url.href, why });
+    void probeOnce(probe, m as Upstream, m.rtt.probeTimeoutMs(), abort.signal).then((outcome) => {
+      if (m.probing === abort) m.probing = undefined;
+      if (closed) return;
+      const next = onOutcome(m, outcome);
+      if (next === 'again') startProbe(m, why);
+      else schedule(m);
+    });
+  }
+
+  /** A pending request's stall check: probe when nothing was heard from m for waitMs since it was sent. */
+  const armStall = (m: Member, p: Pending, delay: number) => {
+    p.timer = later(() => {
+      p.timer = undefined;
+      if (!m.pending.has(p) || closed) return;
+      const silent = performance.now() - Math.max(p.startedAt, m.lastHeard);
+      if (silent < p.waitMs - 1) return armStall(m, p, p.waitMs - silent);
+      startProbe(m, 'stall');
+      p.startedAt = performance.now();
+      p.waitMs *= 2;
+      armStall(m, p, p.waitMs);
+    }, delay);
+  };
+
+  for (const m of members) startProbe(m, 'start');
 
   const member = (u: Upstream, step: string): Member => {
     if (u instanceof Member && members.includes(u)) return u;
@@ -196,9 +337,49 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
       }
       return undefined;
     },
+    exchange(u, kind) {
+      const m = member(u, 'exchange');
+      const startedAt = performance.now();
+      const p: Pending = { startedAt, waitMs: m.rtt.stallMs() };
+      let answered = false;
+      let ended = false;
+      if (!closed && m.healthy) {
+        m.pending.add(p);
+        armStall(m, p, p.waitMs);
+      }
+      const settle = () => {
+        clearTimeout(p.timer);
+        m.pending.delete(p);
+      };
+      return {
+        answered() {
+          if (answered || ended) return;
+          answered = true;
+          m.lastHeard = performance.now();
+          if (kind === 'request') m.rtt.sample(m.lastHeard - startedAt);
+          settle();
+        },
+        heard() {
+          m.lastHeard = performance.now();
+        },
+        end() {
+          ended = true;
+          settle();
+        },
+      };
+    },
+    heard(u) {
+      member(u, 'heard').lastHeard = performance.now();
+    },
     reportFailure(u, err) {
       const m = member(u, 'report failure');
-      if (!closed) markFailed(m, prefixed('request', err));
+      if (closed) return;
+      const definitive = errorCode(err);
+      if (definitive || !m.decided) return markFailed(m, prefixed('request', err));
+      if (!m.healthy) return;
+      log.info('upstream request failed; probing before deciding', { server: m.url.href, error: messageOf(err) });
+      m.lastError = prefixed('request', err);
+      startProbe(m, 'failure');
     },
     track(u, abort) {
       const m = member(u, 'track');
@@ -231,8 +412,11 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
     close() {
       if (closed) return;
       closed = true;
-      prober.stop();
       for (const m of members) {
+        clearTimeout(m.timer);
+        m.probing?.abort(new TetherError(ErrorCode.UpstreamUnavailable, 'probe: pool closed'));
+        for (const p of m.pending) clearTimeout(p.timer);
+        m.pending.clear();
         const err = unavailable(m, 'pool closed');
         for (const abort of m.tracked) abort.abort(err);
         m.tracked.clear();
