@@ -68,12 +68,12 @@ async function hub(opts: { replica?: string; backend?: HubBackend; config?: Reco
   return { h, log, registry };
 }
 
-async function agent(h: RunningHub | string[], creds: { certFile: string; keyFile: string } | undefined, opts: { node?: string; token?: string } = {}) {
+async function agent(h: RunningHub | string[], creds: { certFile: string; keyFile: string } | undefined, opts: { node?: string; token?: string; addresses?: string[] } = {}) {
   const log = createMemoryLogger();
   const a = startTunnelAgent({
     hubUrls: Array.isArray(h) ? h : [`wss://${h.agentAddress}`],
     nodeName: opts.node ?? 'n1',
-    addresses: [NODE_IP],
+    addresses: opts.addresses ?? [NODE_IP],
     ports: [echoPort],
     tls: () => ({ ca: readFileSync(pki.caFile), ...(creds ? { cert: readFileSync(creds.certFile), key: readFileSync(creds.keyFile) } : {}) }),
     token: opts.token ? () => opts.token : undefined,
@@ -264,5 +264,118 @@ describe('two replicas', () => {
     expect(view.known('n1')).toBe(true);
     const gone = await connectThrough(h0.h.connectAddress!, `${NODE_IP}:${echoPort}`, await pki.client('kube-apiserver-egress'));
     expect(gone.status).toBe('HTTP/1.1 503 node n1 has no tunnel connected');
+  });
+});
+
+describe('trust between nodes', () => {
+  test("an agent announcing another node's address and a Service name gets none of them: claims refused, logged, counted; CONNECTs to them never reach it", async () => {
+    const { h, log, registry } = await hub();
+    const { a, log: alog } = await agent(h, await pki.node('n1'), { addresses: [NODE_IP, '10.99.0.2', 'n2', 'webhook.kube-system.svc', '192.168.50.1'] });
+    await connected(a);
+    const refused = () => log.lines.filter((l) => l.msg === 'address claim refused').map((l) => [l.address, l.reason]);
+    await until('claims refused', refused, (r) => r.length === 4);
+    expect(refused()).toEqual([['10.99.0.2', 'other_node'], ['n2', 'other_node'], ['webhook.kube-system.svc', 'service'], ['192.168.50.1', 'not_in_node']]);
+    const text = registry.render();
+    expect(text).toContain('tether_hub_address_claims_refused_total{reason="other_node"} 2');
+    expect(text).toContain('tether_hub_address_claims_refused_total{reason="service"} 1');
+    const egress = await pki.client('kube-apiserver-egress');
+    for (const target of [`10.99.0.2:${echoPort}`, `n2:${echoPort}`, `192.168.50.1:${echoPort}`]) {
+      const r = await connectThrough(h.connectAddress!, target, egress);
+      expect(r.status).not.toContain(' 200 ');
+    }
+    // Its own address still works, and nothing but that one stream was ever opened on the agent.
+    expect((await connectThrough(h.connectAddress!, `${NODE_IP}:${echoPort}`, egress)).echoed).toBe('ping');
+    expect(alog.lines.filter((l) => /stream/.test(String(l.msg)) && l.host && l.host !== NODE_IP)).toEqual([]);
+  });
+
+  test('a second session for a connected node is refused with another certificate, and replaces the first with the same one; both counted', async () => {
+    const { h, log, registry } = await hub();
+    const first = await pki.node('n1');
+    const { a } = await agent(h, first);
+    await connected(a);
+    const { a: other } = await agent(h, await pki.node('n1'));
+    await until('refusal', () => other.status().lastError, (e) => !!e);
+    expect(other.status().lastError).toContain('node n1 already has a live tunnel session');
+    expect(other.connected).toBe(false);
+    expect(a.connected).toBe(true);
+    expect(log.lines.some((l) => l.msg === 'agent session replacement refused' && l.node === 'n1')).toBe(true);
+    expect(registry.render()).toContain('tether_hub_agent_replacements_total{result="refused"}');
+    await other.close();
+    const sessionOf = () => log.lines.filter((l) => l.msg === 'agent connected').map((l) => l.session);
+    const before = sessionOf().length;
+    const { a: again } = await agent(h, first);
+    await connected(again);
+    await until('replaced', () => log.lines.filter((l) => l.msg === 'agent session replaced').length, (n) => n === 1);
+    expect(sessionOf().length).toBe(before + 1);
+    expect(registry.render()).toContain('tether_hub_agent_replacements_total{result="accepted"} 1');
+  });
+});
+
+/** Opens `n` raw TCP connections to host:port that never send a byte; resolves with them. */
+async function idleSockets(address: string, n: number) {
+  const i = address.lastIndexOf(':');
+  return Promise.all(
+    Array.from({ length: n }, () => new Promise<import('node:net').Socket>((resolve) => {
+      const s = netConnect({ host: address.slice(0, i), port: Number(address.slice(i + 1)) });
+      s.on('error', () => {});
+      s.once('connect', () => resolve(s));
+      s.once('close', () => resolve(s));
+    })),
+  );
+}
+const metric = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+
+describe('listeners', () => {
+  test('idle unauthenticated connections are closed by the handshake and header timeouts, on both listeners; counted', async () => {
+    const { h, registry } = await hub({ config: { handshakeTimeoutMs: 150, headerTimeoutMs: 150 } });
+    const raw = [...(await idleSockets(h.connectAddress!, 30)), ...(await idleSockets(h.agentAddress, 30))];
+    cleanup.push(() => raw.forEach((s) => s.destroy()));
+    await until('every idle socket closed by the hub', () => raw.filter((s) => !s.destroyed && !s.readableEnded).length, (n) => n === 0);
+    // TLS done, then silence: the header timeout.
+    const who = await pki.client('kube-apiserver-egress');
+    const i = h.connectAddress!.lastIndexOf(':');
+    const t = tlsConnect({ host: '127.0.0.1', port: Number(h.connectAddress!.slice(i + 1)), ca: readFileSync(pki.caFile), cert: readFileSync(who.certFile), key: readFileSync(who.keyFile) });
+    t.on('error', () => {});
+    await new Promise((r) => t.once('close', r));
+    const text = registry.render();
+    expect(metric(text, /tether_hub_listener_refusals_total\{listener="connect",reason="handshake_timeout"\} (\d+)/)).toBe(30);
+    expect(metric(text, /tether_hub_listener_refusals_total\{listener="agent",reason="handshake_timeout"\} (\d+)/)).toBe(30);
+    expect(metric(text, /tether_hub_listener_refusals_total\{listener="connect",reason="header_timeout"\} (\d+)/)).toBe(1);
+    await until('listener gauges back to 0', () => registry.render(), (x) => x.includes('tether_hub_listener_connections{listener="connect"} 0') && x.includes('tether_hub_listener_connections{listener="agent"} 0'));
+  });
+
+  test('connections over the per-source pending limit and the total limit are closed at once; counted', async () => {
+    const { h, registry } = await hub({ config: { maxPendingPerSource: 5, maxConnections: 8 } });
+    const first = await idleSockets(h.connectAddress!, 12);
+    cleanup.push(() => first.forEach((s) => s.destroy()));
+    await until('the 7 over the limit closed', () => first.filter((s) => s.destroyed || s.readableEnded).length, (n) => n === 7);
+    expect(metric(registry.render(), /tether_hub_listener_refusals_total\{listener="connect",reason="per_source_limit"\} (\d+)/)).toBe(7);
+    // The total limit, on the agent listener of a hub with a high per-source limit.
+    const big = await hub({ replica: 'hub-1', config: { maxPendingPerSource: 100, maxConnections: 8 } });
+    const all = await idleSockets(big.h.agentAddress, 10);
+    cleanup.push(() => all.forEach((s) => s.destroy()));
+    await until('2 over the total closed', () => all.filter((s) => s.destroyed || s.readableEnded).length, (n) => n === 2);
+    expect(metric(big.registry.render(), /tether_hub_listener_refusals_total\{listener="agent",reason="total_limit"\} (\d+)/)).toBe(2);
+    // An authenticated connection does not count against its source: CONNECTs still work beside 5 pending ones.
+    const { a } = await agent(h, await pki.node('n1'));
+    await connected(a);
+  });
+
+  test('a refused CONNECT client that keeps its side open is disconnected soon after the refusal', async () => {
+    const { h, registry } = await hub();
+    const who = await pki.client('mallory');
+    const i = h.connectAddress!.lastIndexOf(':');
+    const t = tlsConnect({ host: '127.0.0.1', port: Number(h.connectAddress!.slice(i + 1)), ca: readFileSync(pki.caFile), cert: readFileSync(who.certFile), key: readFileSync(who.keyFile), allowHalfOpen: true });
+    t.on('error', () => {});
+    let text = '';
+    t.setEncoding('utf8').on('data', (d: string) => (text += d));
+    t.write(`CONNECT ${NODE_IP}:${echoPort} HTTP/1.1\r\n\r\n`);
+    cleanup.push(() => t.destroy());
+    await new Promise((r) => t.once('end', r));
+    // Our side stays open (half-open); the hub's side must go away anyway.
+    expect(t.destroyed).toBe(false);
+    await until('the hub closed its socket', () => registry.render(), (x) => x.includes('tether_hub_listener_connections{listener="connect"} 0'));
+    expect(text).toStartWith('HTTP/1.1 403 user mallory may not use the CONNECT endpoint');
+    expect(text).toContain('\r\n\r\nuser mallory may not use the CONNECT endpoint');
   });
 });
