@@ -5,8 +5,8 @@
  *   approves no bootstrap CSR in a Tether cluster) approves its CSR and kube-controller-manager
  *   signs it; the agent started from the written configuration serves the kubelet simulator, and
  *   the Node becomes Ready;
- * - the same token cannot re-join that node (it exists); a token from `token create --node-name`
- *   for it can;
+ * - a token naming no node cannot join a node that exists; a token from
+ *   `token create --node-name` for it can;
  * - a kubeadm node is converted (kubelet kubeconfig pointed at the agent, original kept) and reset
  *   leaves its root exactly as it was;
  * - a wrong token, a wrong CA hash, an unreachable server and an expired token are refused with a
@@ -38,6 +38,7 @@ const simMain = fileURLToPath(new URL('./support/kubelet-sim/main.ts', import.me
 const work = mkdtempSync(join(tmpdir(), 'tether-join-e2e-'));
 const fresh = `join-fresh-${process.pid}`;
 const converted = `join-kubeadm-${process.pid}`;
+const rejoin = `join-rejoin-${process.pid}`;
 
 describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane', () => {
   let cluster: Cluster;
@@ -93,7 +94,7 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     await approver?.stop();
     await site?.destroy();
     if (cluster) {
-      await cluster.kubectl(['delete', 'node', fresh, converted, `join-systemd-${process.pid}`, '--ignore-not-found', '--wait=false']);
+      await cluster.kubectl(['delete', 'node', fresh, converted, rejoin, `join-systemd-${process.pid}`, '--ignore-not-found', '--wait=false']);
       for (const id of tokens) await cluster.admin.request('DELETE', `/api/v1/namespaces/kube-system/secrets/bootstrap-token-${id}`);
     }
     rmSync(work, { recursive: true, force: true });
@@ -151,23 +152,26 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     expect(ready.find((c) => c.type === 'Ready')?.status).toBe('True');
   });
 
-  test('the same token cannot re-join the node, which exists now; a token created for that node can', async () => {
+  test('a token naming no node cannot join a node that exists; a token created for that node can', async () => {
+    // The Node as a joined node's kubelet would have registered it.
+    const made = await cluster.admin.request('POST', '/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: rejoin } });
+    expect(made.status).toBe(201);
     const root = join(work, 'rejoin');
     mkdirSync(root);
     const before = treeSnapshot(root);
-    const refused = await join_([...argsOf(joinArgs), '--node-name', fresh, '--root', root]);
+    const refused = await join_([...argsOf(joinArgs), '--node-name', rejoin, '--root', root]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('(TetherNodeExists)');
-    expect(refused.stderr).toContain(`tether-hub token create --node-name ${fresh}`);
+    expect(refused.stderr).toContain(`tether-hub token create --node-name ${rejoin}`);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     expect(treeSnapshot(root)).toEqual(before);
 
-    const r = await run([bunBin, hubMain, 'token', 'create', '--kubeconfig', cluster.adminKubeconfig, '--ttl', '30m', '--node-name', fresh, '--description', 'join e2e re-join']);
+    const r = await run([bunBin, hubMain, 'token', 'create', '--kubeconfig', cluster.adminKubeconfig, '--ttl', '30m', '--node-name', rejoin, '--description', 'join e2e re-join']);
     expect(r.code).toBe(0);
     const words = r.stdout.trim().split(' ');
     const token = words[words.indexOf('--token') + 1]!;
     tokens.push(token.split('.')[0]!);
-    expect(words.slice(-2)).toEqual(['--node-name', fresh]);
+    expect(words.slice(-2)).toEqual(['--node-name', rejoin]);
     // the printed command as it stands, with only --root added
     const again = await join_([...words.slice(2), '--root', root]);
     expect(again.stderr).toBe('');
@@ -177,7 +181,7 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     expect(csr.spec.username).toBe(`system:bootstrap:${token.split('.')[0]}`);
     expect(csr.status.conditions).toContainEqual(expect.objectContaining({ type: 'Approved', reason: 'TetherBootstrapNamed' }));
     const cert = new X509Certificate(readFileSync(join(root, 'etc/tether/pki/node.crt')));
-    expect(cert.subject.split('\n')).toEqual(['O=system:nodes', `CN=system:node:${fresh}`]);
+    expect(cert.subject.split('\n')).toEqual(['O=system:nodes', `CN=system:node:${rejoin}`]);
   }, 300_000);
 
   test('a kubeadm node is converted (kubelet kubeconfig pointed at the agent, original kept) and reset leaves its root exactly as before', async () => {
