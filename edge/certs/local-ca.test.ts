@@ -15,7 +15,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 function handshake(server: { certPem: string; keyPem: string }, caPem: string, client?: { certPem: string; keyPem: string }) {
   return new Promise<{ authorized: boolean; cn?: string }>((resolve, reject) => {
     const s = createServer({ cert: server.certPem, key: server.keyPem, ca: caPem, requestCert: true, rejectUnauthorized: false }, (sock) => {
-      resolve({ authorized: sock.authorized, cn: sock.getPeerCertificate()?.subject?.CN });
+      resolve({ authorized: sock.authorized, cn: String(sock.getPeerCertificate()?.subject?.CN) });
       sock.end();
       s.close();
     });

@@ -72,7 +72,7 @@ export function localCaFrom(dir: string, certPem: string, keyPem: string): Local
           publicKey: leaf,
           hosts: o.hosts,
           notBefore: new Date(now.getTime() - 3600_000),
-          notAfter: new Date(Math.min(now.getTime() + (o.validMs ?? (usage === 'server' ? YEAR_MS : 10 * YEAR_MS)), cert.validToDate.getTime())),
+          notAfter: new Date(Math.min(now.getTime() + (o.validMs ?? (usage === 'server' ? YEAR_MS : 10 * YEAR_MS)), new Date(cert.validTo).getTime())),
         },
         issuer,
       );

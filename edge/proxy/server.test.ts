@@ -258,8 +258,8 @@ function rawRequest(bytes: string, creds: Creds): Promise<{ head: string; body: 
       : netConnect({ host: url.hostname, port: Number(url.port) });
     let data = '';
     s.on(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => s.write(bytes));
-    s.on('data', (d) => (data += String(d)));
-    s.on('error', (e) => (data ? undefined : reject(e)));
+    s.on('data', (d: Buffer) => (data += String(d)));
+    s.on('error', (e: Error) => (data ? undefined : reject(e)));
     s.on('close', () => {
       const i = data.indexOf('\r\n\r\n');
       resolve({ head: data.slice(0, i), body: data.slice(i + 4) });
