@@ -7,10 +7,12 @@ import { openDb } from '../store/db.bun.ts';
 import type { StoreDb } from '../store/db.ts';
 import { type KubeObject, type Store, createStore } from '../store/index.ts';
 import { createEventBus } from './bus.ts';
+import { applyPatch } from './patch.ts';
 import { readGet, readList } from './reader.ts';
 import { createRecorder } from './recorder.ts';
 import { streamMatcher } from './scope.ts';
 import { serveWatch } from './watch-server.ts';
+import { COALESCED_CONTENT_TYPE, writeOffline } from './writer.ts';
 
 const KUBELET = { 'user-agent': 'kubelet/v1.34.4 (linux/amd64) kubernetes/abc' };
 const req = (path: string, method = 'GET') => parseRequest(method, path, KUBELET) as ResourceRequestInfo;
@@ -229,5 +231,125 @@ describe('recorder', () => {
     expect(st.listRv).toBe('100');
     expect(st.watermark).toBe(101);
     expect(store.objects.list('v1/services').map((o) => o.metadata.name)).toEqual(['s1', 's2', 's3']);
+  });
+});
+
+describe('writer', () => {
+  const PATH = '/api/v1/namespaces/default/pods/a/status';
+  const published: string[] = [];
+  const bus = createEventBus();
+  const opts = () => ({
+    store,
+    bus: { ...bus, publish: (id: number, ev: { type: string; object: KubeObject }) => void published.push(`${id} ${ev.type} ${ev.object.metadata.name}`) },
+    onEventsDropped: () => {},
+  });
+  const write = (method: string, contentType: string, body: unknown, path = PATH) =>
+    writeOffline(opts(), {
+      info: parseRequest(method, path, { ...KUBELET, 'content-type': contentType }) as ResourceRequestInfo,
+      url: path,
+      contentType,
+      body: JSON.stringify(body),
+      hasCredentials: false,
+    });
+  const smp = 'application/strategic-merge-patch+json';
+  const phaseOf = () => (store.objects.get('v1/pods', 'default', 'a')!.status as { phase: string }).phase;
+  const localEvents = () => store.streams.eventsAfter(store.streams.find(NODE_SCOPE)!.id, 10);
+  beforeEach(() => void (published.length = 0));
+
+  test('the local change and its outbox entry are one transaction: a failure between them leaves neither', () => {
+    // A real failure of the outbox insert, after the local change was made in the same call.
+    db.raw.exec("CREATE TEMP TRIGGER fail_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'injected: the outbox write failed'); END");
+    expect(() => write('PATCH', smp, { status: { phase: 'Failed' } })).toThrow('injected: the outbox write failed');
+    expect(phaseOf()).toBe('Running');
+    expect(store.outbox.peek(10)).toEqual([]);
+    expect(localEvents()).toEqual([]);
+    expect(published).toEqual([]);
+    db.raw.exec('DROP TRIGGER fail_outbox');
+    expect(write('PATCH', smp, { status: { phase: 'Failed' } }).status).toBe(200);
+    expect(phaseOf()).toBe('Failed');
+    expect(store.outbox.peek(10)).toHaveLength(1);
+    expect(localEvents().map((e) => `${e.type} ${e.object.metadata.name}`)).toEqual(['MODIFIED a']);
+    expect(published).toHaveLength(1);
+  });
+
+  test('an acknowledged status write and event are committed with synchronous=FULL', () => {
+    db.raw.exec('CREATE TEMP TABLE seen (kind TEXT, sync INTEGER)');
+    db.raw.exec('CREATE TEMP TRIGGER seen_sync AFTER INSERT ON outbox BEGIN INSERT INTO seen SELECT NEW.kind, synchronous FROM pragma_synchronous; END');
+    write('PATCH', smp, { status: { phase: 'Failed' } });
+    write('POST', 'application/json', { metadata: { name: 'e1', namespace: 'default' } }, '/api/v1/namespaces/default/events');
+    expect(db.raw.get("SELECT group_concat(kind || '=' || sync, ',') AS v FROM seen")?.v).toBe('status=2,event=2');
+    expect(Number(Object.values(db.raw.get('PRAGMA synchronous') ?? {})[0])).toBe(1);
+  });
+
+  test('a full disk fails the write (nothing acknowledged, nothing half-written) and the store reports it', () => {
+    const pages = Number(Object.values(db.raw.get('PRAGMA page_count') ?? {})[0]);
+    db.raw.exec(`PRAGMA max_page_count = ${pages}`);
+    expect(() => write('PATCH', smp, { status: { phase: 'Failed', message: 'x'.repeat(64 * 1024) } })).toThrow('disk is full');
+    expect(phaseOf()).toBe('Running');
+    expect(store.outbox.peek(10)).toEqual([]);
+    expect(db.health.problem()).toContain('disk is full');
+  });
+
+  test('status writes coalesce into one entry per object that takes upstream to the newest local status', () => {
+    const start: KubeObject = {
+      ...pod('a', 11),
+      status: {
+        phase: 'Pending',
+        message: 'waiting',
+        conditions: [
+          { type: 'PodScheduled', status: 'True' },
+          { type: 'Ready', status: 'False', reason: 'ContainersNotReady' },
+        ],
+      },
+    };
+    store.objects.put('v1/pods', start);
+    write('PATCH', smp, { status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', reason: null }] } });
+    write('PATCH', 'application/merge-patch+json', { status: { containerStatuses: [{ name: 'app', ready: true, restartCount: 0 }] } });
+    write('PUT', 'application/json', { metadata: { name: 'a', namespace: 'default' }, status: { ...(store.objects.get('v1/pods', 'default', 'a')!.status as object), message: undefined, hostIP: '10.0.0.5' } });
+    const waiting = store.outbox.peek(10);
+    expect(waiting).toHaveLength(1);
+    expect(waiting[0]).toMatchObject({ kind: 'status', method: 'PATCH', path: PATH, contentType: COALESCED_CONTENT_TYPE, uid: 'u-a' });
+    const patch = JSON.parse(waiting[0]!.body) as { metadata: { uid: string }; status: Record<string, unknown> };
+    expect(patch.metadata).toEqual({ uid: 'u-a' });
+    expect(patch.status.conditions).toEqual([{ type: 'Ready', status: 'True', reason: null }]); // PodScheduled did not change: not sent; reason was removed
+    const local = store.objects.get('v1/pods', 'default', 'a')!.status;
+    // Upstream as it was before going offline, plus a condition another controller set meanwhile.
+    const upstream = { ...start, status: { ...(start.status as object), conditions: [...((start.status as { conditions: object[] }).conditions), { type: 'DisruptionTarget', status: 'False' }] } };
+    const after = JSON.parse(JSON.stringify(applyPatch(upstream, 'strategic', patch))) as KubeObject;
+    const want = JSON.parse(JSON.stringify(local)) as { conditions: unknown[] };
+    expect(after.status).toEqual({ ...want, conditions: [...want.conditions, { type: 'DisruptionTarget', status: 'False' }] });
+  });
+
+  test('an entry for a previous object of the same name is kept apart (the replay drops it by uid)', () => {
+    store.outbox.enqueue({ kind: 'status', method: 'PATCH', path: PATH, contentType: COALESCED_CONTENT_TYPE, body: '{"status":{"phase":"Old"}}', uid: 'u-previous' });
+    write('PATCH', smp, { status: { phase: 'Failed' } });
+    expect(store.outbox.peek(10).map((e) => e.uid)).toEqual(['u-previous', 'u-a']);
+  });
+});
+
+describe('recorder and store health', () => {
+  test('a write that had nothing to change does not report the store as fine while a failed write is remembered', async () => {
+    let ok = 0;
+    const errors: unknown[] = [];
+    const rec = createRecorder({ store, log: createMemoryLogger(), onStoreError: (e) => errors.push(e), onStoreOk: () => ok++, onDecodeError: () => {} });
+    const pages = Number(Object.values(db.raw.get('PRAGMA page_count') ?? {})[0]);
+    db.raw.exec(`PRAGMA max_page_count = ${pages}`);
+    const big = { ...pod('big', 30), spec: { nodeName: 'edge-1', blob: 'x'.repeat(64 * 1024) } };
+    const get = async (name: string, o: KubeObject) => {
+      const tap = rec.tapFor(req(`/api/v1/namespaces/default/pods/${name}`), 'application/json', true)!;
+      tap.head(200, { 'content-type': 'application/json' });
+      tap.chunk(Buffer.from(JSON.stringify(o)));
+      tap.end(true);
+      await new Promise((r) => setImmediate(r));
+    };
+    await get('big', big);
+    expect(errors).toHaveLength(1);
+    await get('a', pod('a', 4)); // older than the stored version: nothing to write, and it "succeeds"
+    expect(ok).toBe(0);
+    expect(db.health.problem()).toContain('disk is full');
+    db.raw.exec(`PRAGMA max_page_count = ${pages * 100}`);
+    await get('big', big);
+    expect(ok).toBe(1);
+    expect(db.health.problem()).toBeNull();
   });
 });

@@ -8,8 +8,13 @@
  *           (sendInitialEvents=true) is recorded as a LIST up to its initial-events-end BOOKMARK.
  *   discovery and OpenAPI documents → kept for kubectl, for every client.
  *
+ *   a live Node or Pod status write of a cached client (the kubelet, once the link is back) →
+ *           before it is forwarded, the outbox entry waiting for that object is dropped: the live
+ *           write carries the node's newest status, and the queued one must not land after it.
+ *
  * Undecodable bodies (an upstream answering garbage) are counted and skipped; store failures (a
- * full disk) are reported through `onStoreError` and never affect the client's response.
+ * full disk) are reported through `onStoreError` and never affect the client's response; `onStoreOk`
+ * follows only while the store remembers no failed write (store-health.ts).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from '../../shared/log.ts';
@@ -18,6 +23,7 @@ import type { KubeObject, Store, WatchEvent } from '../store/index.ts';
 import type { Tap } from '../proxy/forward.ts';
 import { documentKey } from './documents.ts';
 import { scopeOf, streamMatcher } from './scope.ts';
+import { isStatusWrite, statusPath } from './writer.ts';
 
 export interface RecorderOptions {
   store: Store;
@@ -54,7 +60,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   const guard = (step: string, f: () => void, gvr?: string) => {
     try {
       f();
-      opts.onStoreOk();
+      // A write that had nothing to change proves nothing about the disk: a remembered failure stays.
+      if (!store.db.health.failing()) opts.onStoreOk();
       if (gvr) opts.onRecorded?.(gvr);
     } catch (e) {
       log.warn(`record ${step} failed`, { error: e });
@@ -188,6 +195,13 @@ export function createRecorder(opts: RecorderOptions): Recorder {
             if (complete) guard('document', () => store.documents.put(key, info.path, { contentType, body: Buffer.concat(chunks).toString('utf8') }));
           },
         };
+      }
+      if (cached && isStatusWrite(info)) {
+        guard('live status write', () => {
+          const n = store.outbox.supersede(statusPath(info));
+          if (n) log.info('a live status write supersedes the queued one', { path: statusPath(info), dropped: n });
+        });
+        return undefined;
       }
       if (!cached || info.subresource !== '') return undefined;
       if ((accept ?? '').includes('as=Table')) return undefined;

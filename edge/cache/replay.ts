@@ -4,10 +4,15 @@
  * Status writes never overwrite a newer upstream object with stale data:
  *   - the object is re-read first; if it is gone or is another object now (a different uid), the
  *     write is obsolete and dropped;
- *   - a PUT carries the resourceVersion the agent handed out; it is re-based onto the re-read
- *     object (our status on their newest version) and retried on conflict;
- *   - a PATCH is sent as it was made (patches apply to the newest version); on a conflict (a patch
- *     with a resourceVersion precondition) it is retried after a re-read, a few times.
+ *   - the writer keeps one entry per object (the newest status, as one patch); while the replay
+ *     runs, live writes of the node already go upstream, and each one removes the entry waiting
+ *     for its object (the recorder calls `outbox.supersede` before forwarding it). Right before
+ *     sending, after the re-read, the replay checks that its entry is still waiting;
+ *   - every status write carries the re-read resourceVersion as a precondition (a PUT's own, a
+ *     patch's `metadata.resourceVersion`), so if a live write lands between the re-read and the
+ *     replay's write, the replay gets 409, re-checks, finds its entry gone and drops it. A queued
+ *     write therefore never lands after a live one. A conflict with anyone else is retried after
+ *     a re-read, a few times.
  * A 5xx or a network failure stops the replay (the rest waits for the next attempt, in order);
  * other 4xx answers drop the entry with a log line. Events that already exist (409) are done.
  */
@@ -27,23 +32,40 @@ type Outcome = 'done' | 'drop' | 'retry';
 
 const objectPath = (path: string) => path.split('?')[0]!.replace(/\/status$/, '');
 
-async function replayStatus(call: UpstreamCall, e: OutboxRow, log: Logger): Promise<Outcome> {
+/** The entry's body with `rv` as its resourceVersion precondition, in the form its content type takes. */
+function withPrecondition(e: OutboxRow, rv: string): string {
+  const type = e.contentType.split(';')[0]!.trim();
+  let body: unknown;
+  try {
+    body = JSON.parse(e.body);
+  } catch {
+    return e.body; // the apiserver will refuse it with a 400, and the entry is dropped
+  }
+  if (type === 'application/json-patch+json') {
+    if (!Array.isArray(body)) return e.body;
+    return JSON.stringify([...body, { op: 'replace', path: '/metadata/resourceVersion', value: rv }]);
+  }
+  const o = (body && typeof body === 'object' && !Array.isArray(body) ? body : {}) as { metadata?: Record<string, unknown> };
+  const metadata = o.metadata && typeof o.metadata === 'object' ? o.metadata : {};
+  return JSON.stringify({ ...o, metadata: { ...metadata, resourceVersion: rv } });
+}
+
+async function replayStatus(store: Store, call: UpstreamCall, e: OutboxRow, log: Logger): Promise<Outcome> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const cur = await call('GET', objectPath(e.path));
     if (cur.status === 404) return 'drop';
-    if (cur.status >= 500) return 'retry';
+    if (cur.status >= 500 || cur.status === 429) return 'retry';
     if (cur.status !== 200) return 'drop';
     const obj = JSON.parse(cur.body) as { metadata?: { uid?: string; resourceVersion?: string } };
     if (e.uid && obj.metadata?.uid !== e.uid) {
       log.info('replay: the object was replaced while offline; dropping the status write', { path: e.path });
       return 'drop';
     }
-    let body = e.body;
-    if (e.method === 'PUT') {
-      const sent = JSON.parse(e.body) as { metadata?: Record<string, unknown> };
-      body = JSON.stringify({ ...sent, metadata: { ...sent.metadata, resourceVersion: obj.metadata?.resourceVersion } });
+    if (!store.outbox.has(e.seq)) {
+      log.info('replay: a live status write for the object went upstream; dropping the queued one', { path: e.path });
+      return 'drop';
     }
-    const r = await call(e.method, e.path, { contentType: e.contentType, body });
+    const r = await call(e.method, e.path, { contentType: e.contentType, body: withPrecondition(e, obj.metadata?.resourceVersion ?? '') });
     if (r.status >= 200 && r.status < 300) return 'done';
     if (r.status === 409) continue;
     if (r.status >= 500 || r.status === 429) return 'retry';
@@ -73,7 +95,7 @@ export async function replayOutbox(store: Store, call: UpstreamCall, log: Logger
     for (const e of batch) {
       let outcome: Outcome;
       try {
-        outcome = e.kind === 'status' ? await replayStatus(call, e, log) : await replayOther(call, e, log);
+        outcome = e.kind === 'status' ? await replayStatus(store, call, e, log) : await replayOther(call, e, log);
       } catch (err) {
         store.outbox.failed(e.seq, String(err));
         return result;
@@ -82,7 +104,7 @@ export async function replayOutbox(store: Store, call: UpstreamCall, log: Logger
         store.outbox.failed(e.seq, 'upstream unavailable or overloaded');
         return result;
       }
-      store.outbox.remove(e.seq);
+      store.outbox.remove(e.seq); // a no-op when a live write removed it already
       if (outcome === 'done') result.replayed++;
       else result.dropped++;
     }
