@@ -165,21 +165,21 @@ describe.skipIf(!isRoot)('tunnel: kubectl and Prometheus reach an edge node the 
     expect(other.statusLine).toMatch(/^HTTP\/1\.1 403 .*may reach edge nodes only/);
   }, 60_000);
 
-  test('a destination of no edge node is dialed directly by the hub, within the allow and deny lists', async () => {
+  test("the hub never dials its own addresses directly: the control plane's host address and loopback are refused", async () => {
+    // Direct dials to a cloud destination in another network are tested in tunnel-trust.e2e.test.ts.
     const creds = { caFile: rig.hubCaFile, ...egress };
-    const cloud: Server = createServer((s: Socket) => s.pipe(s));
+    let reached = 0;
+    const cloud: Server = createServer((s: Socket) => (reached++, s.destroy()));
     await new Promise<void>((r) => cloud.listen(0, CONTROL_PLANE_ADDRESS, r));
     try {
       const port = (cloud.address() as { port: number }).port;
-      const c = await connectVia(hub.connectAddress, `${CONTROL_PLANE_ADDRESS}:${port}`, creds);
-      expect(c.statusLine).toBe('HTTP/1.1 200 Connection established');
-      const echoed = new Promise<string>((r) => c.socket.once('data', (d: Buffer) => r(String(d))));
-      c.socket.resume();
-      c.socket.write('direct');
-      expect(await echoed).toBe('direct');
-      c.socket.destroy();
+      const own = await connectVia(hub.connectAddress, `${CONTROL_PLANE_ADDRESS}:${port}`, creds);
+      own.socket.destroy();
+      expect(own.statusLine).toMatch(/^HTTP\/1\.1 403 .*is an address of the hub itself/);
       const denied = await connectVia(hub.connectAddress, `127.0.0.1:${port}`, creds);
-      expect(denied.statusLine).toMatch(/^HTTP\/1\.1 403 .*127\.0\.0\.1 is in directDial\.deny/);
+      denied.socket.destroy();
+      expect(denied.statusLine).toMatch(/^HTTP\/1\.1 403 .*127\.0\.0\.1 is a loopback/);
+      expect(reached).toBe(0);
     } finally {
       cloud.close();
     }

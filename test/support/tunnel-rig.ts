@@ -83,7 +83,7 @@ export interface TunnelRig {
   startHub(index: number, extra?: Record<string, unknown>): Promise<HubProcess>;
   startEdgeNode(name: string): Promise<EdgeNode>;
   /** The tunnel agent inside a node's site. */
-  startAgent(node: EdgeNode, args: { hubs: string[]; nodeName?: string; cert?: { certFile: string; keyFile: string } }): LoggedProcess;
+  startAgent(node: EdgeNode, args: { hubs: string[]; nodeName?: string; cert?: { certFile: string; keyFile: string }; extraArgs?: string[] }): LoggedProcess;
   stop(): Promise<void>;
 }
 
@@ -147,7 +147,7 @@ export async function startTunnelRig(opts: { replicas: number }): Promise<Tunnel
         '--hub-urls', args.hubs.join(','), '--hub-ca-file', hubCa.certFile, '--tunnel-ports', String(node.metricsPort),
         '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile, '--key-file', cert.keyFile,
         '--rotate-certificates', 'false', '--data-dir', join(dir, `agent-${agents.length}`), '--listen', '127.0.0.1:0',
-        '--admin-listen', '127.0.0.1:0']);
+        '--admin-listen', '127.0.0.1:0', ...(args.extraArgs ?? [])]);
       agents.push(agent);
       return agent;
     },
