@@ -1,0 +1,97 @@
+/**
+ * Fuzz: the frame decoder takes whatever a hostile peer sends. Valid frames of every type are
+ * mutated (and pure noise is thrown in); the decoder must never throw, must answer every bad
+ * frame with a bounded reason and the right scope, and every frame it accepts must encode back to
+ * bytes that decode to the same frame.
+ */
+import { expect, test } from 'bun:test';
+import { createRandom, fuzzPlan, heapAfterGc, mutate, type Random } from './_fuzz.ts';
+import { decodeFrame, encodeFrame, FRAME_HEADER_SIZE, goAwayCodes, MAX_FRAME_PAYLOAD, type Frame } from './frames.ts';
+
+function sampleFrame(r: Random): Frame {
+  const stream = 1 + r.int(1000);
+  const host = r.pick(['10.0.0.1', 'fd00::1', 'edge-1', 'kubelet.local', '198.18.3.2']);
+  switch (r.int(11)) {
+    case 0:
+      return { type: 'hello', hello: { node: 'edge-1', addresses: [host, '198.18.1.2'], version: '0.1.0' } };
+    case 1:
+      return { type: 'welcome', session: 's-' + r.int(1e6) };
+    case 2:
+      return { type: 'ping', data: r.bytes(8) };
+    case 3:
+      return { type: 'pong', data: r.bytes(8) };
+    case 4:
+      return { type: 'drain', reason: 'replica stopping' };
+    case 5:
+      return { type: 'goaway', code: r.pick(goAwayCodes), reason: 'bye' };
+    case 6:
+      return { type: 'open', stream, host, port: 1 + r.int(65535), window: 1 + r.int(2 ** 20) };
+    case 7:
+      return { type: 'open-result', stream, result: r.int(2) ? { ok: true, window: 65536 } : { ok: false, code: 'E_TUNNEL_DENIED', reason: 'port 22 is not allowed' } };
+    case 8:
+      return { type: 'data', stream, data: r.bytes(1 + r.int(512)) };
+    case 9:
+      return { type: 'credit', stream, increment: 1 + r.int(2 ** 20) };
+    default:
+      return { type: 'close', stream, reset: r.int(2) === 1, reason: 'done' };
+  }
+}
+
+/** JSON payloads with hostile keys and shapes, wrapped in a valid header. */
+function hostileJson(r: Random): Uint8Array {
+  const bodies = [
+    '{"__proto__":{"node":"x"},"node":"edge-1","addresses":[],"version":"1"}',
+    '{"constructor":{"prototype":{"polluted":true}},"host":"a","port":1,"window":1}',
+    '{"node":"edge-1","addresses":' + JSON.stringify(Array.from({ length: 65 }, (_, i) => `10.0.0.${i}`)) + ',"version":"1"}',
+    '{"ok":false,"code":"E_X","reason":"' + 'x'.repeat(2000) + '"}',
+    '[' .repeat(5000),
+    '{"host":"' + 'a'.repeat(300) + '","port":80,"window":1}',
+    '{"host":"a b","port":0,"window":-1}',
+    '"\\ud800"',
+  ];
+  const body = new TextEncoder().encode(r.pick(bodies));
+  const frame = new Uint8Array(FRAME_HEADER_SIZE + body.length);
+  const type = r.pick([0x01, 0x02, 0x10, 0x11]);
+  frame[0] = 1;
+  frame[1] = type;
+  new DataView(frame.buffer).setUint32(2, type >= 0x10 ? 1 + r.int(9) : 0);
+  new DataView(frame.buffer).setUint32(6, body.length);
+  frame.set(body, FRAME_HEADER_SIZE);
+  return frame;
+}
+
+test('the frame decoder never throws, scopes every refusal, and re-encodes what it accepts', () => {
+  const { seeds, casesPerSeed } = fuzzPlan('frame decoder', 6000);
+  const heapBefore = heapAfterGc();
+  let accepted = 0;
+  let refused = 0;
+  for (const seed of seeds) {
+    const r = createRandom(seed);
+    for (let i = 0; i < casesPerSeed; i++) {
+      const kind = r.int(10);
+      const input = kind === 0 ? r.bytes(r.int(64)) : kind === 1 ? hostileJson(r) : mutate(r, encodeFrame(sampleFrame(r)), MAX_FRAME_PAYLOAD + 64);
+      let d: ReturnType<typeof decodeFrame>;
+      try {
+        d = decodeFrame(input);
+      } catch (e) {
+        throw new Error(`seed ${seed} case ${i}: decodeFrame threw ${String(e)} on ${Buffer.from(input.subarray(0, 64)).toString('hex')}`);
+      }
+      if (d.ok) {
+        accepted++;
+        const again = decodeFrame(encodeFrame(d.frame));
+        expect(again).toEqual({ ok: true, frame: d.frame });
+        expect(Object.getPrototypeOf(d.frame)).toBe(Object.prototype);
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      } else {
+        refused++;
+        expect(typeof d.reason).toBe('string');
+        expect(d.reason.length).toBeGreaterThan(0);
+        expect(d.reason.length).toBeLessThan(4096);
+        if (d.scope === 'stream') expect(d.stream).toBeGreaterThan(0);
+      }
+    }
+  }
+  expect(accepted).toBeGreaterThan(0);
+  expect(refused).toBeGreaterThan(0);
+  expect(heapAfterGc() - heapBefore).toBeLessThan(64 * 1024 * 1024);
+}, 120_000);
