@@ -2,13 +2,16 @@
 # Tether installer: downloads tether-edge for this machine, checks it against SHA256SUMS and
 # installs it. POSIX sh; needs curl or wget, and sha256sum, shasum or openssl.
 #
-#   curl -fsSL <base>/install.sh | sh -s -- [--version V] [--prefix DIR] [--base-url URL] [--no-deps]
+#   curl -fsSL <base>/install.sh | sh -s -- [--version V] [--prefix DIR] [--base-url URL] [--no-deps] [--insecure]
 #
 #   --version V     a release (0.1.0); default: the latest
 #   --prefix DIR    install into DIR/bin (default /usr/local, so /usr/local/bin/tether-edge)
 #   --base-url URL  where the release files are: a directory as `npm run build` writes dist/
 #                   (with --version: URL/v<V>/); default: the release location stamped at build time
 #   --no-deps       armv7l: do not run npm for better-sqlite3, only say how
+#   --insecure      allow a plain http:// release location. Without it only https:// is used, for
+#                   every download and redirect: SHA256SUMS comes from the same place as the binary,
+#                   so over plain http anyone on the path could replace both and the check would pass
 #
 # Which file: x86_64 → tether-edge-linux-x64, aarch64 → tether-edge-linux-arm64 (each with a
 # -musl variant on musl systems such as Alpine), armv7l → tether-edge.mjs, a bundle for
@@ -31,6 +34,7 @@ version=""
 prefix="/usr/local"
 base_url=""
 no_deps=""
+insecure=""
 
 say() { printf '%s\n' "tether install: $*" >&2; }
 die() {
@@ -48,11 +52,12 @@ while [ $# -gt 0 ]; do
 	--base-url) need_value "$@"; base_url=$2; shift 2 ;;
 	--base-url=*) base_url=${1#*=}; shift ;;
 	--no-deps) no_deps=1; shift ;;
+	--insecure) insecure=1; shift ;;
 	-h | --help)
-		echo 'usage: install.sh [--version V] [--prefix DIR (default /usr/local)] [--base-url URL] [--no-deps]' >&2
+		echo 'usage: install.sh [--version V] [--prefix DIR (default /usr/local)] [--base-url URL] [--no-deps] [--insecure]' >&2
 		exit 0
 		;;
-	*) die "unknown option $1 (options: --version V, --prefix DIR, --base-url URL, --no-deps)" ;;
+	*) die "unknown option $1 (options: --version V, --prefix DIR, --base-url URL, --no-deps, --insecure)" ;;
 	esac
 done
 version=${version#v}
@@ -115,13 +120,31 @@ else
 	url=$RELEASES/latest/download
 fi
 
+# The checksums are only as trustworthy as the channel they come over.
+case $url in
+https://*) ;;
+http://*)
+	[ -n "$insecure" ] || die "refusing to download the release and its SHA256SUMS over plain http ($url): anyone on the network path could replace both. Serve it over https, or pass --insecure if you trust this network"
+	say "warning: --insecure: downloading over plain http; SHA256SUMS only detects damage, not tampering"
+	;;
+*) die "the release location must be an https:// URL, not $url" ;;
+esac
+
 # --- tools ----------------------------------------------------------------------------------
 
 fetch() { # URL FILE
 	if command -v curl >/dev/null 2>&1; then
-		curl -fsSL --retry 2 -o "$2" "$1"
+		if [ -n "$insecure" ]; then
+			curl -fsSL --retry 2 -o "$2" "$1"
+		else
+			curl -fsSL --retry 2 --proto '=https' --proto-redir '=https' -o "$2" "$1"
+		fi
 	elif command -v wget >/dev/null 2>&1; then
-		wget -q -O "$2" "$1"
+		if [ -n "$insecure" ]; then
+			wget -q -O "$2" "$1"
+		else
+			wget -q --https-only -O "$2" "$1"
+		fi
 	else
 		die "needs curl or wget to download"
 	fi

@@ -1,8 +1,9 @@
 /**
  * tether-edge on the real control plane: the agent and the kubelet simulator run inside an edge
- * site; kubectl (the real one) talks to the agent from inside the site, as an operator on the node
- * would: without credentials of its own, so the agent lends it the node's identity and the Node
- * authorizer shows it what the node may see. Online, everything passes through; with the link cut,
+ * site; the simulator uses the kubelet's local client certificate (from the agent's local CA, over
+ * HTTPS, as join sets it up); kubectl (the real one) talks to the agent from inside the site, as an
+ * operator on the node would, with a local client certificate of its own (CN=kubectl): the agent
+ * lends it the node's identity and the Node authorizer shows it what the node may see. Online, everything passes through; with the link cut,
  * reads, watches and the node's own writes are answered from the store (the agent runs with its
  * default cached components, so kubectl is served from what the kubelet cached); after kill -9 the
  * restarted agent answers the same; after the heal the offline writes reach the apiserver and
@@ -10,12 +11,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Cluster, sharedCluster } from './support/cluster.ts';
-import { type EdgeAgentProcess, spawnAgent, until } from './support/edge-agent.ts';
+import { type EdgeAgentProcess, type LocalClient, localClient, requestInSite, spawnAgent, until } from './support/edge-agent.ts';
 import { kubectlBinary } from './support/kubectl.ts';
 import { type EdgeSite, createEdgeSite } from './support/netns.ts';
 
@@ -25,7 +26,7 @@ const edgeMain = fileURLToPath(new URL('../edge/main.ts', import.meta.url));
 const node = `edge-agent-${process.pid}`;
 const app = `agent-app-${process.pid}`;
 const ns = 'default';
-const PROXY = 'http://127.0.0.1:10261';
+const PROXY = 'https://127.0.0.1:10261';
 
 describe.skipIf(!isRoot)('tether-edge on the real control plane', () => {
   let cluster: Cluster;
@@ -34,8 +35,9 @@ describe.skipIf(!isRoot)('tether-edge on the real control plane', () => {
   let sim: ChildProcess;
   let agentArgs: string[];
   const work = mkdtempSync(join(tmpdir(), 'tether-agent-e2e-'));
-  const emptyKubeconfig = join(work, 'kubeconfig');
-  writeFileSync(emptyKubeconfig, 'apiVersion: v1\nkind: Config\n');
+  const caDir = join(work, 'local-ca');
+  const kubelet: LocalClient = localClient(caDir, 'kubelet', work);
+  const kubectlClient: LocalClient = localClient(caDir, 'kubectl', work);
   const before: Record<string, string[]> = {};
 
   const admin = async (args: string[], input?: string) => {
@@ -47,7 +49,7 @@ describe.skipIf(!isRoot)('tether-edge on the real control plane', () => {
   const viaAgent = async (args: string[]) => {
     const cacheDir = mkdtempSync(join(work, 'kcache-'));
     return site.exec(
-      [kubectlBinary(), `--kubeconfig=${emptyKubeconfig}`, `--server=${PROXY}`, `--cache-dir=${cacheDir}`, '--request-timeout=20s', ...args],
+      [kubectlBinary(), `--kubeconfig=${kubectlClient.kubeconfig}`, `--cache-dir=${cacheDir}`, '--request-timeout=20s', ...args],
       { timeoutMs: 60_000 },
     );
   };
@@ -83,11 +85,11 @@ describe.skipIf(!isRoot)('tether-edge on the real control plane', () => {
     const cert = await cluster.issueClientCert(`system:node:${node}`, ['system:nodes']);
     agentArgs = [
       '--node-name', node, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
-      '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--log-format', 'text',
+      '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--local-ca-dir', caDir, '--log-format', 'text',
     ];
     agent = spawnAgent(site, agentArgs);
-    await until('agent listening', async () => agent.log.join('\n'), (l) => l.includes('proxy on http://127.0.0.1:10261')).catch(explain);
-    sim = site.spawn([process.execPath, simMain, '--node-name', node, '--server', PROXY, '--address', site.address]);
+    await until('agent listening', async () => agent.log.join('\n'), (l) => l.includes(`proxy on ${PROXY}`)).catch(explain);
+    sim = site.spawn([process.execPath, simMain, '--node-name', node, '--kubeconfig', kubelet.kubeconfig, '--address', site.address]);
   }, 1_800_000);
 
   afterAll(async () => {
@@ -170,18 +172,21 @@ describe.skipIf(!isRoot)('tether-edge on the real control plane', () => {
   test('offline: a watch opened offline receives the events of offline status writes', async () => {
     const cacheDir = mkdtempSync(join(work, 'kcache-'));
     const watchesBefore = (await agentStatus()).offlineWatches;
-    const watch = site.spawn([kubectlBinary(), `--kubeconfig=${emptyKubeconfig}`, `--server=${PROXY}`, `--cache-dir=${cacheDir}`,
+    const watch = site.spawn([kubectlBinary(), `--kubeconfig=${kubectlClient.kubeconfig}`, `--cache-dir=${cacheDir}`,
       'get', 'nodes', `--field-selector=metadata.name=${node}`, '--watch-only', '--output-watch-events', '-o', 'json']);
     let out = '';
     watch.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
     try {
       // A status write the node makes while offline, with a condition only this test writes.
       const patch = JSON.stringify({ status: { conditions: [{ type: 'TetherOfflineProbe', status: 'True', reason: 'WrittenOffline', message: 'written while the link was cut' }] } });
-      const script = `const r = await fetch('${PROXY}/api/v1/nodes/${node}/status', { method: 'PATCH', headers: { 'content-type': 'application/strategic-merge-patch+json', 'user-agent': 'kubelet/v1.34.4' }, body: ${JSON.stringify(patch)} }); console.log(r.status, await r.text());`;
       await until('kubectl watching the agent', agentStatus, (st) => st.offlineWatches > watchesBefore, 60_000).catch(explain);
-      const r = await site.exec([process.execPath, '-e', script], { timeoutMs: 20_000 });
-      expect(r.stdout.startsWith('200 ')).toBe(true);
-      expect(JSON.parse(r.stdout.slice(4)).status.conditions.map((c: { type: string }) => c.type)).toContain('TetherOfflineProbe');
+      // As the kubelet: with its local certificate (its User-Agent alone would not do).
+      const r = await requestInSite(site, {
+        method: 'PATCH', path: `/api/v1/nodes/${node}/status`, body: patch, headers: { 'content-type': 'application/strategic-merge-patch+json' },
+        caPem: kubelet.caPem, certPem: kubelet.certPem, keyPem: kubelet.keyPem,
+      }, work);
+      expect(r.status).toBe(200);
+      expect(r.body.status.conditions.map((c: { type: string }) => c.type)).toContain('TetherOfflineProbe');
       const ev = await until('MODIFIED event with the offline write', async () => out, (o) => o.includes('TetherOfflineProbe'), 60_000).catch(explain);
       const events = ev.trim().split('\n').map((l) => JSON.parse(l) as { type: string; object: { status: { conditions: { type: string }[] } } });
       const probe = events.find((e) => e.object.status.conditions.some((c) => c.type === 'TetherOfflineProbe'));

@@ -3,7 +3,9 @@
  * against a release directory served from 127.0.0.1, installing into temporary prefixes: the x64
  * binary, the arm64 binary (run under qemu), the Node bundle for armv7l, idempotence, --version,
  * the musl choice, the plain-file fallback without xz, and refusals: a tampered download, an
- * unsupported architecture, a Node.js too old.
+ * unsupported architecture, a Node.js too old, a release over plain http without --insecure (and
+ * an https one redirecting to plain http). The release is served over https with a test CA that
+ * curl is told to trust (CURL_CA_BUNDLE), and over plain http for the refusals.
  *
  * The release is built with scripts/build.ts for x64 and arm64 without its own xz step (which
  * compresses the hub binaries too and takes minutes); the test compresses the three tether-edge
@@ -15,6 +17,7 @@ import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, mkdtemp
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pkg from '../package.json' with { type: 'json' };
+import { createLocalCa, localCaFrom } from '../edge/certs/local-ca.ts';
 import { bunBin, run } from './support/run.ts';
 
 const root = join(import.meta.dir, '..');
@@ -25,7 +28,10 @@ const qemu = ['qemu-aarch64-static', '-L', '/usr/aarch64-linux-gnu'];
 const EDGE = ['tether-edge-linux-x64', 'tether-edge-linux-arm64', 'tether-edge.mjs'];
 const requests: string[] = [];
 let server: ReturnType<typeof Bun.serve>;
+let plainServer: ReturnType<typeof Bun.serve>;
 let base: string;
+let plainBase: string;
+const caFile = join(work, 'test-ca.crt');
 let n = 0;
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
@@ -45,23 +51,29 @@ beforeAll(async () => {
   bad[bad.length >> 1]! ^= 0x01;
   writeFileSync(join(tampered, 'tether-edge-linux-x64.xz'), bad);
 
-  server = Bun.serve({
-    hostname: '127.0.0.1',
-    port: 0,
-    fetch(req) {
+  const ca = createLocalCa('install test CA');
+  writeFileSync(caFile, ca.certPem);
+  const serving = localCaFrom('mem', ca.certPem, ca.keyPem).issue('127.0.0.1', 'server', { hosts: ['127.0.0.1'] });
+  const fetch = (req: Request) => {
       const path = new URL(req.url).pathname;
       requests.push(path);
       if (path === '/install.sh') return new Response(Bun.file(join(root, 'scripts/install.sh')));
+      // An https release location that sends the downloads to plain http.
+      const redirected = /^\/downgrade\/(.*)$/.exec(path);
+      if (redirected) return Response.redirect(`${plainBase}/release/${redirected[1]}`, 302);
       const m = /^\/(release|tampered)(?:\/v[0-9.]+)?\/([A-Za-z0-9._-]+)$/.exec(path);
       const file = m ? join(m[1] === 'release' ? dist : tampered, m[2]!) : undefined;
       return file && existsSync(file) ? new Response(Bun.file(file)) : new Response('not found', { status: 404 });
-    },
-  });
-  base = `http://127.0.0.1:${server.port}`;
+  };
+  server = Bun.serve({ hostname: '127.0.0.1', port: 0, tls: { cert: serving.certPem, key: serving.keyPem }, fetch });
+  plainServer = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch });
+  base = `https://127.0.0.1:${server.port}`;
+  plainBase = `http://127.0.0.1:${plainServer.port}`;
 }, 600_000);
 
 afterAll(() => {
   server?.stop(true);
+  plainServer?.stop(true);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -69,7 +81,7 @@ afterAll(() => {
 async function install(args: string[], env: Record<string, string> = {}, prefix = join(work, `prefix-${++n}`)) {
   requests.length = 0;
   const quoted = [...args, '--prefix', prefix].map((a) => `'${a}'`).join(' ');
-  const r = await run(['sh', '-c', `curl -fsSL ${base}/install.sh | sh -s -- ${quoted}`], { env: { ...process.env, ...env }, timeoutMs: 300_000 });
+  const r = await run(['sh', '-c', `curl -fsSL ${base}/install.sh | sh -s -- ${quoted}`], { env: { ...process.env, CURL_CA_BUNDLE: caFile, ...env }, timeoutMs: 300_000 });
   return { ...r, prefix, bin: join(prefix, 'bin', 'tether-edge'), requests: [...requests] };
 }
 
@@ -115,6 +127,29 @@ describe('the curl installer', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('checksum mismatch for tether-edge-linux-x64.xz');
     expect(r.stderr).toContain('nothing was installed');
+    expect(existsSync(r.prefix)).toBe(false);
+  });
+
+  test('refuses a release over plain http, SHA256SUMS included, unless --insecure', async () => {
+    const x64 = { TETHER_INSTALL_ARCH: 'x86_64', TETHER_INSTALL_LIBC: 'glibc' };
+    const r = await install(['--base-url', `${plainBase}/release`], x64);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('refusing to download the release and its SHA256SUMS over plain http');
+    expect(r.stderr).toContain('--insecure');
+    expect(r.requests).toEqual(['/install.sh']); // nothing fetched from the plain-http location
+    expect(existsSync(r.prefix)).toBe(false);
+
+    const ok = await install(['--base-url', `${plainBase}/release`, '--insecure'], x64);
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).toContain('warning: --insecure');
+    expect(sha256(ok.bin)).toBe(sha256(join(dist, 'tether-edge-linux-x64')));
+  });
+
+  test('refuses an https release location that redirects to plain http', async () => {
+    const r = await install(['--base-url', `${base}/downgrade`], { TETHER_INSTALL_ARCH: 'x86_64', TETHER_INSTALL_LIBC: 'glibc' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('cannot download');
+    expect(r.requests).toEqual(['/install.sh', '/downgrade/SHA256SUMS']); // the redirect was not followed
     expect(existsSync(r.prefix)).toBe(false);
   });
 

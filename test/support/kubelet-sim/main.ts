@@ -2,17 +2,21 @@
 /**
  * kubelet-sim: a kubelet at the API level, for tests and the demo.
  *
- *   bun test/support/kubelet-sim/main.ts --node-name N --server URL [--ca F --cert F --key F]
+ *   bun test/support/kubelet-sim/main.ts --node-name N (--server URL [--ca F --cert F --key F] | --kubeconfig F)
  *       --address IP [--port 10250] [--serving-cert F --serving-key F] [--log-level info]
+ *
+ * --kubeconfig reads the server, CA and client certificate as the kubelet does (e.g. the one
+ * tether-edge join writes, for the agent's HTTPS listener with the kubelet's local certificate).
  *
  * Stops cleanly on SIGTERM or SIGINT. Logs JSON lines on stderr.
  */
 import { parseArgs } from 'node:util';
 import { createLogger, type Level } from '../../../shared/log.ts';
+import { readKubeconfig } from './kubeconfig.ts';
 import { createKubeletSim, readPemFile } from './sim.ts';
 
 const usage =
-  'usage: main.ts --node-name N --server URL [--ca F --cert F --key F] --address IP [--port 10250] ' +
+  'usage: main.ts --node-name N (--server URL [--ca F --cert F --key F] | --kubeconfig F) --address IP [--port 10250] ' +
   '[--serving-cert F --serving-key F] [--log-level debug|info|warn|error]';
 
 let values: Record<string, string | undefined>;
@@ -21,6 +25,7 @@ try {
     options: {
       'node-name': { type: 'string' },
       server: { type: 'string' },
+      kubeconfig: { type: 'string' },
       ca: { type: 'string' },
       cert: { type: 'string' },
       key: { type: 'string' },
@@ -38,7 +43,8 @@ try {
 }
 
 const nodeName = values['node-name'];
-const server = values.server;
+const fromKubeconfig = values.kubeconfig ? readKubeconfig(values.kubeconfig) : undefined;
+const server = values.server ?? fromKubeconfig?.server;
 const address = values.address;
 const port = Number(values.port);
 if (!nodeName || !server || !address || !Number.isInteger(port)) {
@@ -52,9 +58,9 @@ const sim = createKubeletSim({
   server,
   address,
   port,
-  caPem: readPemFile(values.ca),
-  certPem: readPemFile(values.cert),
-  keyPem: readPemFile(values.key),
+  caPem: readPemFile(values.ca) ?? fromKubeconfig?.caPem,
+  certPem: readPemFile(values.cert) ?? fromKubeconfig?.certPem,
+  keyPem: readPemFile(values.key) ?? fromKubeconfig?.keyPem,
   servingCertPem: readPemFile(values['serving-cert']),
   servingKeyPem: readPemFile(values['serving-key']),
   log,
