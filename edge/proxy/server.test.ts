@@ -55,6 +55,14 @@ beforeAll(async () => {
     },
     { caPem: clusterCa.certPem, certPem: apiServing.certPem, keyPem: apiServing.keyPem },
   );
+  // Upgrades (exec, port-forward): answer 101 with who was seen, then echo.
+  apiserver.http.on('upgrade', (req, socket) => {
+    const sock = req.socket as import('node:tls').TLSSocket;
+    const user = req.headers.authorization ? 'token' : sock.authorized ? String(sock.getPeerCertificate().subject?.CN) : 'anonymous';
+    seen.push({ method: req.method ?? '', url: req.url ?? '', user });
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\nX-User: ${user}\r\n\r\n`);
+    socket.pipe(socket);
+  });
   await new Promise<void>((r) => apiserver.socketServer.listen(0, '127.0.0.1', () => r()));
   apiUrl = new URL(`https://127.0.0.1:${(apiserver.socketServer.address() as { port: number }).port}`);
 });
@@ -178,6 +186,44 @@ describe('local clients authenticate', () => {
     const res = await fetch(proxy!.url + podsOnNode, { headers: kubeletUA });
     expect(((await res.json()) as { user: string }).user).toBe('system:node:edge-1');
     expect(taps).toEqual([{ component: 'kubelet', cached: true, path: '/api/v1/pods' }]);
+  });
+});
+
+describe('upgrades (exec, attach, port-forward) authenticate the same way', () => {
+  const upgrade = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n`;
+  const exec = '/api/v1/namespaces/default/pods/p/exec?command=sh';
+
+  test('with the kubelet certificate the upgrade goes upstream as the node, and bytes flow both ways', async () => {
+    await start();
+    const url = new URL(proxy!.url);
+    const got = await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: url.hostname, port: Number(url.port), ca: localCa.certPem, cert: kubeletCert.certPem, key: kubeletCert.keyPem });
+      let data = '';
+      s.on('secureConnect', () => s.write(upgrade(exec)));
+      s.on('data', (d: Buffer) => {
+        data += String(d);
+        if (data.includes('\r\n\r\n') && !data.includes('ping')) s.write('ping');
+        if (data.endsWith('ping')) {
+          resolve(data);
+          s.destroy();
+        }
+      });
+      s.on('error', reject);
+    });
+    expect(got).toStartWith('HTTP/1.1 101');
+    expect(got).toContain('X-User: system:node:edge-1');
+    expect(got.endsWith('ping')).toBe(true);
+  });
+
+  test('without a certificate it gets 401 with a Status; a dot segment 400; neither goes upstream', async () => {
+    await start();
+    const bare = await rawRequest(upgrade(exec), undefined);
+    expect(bare.head).toStartWith('HTTP/1.1 401');
+    expect(JSON.parse(bare.body)).toMatchObject({ kind: 'Status', code: 401 });
+    const dots = await rawRequest(upgrade('/api/v1/namespaces/default/pods/p/../q/exec'), kubeletCert);
+    expect(dots.head).toStartWith('HTTP/1.1 400');
+    expect(JSON.parse(dots.body)).toMatchObject({ kind: 'Status', code: 400 });
+    expect(seen).toEqual([]);
   });
 });
 
