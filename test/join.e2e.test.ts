@@ -3,11 +3,14 @@
  * would on a node, with the join command printed by `tether-hub token create`:
  * - a fresh node joins: tether-hub's CSR approver (the real controller; kube-controller-manager
  *   approves no bootstrap CSR in a Tether cluster) approves its CSR and kube-controller-manager
- *   signs it; the agent started from the written configuration serves the kubelet simulator, and
- *   the Node becomes Ready;
+ *   signs it; join makes the local CA (0700, key 0600) and writes the kubelet's and kube-proxy's
+ *   kubeconfigs with local client certificates; the agent started from the written configuration
+ *   serves the kubelet simulator (which uses the written kubelet kubeconfig, over HTTPS) and the
+ *   Node becomes Ready; a local process without the certificate is refused;
  * - a token naming no node cannot join a node that exists; a token from
  *   `token create --node-name` for it can;
- * - a kubeadm node is converted (kubelet kubeconfig pointed at the agent, original kept) and reset
+ * - a kubeadm node is converted (kubelet kubeconfig pointed at the agent with the kubelet's local
+ *   certificate, original kept) and reset
  *   leaves its root exactly as it was;
  * - a wrong token, a wrong CA hash, an unreachable server and an expired token are refused with a
  *   message that says what to do, and the root is left exactly as it was.
@@ -27,7 +30,7 @@ import { joinNode } from '../edge/join/join.ts';
 import { resetNode } from '../edge/join/reset.ts';
 import { createMemoryLogger } from '../shared/log.ts';
 import { type Cluster, type CsrApprover, sharedCluster, startCsrApprover } from './support/cluster.ts';
-import { type EdgeAgentProcess, spawnAgent, until } from './support/edge-agent.ts';
+import { type EdgeAgentProcess, requestInSite, spawnAgent, until } from './support/edge-agent.ts';
 import { type EdgeSite, createEdgeSite } from './support/netns.ts';
 import { bunBin, run } from './support/run.ts';
 
@@ -128,9 +131,23 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
 
     const config = parseYaml(readFileSync(join(root, 'etc/tether/edge.yaml'), 'utf8'));
     expect(config).toMatchObject({ nodeName: fresh, servers: [cluster.edgeServer], hubUrl: 'wss://198.18.0.1:8443' });
-    const kubeletConf = parseYaml(readFileSync(join(root, 'etc/kubernetes/kubelet.conf'), 'utf8'));
+    const kubeletConfPath = join(root, 'etc/kubernetes/kubelet.conf');
+    const kubeletConf = parseYaml(readFileSync(kubeletConfPath, 'utf8'));
     const kubeletServer = kubeletConf.clusters[0].cluster.server as string;
-    expect(kubeletServer).toBe('http://127.0.0.1:10261');
+    expect(kubeletServer).toBe('https://127.0.0.1:10261');
+    // The local CA, root-only, and the kubelet's and kube-proxy's local certificates signed by it.
+    const localDir = join(root, 'etc/tether/pki/local');
+    expect(statSync(localDir).mode & 0o777).toBe(0o700);
+    for (const f of ['ca.key', 'ca.crt']) expect(statSync(join(localDir, f)).mode & 0o777).toBe(0o600);
+    const localCa = new X509Certificate(readFileSync(join(localDir, 'ca.crt')));
+    const pem = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
+    const kubeletCert = new X509Certificate(pem(kubeletConf.users[0].user['client-certificate-data']));
+    expect(kubeletCert.subject).toBe('CN=kubelet');
+    expect(kubeletCert.checkIssued(localCa) && kubeletCert.verify(localCa.publicKey)).toBe(true);
+    expect(pem(kubeletConf.clusters[0].cluster['certificate-authority-data'])).toBe(localCa.toString());
+    const kubeProxyConf = parseYaml(readFileSync(join(root, 'etc/tether/kube-proxy.conf'), 'utf8'));
+    expect(statSync(join(root, 'etc/tether/kube-proxy.conf')).mode & 0o777).toBe(0o600);
+    expect(new X509Certificate(pem(kubeProxyConf.users[0].user['client-certificate-data'])).subject).toBe('CN=kube-proxy');
     expect(readFileSync(join(root, 'etc/systemd/system/tether-edge.service'), 'utf8')).toContain(' run --config /etc/tether/edge.yaml');
 
     // The agent from the written configuration; the file paths in it are the node's, so they are
@@ -138,10 +155,10 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     agent = spawnAgent(site, [
       '--config', join(root, 'etc/tether/edge.yaml'),
       '--ca-file', join(root, config.caFile), '--cert-file', join(root, config.certFile), '--key-file', join(root, config.keyFile),
-      '--data-dir', join(root, config.dataDir), '--log-format', 'text',
+      '--data-dir', join(root, config.dataDir), '--local-ca-dir', join(root, config.localCaDir), '--log-format', 'text',
     ]);
-    await until('agent listening', async () => agent!.log.join('\n'), (l) => l.includes('proxy on http://127.0.0.1:10261'));
-    sim = site.spawn([bunBin, simMain, '--node-name', fresh, '--server', kubeletServer, '--address', site.address]);
+    await until('agent listening', async () => agent!.log.join('\n'), (l) => l.includes('proxy on https://127.0.0.1:10261'));
+    sim = site.spawn([bunBin, simMain, '--node-name', fresh, '--kubeconfig', kubeletConfPath, '--address', site.address]);
     const ready = await until(
       'node Ready',
       async () => ((await cluster.admin.request('GET', `/api/v1/nodes/${fresh}`)).body?.status?.conditions ?? []) as { type: string; status: string }[],
@@ -150,6 +167,10 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
       throw new Error(`${(e as Error).message}\n--- agent ---\n${agent!.log.slice(-30).join('\n')}`);
     });
     expect(ready.find((c) => c.type === 'Ready')?.status).toBe('True');
+    // Trusting the agent is not enough to be the node: without the kubelet's certificate, 401.
+    const bare = await requestInSite(site, { path: `/api/v1/nodes/${fresh}`, caPem: localCa.toString(), headers: { 'user-agent': 'kubelet/v1.34.4' } }, work);
+    expect(bare.status).toBe(401);
+    expect(bare.body.kind).toBe('Status');
   });
 
   test('a token naming no node cannot join a node that exists; a token created for that node can', async () => {
@@ -191,8 +212,11 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('/etc/kubernetes/kubelet.conf   (replaced; original kept in /etc/tether/backup)');
     const conf = parseYaml(readFileSync(join(root, 'etc/kubernetes/kubelet.conf'), 'utf8'));
-    expect(conf.clusters).toEqual([{ name: 'default-cluster', cluster: { server: 'http://127.0.0.1:10261' } }]);
-    expect(conf.users[0].user['client-certificate']).toBe('/var/lib/kubelet/pki/kubelet-client-current.pem');
+    const localCaPem = readFileSync(join(root, 'etc/tether/pki/local/ca.crt'), 'utf8');
+    expect(conf.clusters).toEqual([{ name: 'default-cluster', cluster: { server: 'https://127.0.0.1:10261', 'certificate-authority-data': Buffer.from(localCaPem).toString('base64') } }]);
+    expect(conf.users[0].name).toBe('default-auth');
+    expect(new X509Certificate(Buffer.from(conf.users[0].user['client-certificate-data'], 'base64')).subject).toBe('CN=kubelet');
+    expect(conf.users[0].user['client-certificate']).toBeUndefined();
     expect(readFileSync(join(root, 'etc/tether/backup/etc/kubernetes/kubelet.conf'), 'utf8')).toContain('server: https://10.0.0.1:6443');
     expect(readFileSync(join(root, 'etc/tether/kubelet.env'), 'utf8')).toContain('KUBELET_EXTRA_ARGS="--v=2 --node-labels=apps.tether.dev/pool=shop-7"');
     expect(readFileSync(join(root, 'etc/systemd/system/kubelet.service.d/20-tether.conf'), 'utf8')).toContain('EnvironmentFile=-/etc/tether/kubelet.env');
