@@ -163,4 +163,27 @@ describe.skipIf(!isRoot)('replay order on the real control plane', () => {
     expect(agent.status().store.outbox.status ?? 0).toBe(0);
     expect(await upstreamReason()).toBe('Fresh');
   }, 300_000);
+
+  test('several offline status writes reach the apiserver after the heal as one patch on the newest version', async () => {
+    relay.cut();
+    await until('agent offline', async () => (await viaAgent('GET', `/api/v1/nodes/${node}`)).source, (s) => s === 'cache', 60_000).catch(explain);
+    const replays = () => log.lines.filter((l) => JSON.stringify(l).includes('outbox replayed')).length;
+    const before = replays();
+    const other = (reason: string) =>
+      viaAgent('PATCH', `/api/v1/nodes/${node}/status`, { status: { conditions: [{ type: `${CONDITION}Other`, status: 'True', reason }] } });
+    for (const w of [patchCondition('Offline1'), other('A'), patchCondition('Offline2'), other('B')]) {
+      const r = await w;
+      expect(r.status).toBe(200);
+      expect(r.source).toBe('cache');
+    }
+    expect(agent.status().store.outbox.status).toBe(1); // one entry for the Node, however many writes
+    relay.heal();
+    await until('outbox replayed', async () => replays(), (n) => n > before, JITTER_MS + 60_000).catch(explain);
+    expect(agent.status().store.outbox.status ?? 0).toBe(0);
+    const r = await cluster.admin.request('GET', `/api/v1/nodes/${node}`);
+    const conditions = ((r.body as { status?: { conditions?: Condition[] } }).status?.conditions ?? []).filter((c) => c.type.startsWith(CONDITION));
+    expect(conditions.map((c) => `${c.type}=${c.reason}`).sort()).toEqual([`${CONDITION}=Offline2`, `${CONDITION}Other=B`]);
+    const last = log.lines.filter((l) => JSON.stringify(l).includes('outbox replayed')).pop() as { replayed?: number };
+    expect(last.replayed).toBe(1);
+  }, 300_000);
 });
