@@ -6,8 +6,10 @@
  *               certificate's CN, never the User-Agent, is its component (cache view, cached?).
  *   bearer      an Authorization header: passed through unchanged on a connection without the
  *               node's certificate, so the apiserver authenticates the caller. Its component is
- *               the User-Agent's, except that a token cannot claim a name only local certificates
- *               carry (kubelet, kube-proxy): such a request has no component and is not cached.
+ *               the User-Agent's (CoreDNS and a DaemonSet kube-proxy carry service-account
+ *               tokens), except that a token cannot claim to be the kubelet, which only ever talks
+ *               to the agent with its local certificate: such a request has no component and is
+ *               not cached.
  *   lent-plain  --insecure-plain-http only: no credentials on a loopback plain-HTTP listener; lent
  *               the node's identity as before local certificates existed, component from the
  *               User-Agent.
@@ -18,8 +20,8 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { componentOf } from '../../shared/kube/index.ts';
 
-/** Components that only a local client certificate can be (join issues certificates for them). */
-export const CERTIFICATE_COMPONENTS: ReadonlySet<string> = new Set(['kubelet', 'kube-proxy']);
+/** Components that only a local client certificate can be: the kubelet never uses a bearer token. */
+export const CERTIFICATE_COMPONENTS: ReadonlySet<string> = new Set(['kubelet']);
 
 export type ClientIdentity =
   | { kind: 'local-cert'; component: string; lendsNode: true }
