@@ -111,7 +111,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   const upgrade = createWsUpgradeHandler(attach, { verify });
 
   const http = createHttpServer((req, res) => {
-    res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' }).end(`tether-hub: edge agents connect with a websocket upgrade on ${TUNNEL_PATH}\n`);
+    const body = `tether-hub: edge agents connect with a websocket upgrade on ${TUNNEL_PATH}\n`;
+    res.writeHead(404, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
     res.once('finish', () => req.socket.end());
   });
   http.on('clientError', (_e, socket: Duplex) => refuse(socket, 400, 'bad HTTP request; edge agents connect with a websocket upgrade on ' + TUNNEL_PATH));

@@ -90,6 +90,7 @@ export function createListenerGuard(listener: ListenerName, limits: ListenerLimi
 
   return {
     onConnection(raw) {
+      if (raw.destroyed) return; // gone already: its 'close' has been and will not come again
       const source = raw.remoteAddress ?? 'unix';
       const n = pending.get(source) ?? 0;
       if (open >= limits.maxConnections || n >= limits.maxPendingPerSource) {

@@ -5,6 +5,7 @@
  * to change the number of inputs per seed.
  */
 import { readdirSync } from 'node:fs';
+import { goAwayCodes, type Frame } from './frames.ts';
 
 export const FIXED_SEED = 0x7e7e_7e7e;
 
@@ -97,4 +98,34 @@ export function heapAfterGc(): number {
   const bun = (globalThis as { Bun?: { gc(sync: boolean): void } }).Bun;
   bun?.gc(true);
   return process.memoryUsage().heapUsed;
+}
+
+/** A valid frame of a random type (the starting point of mutations). */
+export function sampleFrame(r: Random): Frame {
+  const stream = 1 + r.int(1000);
+  const host = r.pick(['10.0.0.1', 'fd00::1', 'edge-1', 'kubelet.local', '198.18.3.2']);
+  switch (r.int(11)) {
+    case 0:
+      return { type: 'hello', hello: { node: 'edge-1', addresses: [host, '198.18.1.2'], version: '0.1.0' } };
+    case 1:
+      return { type: 'welcome', session: 's-' + r.int(1e6) };
+    case 2:
+      return { type: 'ping', data: r.bytes(8) };
+    case 3:
+      return { type: 'pong', data: r.bytes(8) };
+    case 4:
+      return { type: 'drain', reason: 'replica stopping' };
+    case 5:
+      return { type: 'goaway', code: r.pick(goAwayCodes), reason: 'bye' };
+    case 6:
+      return { type: 'open', stream, host, port: 1 + r.int(65535), window: 1 + r.int(2 ** 20) };
+    case 7:
+      return { type: 'open-result', stream, result: r.int(2) ? { ok: true, window: 65536 } : { ok: false, code: 'E_TUNNEL_DENIED', reason: 'port 22 is not allowed' } };
+    case 8:
+      return { type: 'data', stream, data: r.bytes(1 + r.int(512)) };
+    case 9:
+      return { type: 'credit', stream, increment: 1 + r.int(2 ** 20) };
+    default:
+      return { type: 'close', stream, reset: r.int(2) === 1, reason: 'done' };
+  }
 }
