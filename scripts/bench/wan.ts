@@ -1,0 +1,304 @@
+#!/usr/bin/env bun
+/**
+ * What an edge node's link costs, with and without tether-edge (issue 11), on the real control plane.
+ * Three edge sites side by side in one run, each a network namespace behind its own veth pair:
+ *
+ *   direct   a kubelet simulator (and, for churn, a kube-proxy-like watcher) talking to kube-apiserver
+ *   tether   the same behind tether-edge (the clients talk to the agent on the site's 127.0.0.1:10261)
+ *   agent    tether-edge alone, no clients
+ *
+ * Bytes are the host end's veth counters (tx = cloud→edge, rx = edge→cloud): everything the site
+ * moves, TCP/IP and TLS included. Phases, one after the other on the same sites:
+ *   idle     kubelet only, no pods;
+ *   pods     20 pods on each node (Running);
+ *   churn    a rollout of 100 pods on a cloud node, behind 5 Services whose EndpointSlices the real
+ *            endpointslice controller keeps changing, with a kube-proxy-like watcher on each node;
+ *   outage   every site cut for --outage-seconds (600), then the bytes of the first
+ *            --reconnect-seconds (120) after the heal;
+ * and, on the tether site, the time from a cut to a client's request answered from the store.
+ *
+ *   bun scripts/bench/wan.ts [--write] [--outage-seconds 600] [--warmup-seconds 30] [--measure-seconds 120]
+ *
+ * Needs root. Uses the cluster named by TETHER_TEST_CLUSTER if set, else starts one.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { sharedCluster } from '../../test/support/cluster.ts';
+import { spawnAgent, until } from '../../test/support/edge-agent.ts';
+import { createEdgeSite, destroyAllSites, type EdgeSite } from '../../test/support/netns.ts';
+import { linkNames } from '../../test/support/netns/registry.ts';
+import { publishSection } from './doc.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    write: { type: 'boolean' },
+    'outage-seconds': { type: 'string', default: '600' },
+    'warmup-seconds': { type: 'string', default: '30' },
+    'measure-seconds': { type: 'string', default: '120' },
+    'reconnect-seconds': { type: 'string', default: '120' },
+  },
+});
+const OUTAGE_S = Number(flags['outage-seconds']);
+const WARMUP_S = Number(flags['warmup-seconds']);
+const MEASURE_S = Number(flags['measure-seconds']);
+const RECONNECT_S = Number(flags['reconnect-seconds']);
+const NS = 'tether-wan';
+const CLOUD_NODE = 'wan-cloud';
+const work = mkdtempSync(join(tmpdir(), 'tether-wan-'));
+const log = (s: string) => console.error(`bench wan: ${new Date().toISOString().slice(11, 19)} ${s}`);
+const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000)); // a measurement window, not a wait for a condition
+const simMain = join(import.meta.dir, '../../test/support/kubelet-sim/main.ts');
+const watcherMain = join(import.meta.dir, 'wan/proxy-watcher.ts');
+
+const cluster = await sharedCluster();
+const admin = cluster.admin;
+const run = process.pid;
+
+interface Site {
+  role: 'direct' | 'tether' | 'agent';
+  site: EdgeSite;
+  node: string;
+  cert: { certFile: string; keyFile: string };
+  agent?: ReturnType<typeof spawnAgent>;
+}
+
+function counters(s: EdgeSite): { down: number; up: number } {
+  const dev = linkNames(s.index).host;
+  const read = (what: string) => Number(readFileSync(`/sys/class/net/${dev}/statistics/${what}`, 'utf8'));
+  return { down: read('tx_bytes'), up: read('rx_bytes') };
+}
+
+async function makeSite(role: Site['role']): Promise<Site> {
+  const node = `wan-${role}-${run}`;
+  const site = await createEdgeSite(`wan-${role}-${run % 100000}`);
+  const cert = await cluster.issueClientCert(`system:node:${node}`, ['system:nodes']);
+  const s: Site = { role, site, node, cert };
+  if (role !== 'direct') {
+    s.agent = spawnAgent(site, ['--node-name', node, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
+      '--key-file', cert.keyFile, '--data-dir', join(work, `${role}-store`), '--log-level', 'warn']);
+    await until(`${role} agent`, async () => s.agent!.log.join('\n'), (l) => l.includes('proxy on'), 60_000);
+  }
+  return s;
+}
+
+function startSim(s: Site) {
+  const args = s.role === 'direct'
+    ? ['--server', cluster.edgeServer, '--ca', cluster.caFile, '--cert', s.cert.certFile, '--key', s.cert.keyFile]
+    : ['--server', 'http://127.0.0.1:10261'];
+  return s.site.spawn([process.execPath, simMain, '--node-name', s.node, ...args, '--address', s.site.address, '--log-level', 'warn']);
+}
+
+function startWatcher(s: Site, tokenFile: string) {
+  const args = s.role === 'direct' ? ['--server', cluster.edgeServer, '--ca', cluster.caFile] : ['--server', 'http://127.0.0.1:10261'];
+  return s.site.spawn([process.execPath, watcherMain, ...args, '--token-file', tokenFile]);
+}
+
+async function agentMetrics(s: Site): Promise<Record<string, number>> {
+  const r = await s.site.exec([process.execPath, '-e', "console.log(await (await fetch('http://127.0.0.1:10267/metrics')).text())"], { timeoutMs: 20_000 });
+  const out: Record<string, number> = {};
+  for (const m of r.stdout.matchAll(/^(tether_upstream_bytes_total|tether_upstream_transitions_total|tether_upstream_probes_total|tether_proxy_requests_total)\{([^}]*)\} (\S+)/gm)) {
+    out[`${m[1]}{${m[2]}}`] = Number(m[3]);
+  }
+  return out;
+}
+
+type Window = Map<Site, { down: number; up: number; seconds: number }>;
+/** Probes the tether agent sent in each measured window (read from its /metrics, when reachable). */
+const probesIn: number[] = [];
+const probeCount = async () => {
+  try {
+    return Object.entries(await agentMetrics(tether)).filter(([k]) => k.startsWith('tether_upstream_probes_total')).reduce((n, [, v]) => n + v, 0);
+  } catch {
+    return NaN;
+  }
+};
+async function measure(sites: Site[], seconds: number, during?: () => Promise<void>): Promise<Window> {
+  const p0 = await probeCount();
+  const before = new Map(sites.map((s) => [s, counters(s.site)]));
+  const t0 = performance.now();
+  await Promise.all([sleep(seconds), during?.()]);
+  const secs = (performance.now() - t0) / 1000;
+  probesIn.push((await probeCount()) - p0);
+  return new Map(sites.map((s) => {
+    const a = before.get(s)!;
+    const b = counters(s.site);
+    return [s, { down: b.down - a.down, up: b.up - a.up, seconds: secs }];
+  }));
+}
+
+log('namespace, cloud node, kube-proxy token');
+await admin.ensure('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+await admin.ensure('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: CLOUD_NODE, labels: { 'kubernetes.io/hostname': CLOUD_NODE } } });
+await admin.ensure(`/api/v1/namespaces/${NS}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'kube-proxy' } });
+await admin.ensure('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+  apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'tether-wan-kube-proxy' },
+  roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:node-proxier' },
+  subjects: [{ kind: 'ServiceAccount', name: 'kube-proxy', namespace: NS }],
+});
+const token = (await admin.request('POST', `/api/v1/namespaces/${NS}/serviceaccounts/kube-proxy/token`, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 7200 } })).body.status.token as string;
+const tokenFile = join(work, 'kube-proxy.token');
+writeFileSync(tokenFile, token, { mode: 0o600 });
+
+log('three sites: direct, tether, agent alone');
+const direct = await makeSite('direct');
+const tether = await makeSite('tether');
+const alone = await makeSite('agent');
+const sites = [direct, tether, alone];
+const online = async (s: Site) => JSON.parse((await s.site.exec([process.execPath, '-e', "console.log(await (await fetch('http://127.0.0.1:10267/status')).text())"], { timeoutMs: 20_000 })).stdout).online as boolean;
+await until('agents online', () => Promise.all([tether, alone].map(online)), (xs) => xs.every(Boolean), 60_000);
+const sims = [direct, tether].map((s) => startSim(s));
+await until('nodes Ready', async () => Promise.all([direct, tether].map(async (s) => ((await admin.request('GET', `/api/v1/nodes/${s.node}`)).body?.status?.conditions ?? []).find((c: { type: string }) => c.type === 'Ready')?.status)), (xs) => xs.every((x) => x === 'True'), 120_000);
+
+const results: { phase: string; w: Window }[] = [];
+
+log(`idle: warm-up ${WARMUP_S} s, measure ${MEASURE_S} s`);
+await sleep(WARMUP_S);
+results.push({ phase: 'idle node (kubelet only)', w: await measure(sites, MEASURE_S) });
+
+log('20 pods on each edge node');
+for (const s of [direct, tether]) {
+  for (let i = 0; i < 20; i++) {
+    await admin.ensure(`/api/v1/namespaces/${NS}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: `${s.role}-${i}`, namespace: NS, labels: { app: `edge-${s.role}` } },
+      spec: { nodeName: s.node, containers: [{ name: 'c', image: 'registry.invalid/x:1' }] } });
+  }
+}
+await until('edge pods Running', async () => Promise.all([direct, tether].map(async (s) => ((await admin.request('GET', `/api/v1/namespaces/${NS}/pods?fieldSelector=spec.nodeName%3D${s.node}`)).body.items as { status: { phase: string } }[]).filter((p) => p.status.phase === 'Running').length)), (xs) => xs.every((x) => x === 20), 180_000);
+await sleep(WARMUP_S);
+results.push({ phase: 'node with 20 pods', w: await measure(sites, MEASURE_S) });
+
+log('churn: 5 Services, 100 pods on the cloud node, kube-proxy-like watchers on the edge nodes');
+const SERVICES = 5;
+for (let i = 0; i < SERVICES; i++) {
+  await admin.ensure(`/api/v1/namespaces/${NS}/services`, { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: NS }, spec: { selector: { app: `svc-${i}` }, ports: [{ port: 80 }] } });
+}
+let ipSeq = 0;
+const podIp = () => { ipSeq++; return `10.${100 + Math.floor(ipSeq / 65536) % 100}.${Math.floor(ipSeq / 256) % 256}.${ipSeq % 256}`; };
+const makeCloudPod = async (name: string, app: string) => {
+  await admin.ensure(`/api/v1/namespaces/${NS}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels: { app } },
+    spec: { nodeName: CLOUD_NODE, containers: [{ name: 'c', image: 'registry.invalid/web:1', ports: [{ containerPort: 80 }] }] } });
+  const ip = podIp();
+  const now = new Date().toISOString();
+  await admin.request('PATCH', `/api/v1/namespaces/${NS}/pods/${name}/status`, { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], hostIP: '198.18.0.1', startTime: now,
+    conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }, { type: 'ContainersReady', status: 'True', lastTransitionTime: now }] } });
+};
+let generation = 0;
+const cloudPods: string[] = [];
+for (let i = 0; i < 100; i += 10) await Promise.all(Array.from({ length: 10 }, (_, j) => { const n = `web-0-${i + j}`; cloudPods.push(n); return makeCloudPod(n, `svc-${(i + j) % SERVICES}`); }));
+const watchers = [direct, tether].map((s) => startWatcher(s, tokenFile));
+await sleep(WARMUP_S);
+/** The rollout: every 5 s, 5 pods replaced by new ones (new names, new IPs), and one Service annotated. */
+const rollout = async (seconds: number) => {
+  const end = performance.now() + seconds * 1000;
+  let step = 0;
+  while (performance.now() < end) {
+    const t = performance.now();
+    generation++;
+    const batch = cloudPods.splice(0, 5);
+    await Promise.all(batch.map(async (old, k) => {
+      await admin.request('DELETE', `/api/v1/namespaces/${NS}/pods/${old}?gracePeriodSeconds=0`);
+      const n = `web-${generation}-${k}`;
+      cloudPods.push(n);
+      await makeCloudPod(n, `svc-${(step * 5 + k) % SERVICES}`);
+    }));
+    await admin.request('PATCH', `/api/v1/namespaces/${NS}/services/svc-${step % SERVICES}`, { metadata: { annotations: { 'bench.tether.dev/rollout': String(generation) } } });
+    step++;
+    await new Promise((r) => setTimeout(r, Math.max(0, 5000 - (performance.now() - t))));
+  }
+};
+results.push({ phase: 'churn: rollout of 100 pods elsewhere, kube-proxy-like watcher on the node', w: await measure(sites, MEASURE_S, () => rollout(MEASURE_S - 5)) });
+
+log(`outage: every site cut for ${OUTAGE_S} s`);
+const metricsBeforeCut = await agentMetrics(tether);
+await Promise.all(sites.map((s) => s.site.cut()));
+const outage = await measure(sites, OUTAGE_S);
+await Promise.all(sites.map((s) => s.site.heal()));
+log(`reconnect: measure ${RECONNECT_S} s after the heal`);
+const metricsAtHeal = await agentMetrics(tether);
+const reconnect = await measure(sites, RECONNECT_S);
+const metricsAfter = await agentMetrics(tether);
+results.push({ phase: `outage of ${OUTAGE_S} s (the link cut)`, w: outage });
+results.push({ phase: `first ${RECONNECT_S} s after a ${OUTAGE_S} s outage`, w: reconnect });
+
+log('cut → a client request answered from the store (tether site)');
+const listPath = `/api/v1/pods?fieldSelector=spec.nodeName%3D${tether.node}`;
+const prober = tether.site.spawn([process.execPath, '-e', `
+  const path = ${JSON.stringify(listPath)};
+  const h = { 'user-agent': 'kubelet/v1.34.4' };
+  await fetch('http://127.0.0.1:10261' + path, { headers: h });
+  console.log('ready');
+  process.stdin.on('data', async () => {
+    const t0 = performance.now();
+    const r = await fetch('http://127.0.0.1:10261' + path, { headers: h, signal: AbortSignal.timeout(30000) });
+    await r.text();
+    console.log(JSON.stringify({ ms: performance.now() - t0, source: r.headers.get('x-tether-source'), status: r.status }));
+    process.exit(0);
+  });`]);
+let probeOut = '';
+prober.stdout!.on('data', (d: Buffer) => (probeOut += d.toString()));
+await until('prober ready', async () => probeOut, (o) => o.includes('ready'), 30_000);
+await tether.site.cut();
+prober.stdin!.write('go\n');
+await until('the answer during the cut', async () => probeOut, (o) => o.includes('"ms"'), 60_000);
+const cutAnswer = JSON.parse(probeOut.split('\n').find((l) => l.includes('"ms"'))!) as { ms: number; source: string; status: number };
+await tether.site.heal();
+
+for (const p of [...sims, ...watchers]) p.kill('SIGTERM');
+for (const s of [tether, alone]) await s.agent!.stop();
+await destroyAllSites();
+
+// ---- the table ----
+const rate = (x: { down: number; up: number; seconds: number }) => ({ down: x.down / x.seconds, up: x.up / x.seconds });
+const bps = (n: number) => `${Math.round(n).toLocaleString('en-US')}`;
+const mbDay = (bytesPerSecond: number) => `${((bytesPerSecond * 86400) / 1e6).toFixed(1)}`;
+const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : '–');
+const rows: string[] = [];
+// measure() ran in this order: idle, pods, churn, outage, reconnect; results holds outage before reconnect too.
+for (const [i, { phase, w }] of results.slice(0, 3).entries()) {
+  const d = rate(w.get(direct)!);
+  const t = rate(w.get(tether)!);
+  const a = rate(w.get(alone)!);
+  rows.push(`| ${phase} | ${bps(d.down)} / ${bps(d.up)} | ${mbDay(d.down + d.up)} | ${bps(t.down)} / ${bps(t.up)} | ${mbDay(t.down + t.up)} | ${ratio(t.down + t.up, d.down + d.up)} | ${bps(a.down)} / ${bps(a.up)} (${mbDay(a.down + a.up)} MB/day) | ${probesIn[i]} |`);
+}
+const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+for (const [i, { phase, w }] of results.slice(3).entries()) {
+  const d = w.get(direct)!;
+  const t = w.get(tether)!;
+  const a = w.get(alone)!;
+  rows.push(`| ${phase} (bytes in the window) | ${kb(d.down)} / ${kb(d.up)} | | ${kb(t.down)} / ${kb(t.up)} | | ${ratio(t.down + t.up, d.down + d.up)} | ${kb(a.down)} / ${kb(a.up)} | ${Number.isNaN(probesIn[3 + i]!) ? 'n/a (offline: not readable through the cut)' : probesIn[3 + i]} |`);
+}
+const delta = (after: Record<string, number>, before: Record<string, number>, prefix: string) =>
+  Object.entries(after).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v - (before[k] ?? 0)] as const).filter(([, v]) => v > 0);
+const kinds = delta(metricsAfter, metricsAtHeal, 'tether_upstream_bytes_total').map(([k, v]) => `${k.replace(/[{}"]/g, '').replace('direction=', '').replace(',kind=', ' ')} ${kb(v)}`).join(', ');
+const relists = delta(metricsAfter, metricsAtHeal, 'tether_proxy_requests_total').filter(([k]) => k.includes('verb="list"') && k.includes('source="upstream"')).reduce((n, [, v]) => n + v, 0);
+const transitions = delta(metricsBeforeCut, {}, 'tether_upstream_transitions_total').reduce((n, [, v]) => n + v, 0);
+
+const goals: string[] = [];
+const ratioOf = (i: number) => { const w = results[i]!.w; const d = rate(w.get(direct)!); const t = rate(w.get(tether)!); return (t.down + t.up) / (d.down + d.up); };
+const recon = (() => { const d = reconnect.get(direct)!; const t = reconnect.get(tether)!; return (t.down + t.up) / (d.down + d.up); })();
+const goal = (ok: boolean, text: string, why: string) => goals.push(`- ${ok ? 'Met' : '**Not met**'}: ${text}${ok ? '' : ` — ${why}`}`);
+goal(ratioOf(0) <= 1.05, `idle node behind tether-edge ≤ 1.05× direct (measured ${ratioOf(0).toFixed(2)}×).`, 'see the note below the table.');
+goal(ratioOf(1) <= 1.0, `node with 20 pods ≤ 1.0× direct (measured ${ratioOf(1).toFixed(2)}×).`, 'see the note below the table.');
+goal(ratioOf(2) <= 1.0, `cluster churn ≤ 1.0× direct (measured ${ratioOf(2).toFixed(2)}×).`, 'see the note below the table.');
+goal(recon < 1, `reconnect after ${OUTAGE_S} s: fewer bytes than direct (measured ${recon.toFixed(2)}×; upstream LISTs by the agent's clients in the window: ${relists}).`, 'see the note below the table.');
+goal(cutAnswer.ms <= 1000 && cutAnswer.source === 'cache', `link cut → a client's request answered from the store ≤ 1 s (measured ${cutAnswer.ms.toFixed(0)} ms, source ${cutAnswer.source}, status ${cutAnswer.status}).`, 'the request waited longer than the stall time plus one probe timeout.');
+
+const section = [
+  '## WAN: what the edge link costs',
+  '',
+  `Measured ${new Date().toISOString().slice(0, 10)} with \`bun scripts/bench/wan.ts --outage-seconds ${OUTAGE_S} --warmup-seconds ${WARMUP_S} --measure-seconds ${MEASURE_S}\` against the real control plane on this machine (2 cores). Three edge sites side by side in one run, each a network namespace behind its own veth pair: a kubelet simulator direct to kube-apiserver, the same behind tether-edge, and tether-edge alone without clients. Bytes are the veth pair's counters on the host end (cloud→edge / edge→cloud, B/s; TCP/IP and TLS included); MB/day is both directions × 86,400. Each phase is measured for ${MEASURE_S} s after a ${WARMUP_S} s warm-up; the phases follow one another on the same sites. Churn: 5 Services, 100 pods on a cloud node replaced 5 every 5 s (new names and IPs, so the endpointslice controller rewrites EndpointSlices) and one Service annotated every 5 s, while a kube-proxy-like client on each edge node list-watches Services and EndpointSlices (bearer token of a \`system:node-proxier\` ServiceAccount; through the agent on the tether site).`,
+  '',
+  '| phase | direct B/s (↓ / ↑) | direct MB/day | tether-edge B/s (↓ / ↑) | tether-edge MB/day | tether / direct | tether-edge alone, no clients | probes by the tether agent |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ...rows,
+  '',
+  `Agent-side view of the reconnect window (\`tether_upstream_bytes_total\`, HTTP-level, received/sent by kind): ${kinds || 'none'}. Health transitions of the tether agent before the cut: ${transitions} (the first verdict included).`,
+  '',
+  '### Goals',
+  '',
+  ...goals,
+  '',
+].join('\n');
+publishSection('WAN: what the edge link costs', section);
+process.exit(0);
