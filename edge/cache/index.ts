@@ -29,7 +29,8 @@ export function createCache(opts: CacheOptions): ProxyCache {
   const { store, bus } = opts;
   const recorder = createRecorder(opts);
   return {
-    tapFor: (info, accept, cached) => recorder.tapFor(info, accept, cached),
+    // `body` (the request body of a write) lets a live status write narrow, not drop, what is queued.
+    tapFor: (info: RequestInfo, accept: string | undefined, cached: boolean, body?: Buffer) => recorder.tapFor(info, accept, cached, body),
     read: (info, cached, accept) => (info.verb === 'list' ? readList(store, info, cached, accept) : readGet(store, info, cached)),
     watch: (info, sink) => serveWatch({ store, bus, bookmarkIntervalMs: opts.bookmarkIntervalMs }, info, sink),
     write: (info, url, contentType, body, hasCredentials) =>

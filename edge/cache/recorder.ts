@@ -9,8 +9,9 @@
  *   discovery and OpenAPI documents → kept for kubectl, for every client.
  *
  *   a live Node or Pod status write of a cached client (the kubelet, once the link is back) →
- *           before it is forwarded, the outbox entry waiting for that object is dropped: the live
- *           write carries the node's newest status, and the queued one must not land after it.
+ *           before it is forwarded, what it sets is removed from the outbox entry waiting for that
+ *           object: the live write carries the node's newest values of those fields, and the queued
+ *           ones must not land after it.
  *
  * Undecodable bodies (an upstream answering garbage) are counted and skipped; store failures (a
  * full disk) are reported through `onStoreError` and never affect the client's response; `onStoreOk`
@@ -23,7 +24,8 @@ import type { KubeObject, Store, WatchEvent } from '../store/index.ts';
 import type { Tap } from '../proxy/forward.ts';
 import { documentKey } from './documents.ts';
 import { scopeOf, streamMatcher } from './scope.ts';
-import { isStatusWrite, statusPath } from './writer.ts';
+import { isEmptyDelta, liveCover, trimDelta } from './status-delta.ts';
+import { coalesced, isStatusWrite, statusPath } from './writer.ts';
 
 export interface RecorderOptions {
   store: Store;
@@ -49,8 +51,11 @@ function isJson(headers: IncomingHttpHeaders): boolean {
 }
 
 export interface Recorder {
-  /** A tap for this request, or undefined when nothing of it is recorded. */
-  tapFor(info: RequestInfo, accept: string | undefined, cached: boolean): Tap | undefined;
+  /**
+   * A tap for this request, or undefined when nothing of it is recorded. Called before the request
+   * is forwarded; `body` is the request body of a write, when the proxy passes it.
+   */
+  tapFor(info: RequestInfo, accept: string | undefined, cached: boolean, body?: Buffer): Tap | undefined;
 }
 
 export function createRecorder(opts: RecorderOptions): Recorder {
@@ -177,8 +182,34 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     };
   };
 
+  /**
+   * A live status write is about to go upstream: what it sets is removed from the entry waiting
+   * for the object (the rest is still the newest the node wrote); without a readable body, the
+   * whole entry goes. Entries the writer did not make (an older agent's) go whole.
+   */
+  const supersede = (info: ResourceRequestInfo, body: Buffer | undefined) => {
+    const path = statusPath(info);
+    const cover = liveCover(info.gvr, info.method, info.patchType, body?.toString('utf8'));
+    let dropped = 0;
+    let narrowed = 0;
+    store.transact('live status write', () => {
+      for (const row of store.outbox.statusFor(path)) {
+        const delta = coalesced(row);
+        const rest = delta ? trimDelta(info.gvr, delta, cover) : undefined;
+        if (!rest || isEmptyDelta(rest)) {
+          store.outbox.remove(row.seq);
+          dropped++;
+        } else if (JSON.stringify(rest) !== JSON.stringify(delta)) {
+          store.outbox.rewrite(row.seq, JSON.stringify({ ...(JSON.parse(row.body) as object), status: rest }));
+          narrowed++;
+        }
+      }
+    });
+    if (dropped || narrowed) log.info('a live status write supersedes what was queued for the object', { path, dropped, narrowed });
+  };
+
   return {
-    tapFor(info, accept, cached) {
+    tapFor(info, accept, cached, body) {
       if (!info.isResourceRequest) {
         if (!info.discovery || info.method !== 'GET') return undefined;
         const key = documentKey(info.path, accept);
@@ -197,10 +228,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
         };
       }
       if (cached && isStatusWrite(info)) {
-        guard('live status write', () => {
-          const n = store.outbox.supersede(statusPath(info));
-          if (n) log.info('a live status write supersedes the queued one', { path: statusPath(info), dropped: n });
-        });
+        guard('live status write', () => supersede(info, body));
         return undefined;
       }
       if (!cached || info.subresource !== '') return undefined;

@@ -7,6 +7,7 @@ import type { StoreDb } from '../store/db.ts';
 import { type Store, createStore } from '../store/index.ts';
 import { createRecorder } from './recorder.ts';
 import { replayOutbox } from './replay.ts';
+import { COALESCED_CONTENT_TYPE } from './writer.ts';
 
 let db: StoreDb;
 let store: Store;
@@ -142,6 +143,47 @@ test('a live status write that lands between the re-read and the replayed write:
     expect(api.obj.status).toEqual({ ready: 'fresh' });
     expect(store.outbox.peek(10)).toEqual([]);
   }
+});
+
+/** An entry as the writer leaves it: one strategic-merge patch of what the node changed offline. */
+const queued = (status: Record<string, unknown>) =>
+  store.outbox.enqueue({ kind: 'status', method: 'PATCH', path: PATH, contentType: COALESCED_CONTENT_TYPE, body: JSON.stringify({ metadata: { uid: 'u1' }, status }), uid: 'u1' });
+const liveBody = (status: Record<string, unknown>) => Buffer.from(JSON.stringify({ status }));
+
+test('a live write takes out of the queued status only what it sets; the rest is still replayed', async () => {
+  queued({
+    phase: 'offline',
+    conditions: [
+      { type: 'Ready', status: 'False' },
+      { type: 'TetherProbe', status: 'True' },
+    ],
+  });
+  recorder().tapFor(livePatch, undefined, true, liveBody({ $setElementOrder: [], conditions: [{ type: 'Ready', status: 'True' }] }));
+  expect(JSON.parse(store.outbox.peek(10)[0]!.body)).toEqual({ metadata: { uid: 'u1' }, status: { phase: 'offline', conditions: [{ type: 'TetherProbe', status: 'True' }] } });
+  recorder().tapFor(livePatch, undefined, true, liveBody({ phase: 'Running', conditions: [{ type: 'TetherProbe', status: 'False' }] }));
+  expect(store.outbox.peek(10)).toEqual([]); // nothing of it is newer than the live writes any more
+  // A body that cannot be read, or a PUT, covers all of status.
+  queued({ phase: 'offline' });
+  recorder().tapFor(livePatch, undefined, true, Buffer.from('{not json'));
+  expect(store.outbox.peek(10)).toEqual([]);
+});
+
+test('a live write that lands between the re-read and the replayed write: the replay re-reads and sends only what the live write did not set', async () => {
+  queued({ a: 'stale', b: 'offline' });
+  const api = apiserver();
+  let raced = false;
+  const u = upstream((m, p, body) => {
+    const r = api.handler(m, p, body);
+    if (m === 'GET' && !raced) {
+      raced = true;
+      recorder().tapFor(livePatch, undefined, true, liveBody({ a: 'fresh' }));
+      api.live({ a: 'fresh' });
+    }
+    return r;
+  });
+  expect(await replayOutbox(store, u.call, createMemoryLogger())).toEqual({ replayed: 1, dropped: 0, done: true });
+  expect(api.obj.writes).toEqual(['live {"a":"fresh"}', 'replay {"b":"offline"}']);
+  expect(api.obj.status).toEqual({ a: 'fresh', b: 'offline' });
 });
 
 test('writes of clients whose data is not cached (with their own credentials) do not supersede the node\'s queued status', async () => {

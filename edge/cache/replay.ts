@@ -5,9 +5,10 @@
  *   - the object is re-read first; if it is gone or is another object now (a different uid), the
  *     write is obsolete and dropped;
  *   - the writer keeps one entry per object (the newest status, as one patch); while the replay
- *     runs, live writes of the node already go upstream, and each one removes the entry waiting
- *     for its object (the recorder calls `outbox.supersede` before forwarding it). Right before
- *     sending, after the re-read, the replay checks that its entry is still waiting;
+ *     runs, live writes of the node already go upstream, and before each is forwarded the recorder
+ *     removes what it sets from the entry waiting for its object (or the whole entry). Right
+ *     before sending, after the re-read, the replay reads its entry again and sends it as it is
+ *     now, or nothing when it is gone;
  *   - every status write carries the re-read resourceVersion as a precondition (a PUT's own, a
  *     patch's `metadata.resourceVersion`), so if a live write lands between the re-read and the
  *     replay's write, the replay gets 409, re-checks, finds its entry gone and drops it. A queued
@@ -61,13 +62,15 @@ async function replayStatus(store: Store, call: UpstreamCall, e: OutboxRow, log:
       log.info('replay: the object was replaced while offline; dropping the status write', { path: e.path });
       return 'drop';
     }
-    if (!store.outbox.has(e.seq)) {
+    // As the entry is now: a live write may have removed it, or the fields it set from it.
+    const now = store.outbox.get(e.seq);
+    if (!now) {
       log.info('replay: a live status write for the object went upstream; dropping the queued one', { path: e.path });
       return 'drop';
     }
-    const r = await call(e.method, e.path, { contentType: e.contentType, body: withPrecondition(e, obj.metadata?.resourceVersion ?? '') });
+    const r = await call(now.method, now.path, { contentType: now.contentType, body: withPrecondition(now, obj.metadata?.resourceVersion ?? '') });
     if (r.status >= 200 && r.status < 300) return 'done';
-    if (r.status === 409) continue;
+    if (r.status === 409) continue; // re-read; a live write that landed meanwhile has narrowed the entry
     if (r.status >= 500 || r.status === 429) return 'retry';
     log.warn('replay: the apiserver refused an offline status write; dropping it', { path: e.path, status: r.status, body: r.body.slice(0, 300) });
     return 'drop';

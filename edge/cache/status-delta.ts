@@ -9,6 +9,11 @@
  *                               type, …) element by element, `{"$patch":"delete"}` for a removed
  *                               element; any other list whole.
  *   composeDelta(older, newer)  one delta with the effect of applying both in order.
+ *   liveCover(...)              which parts of status a live write sets: every field its body
+ *                               names (for a keyed list, the elements it names); all of status
+ *                               for a PUT, or a body that cannot be read.
+ *   trimDelta(delta, cover)     the delta without what a live write covers: the rest is still the
+ *                               newest the node wrote, and sending it cannot undo the live write.
  *
  * Keys come from the request bodies of a hostile local client: objects are built without
  * prototypes and `__proto__`, `constructor` and `prototype` are never copied.
@@ -128,3 +133,67 @@ export function composeDelta(gvr: string, older: StatusDelta, newer: StatusDelta
 }
 
 export const isEmptyDelta = (d: StatusDelta): boolean => keysOf(d).length === 0;
+
+/** What a live status write sets: all of status, or per field all of it or the keyed elements named. */
+export type Cover = 'all' | Map<string, 'all' | Set<string>>;
+
+/** `patchType` as the request parser names it: 'strategic-merge-patch', 'merge-patch', 'json-patch', … */
+export function liveCover(gvr: string, method: string, patchType: string | undefined, body: string | undefined): Cover {
+  if (method !== 'PATCH' || body === undefined) return 'all';
+  const type = patchType === 'strategic-merge-patch' || patchType === 'merge-patch' || patchType === 'json-patch' ? patchType : undefined;
+  if (!type) return 'all';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return 'all';
+  }
+  const out = new Map<string, 'all' | Set<string>>();
+  if (type === 'json-patch') {
+    if (!Array.isArray(parsed)) return 'all';
+    for (const op of parsed) {
+      const path = isMap(op) && typeof op.path === 'string' ? op.path : undefined;
+      const from = isMap(op) && typeof op.from === 'string' ? op.from : undefined;
+      for (const p of [path, from]) {
+        if (p === undefined) continue;
+        if (p === '/status' || p === '' || p === '/') return 'all';
+        const m = /^\/status\/([^/]+)/.exec(p);
+        if (m) out.set(m[1]!.replace(/~1/g, '/').replace(/~0/g, '~'), 'all');
+      }
+    }
+    return out;
+  }
+  if (!isMap(parsed)) return 'all';
+  const status = parsed.status;
+  if (status === null) return 'all';
+  if (status === undefined) return out;
+  if (!isMap(status)) return 'all';
+  const keyed = type === 'strategic-merge-patch' ? (MERGE_KEYS[gvr] ?? {}) : {};
+  for (const k of keysOf(status)) {
+    if (k.startsWith('$')) continue; // $setElementOrder/…, $retainKeys: directives, not data
+    const key = keyed[k];
+    const v = status[k];
+    const elems = key && Array.isArray(v) ? v.map((e) => (isMap(e) && typeof e[key] === 'string' ? (e[key] as string) : undefined)) : undefined;
+    out.set(k, elems && elems.every((e) => e !== undefined) ? new Set(elems as string[]) : 'all');
+  }
+  return out;
+}
+
+export function trimDelta(gvr: string, delta: StatusDelta, cover: Cover): StatusDelta {
+  if (cover === 'all') return blank();
+  const keyed = MERGE_KEYS[gvr] ?? {};
+  const out = blank();
+  for (const k of keysOf(delta)) {
+    const c = cover.get(k);
+    if (c === undefined) {
+      out[k] = delta[k];
+      continue;
+    }
+    const key = keyed[k];
+    const v = delta[k];
+    if (c === 'all' || !key || !Array.isArray(v)) continue;
+    const rest = v.filter((e) => !(isMap(e) && typeof e[key] === 'string' && c.has(e[key] as string)));
+    if (rest.length) out[k] = rest;
+  }
+  return out;
+}

@@ -55,7 +55,7 @@ export const isStatusWrite = (info: ResourceRequestInfo): boolean =>
   STATUS_GVRS.has(info.gvr) && info.subresource === 'status' && (info.verb === 'patch' || info.verb === 'update') && info.name !== '';
 
 /** A waiting entry the writer made (one strategic-merge patch of status), which a newer write may absorb. */
-function coalesced(row: { method: string; contentType: string; body: string }): StatusDelta | undefined {
+export function coalesced(row: { method: string; contentType: string; body: string }): StatusDelta | undefined {
   if (row.method !== 'PATCH' || row.contentType !== COALESCED_CONTENT_TYPE) return undefined;
   try {
     const b = JSON.parse(row.body) as { status?: unknown };

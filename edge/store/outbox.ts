@@ -5,8 +5,9 @@
  *
  * Status writes are addressed by their object's status path (`/api/v1/nodes/n/status`, any query
  * after it ignored): the cache keeps one waiting entry per object (`statusFor` + `supersede` in
- * the same transaction as the new `enqueue`), and drops the waiting ones when a live write for the
- * object goes upstream (`supersede`), so a queued write never lands after a newer live one.
+ * the same transaction as the new `enqueue`), and narrows or drops the waiting ones when a live
+ * write for the object goes upstream (`rewrite`, `remove`, `supersede`), so a queued write never
+ * lands on top of a newer live one.
  */
 import { and, asc, count, eq, inArray, or, sql } from 'drizzle-orm';
 import type { StoreDb } from './db.ts';
@@ -37,6 +38,10 @@ export interface Outbox {
   depth(): Record<OutboxKind, number>;
   /** Whether an entry is still waiting (not replayed, superseded or dropped). */
   has(seq: number): boolean;
+  /** The entry as it is now (a live write may have narrowed its body), or undefined when it is gone. */
+  get(seq: number): OutboxRow | undefined;
+  /** Replaces a waiting entry's body (a live write made part of it obsolete). */
+  rewrite(seq: number, body: string): void;
   /** The status writes waiting for the object whose status path this is, oldest first. */
   statusFor(statusPath: string): OutboxRow[];
   /** Removes the status writes waiting for that object; returns how many. */
@@ -96,6 +101,8 @@ export function createOutbox(store: StoreDb, opts: { maxEvents?: number; now?: (
         return out;
       }),
     has: (seq) => wrap('read outbox', () => db.select({ seq: outbox.seq }).from(outbox).where(eq(outbox.seq, seq)).get() !== undefined),
+    get: (seq) => wrap('read outbox', () => db.select().from(outbox).where(eq(outbox.seq, seq)).get()),
+    rewrite: (seq, body) => wrap('outbox rewrite', () => void db.update(outbox).set({ body }).where(eq(outbox.seq, seq)).run()),
     statusFor: (p) => wrap('read outbox', () => db.select().from(outbox).where(forObject(p)).orderBy(asc(outbox.seq)).all()),
     supersede: (p) => wrap('outbox supersede', () => (db.delete(outbox).where(forObject(p)).run() as unknown as { changes: number }).changes),
   };
