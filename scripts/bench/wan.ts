@@ -77,7 +77,7 @@ async function makeSite(role: Site['role']): Promise<Site> {
   const s: Site = { role, site, node, cert };
   if (role !== 'direct') {
     s.agent = spawnAgent(site, ['--node-name', node, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
-      '--key-file', cert.keyFile, '--data-dir', join(work, `${role}-store`), '--log-level', 'warn']);
+      '--key-file', cert.keyFile, '--data-dir', join(work, `${role}-store`), '--log-level', 'warn', '--insecure-plain-http', 'true']);
     await until(`${role} agent`, async () => s.agent!.log.join('\n'), (l) => l.includes('proxy on'), 60_000);
   }
   return s;
