@@ -242,6 +242,26 @@ describe('CONNECT', () => {
 });
 
 describe('two replicas', () => {
+  test('an agent with another credential cannot take a node over through the other replica while its Lease is live; the same credential can', async () => {
+    const mem = createMemoryLeases();
+    const backend = (): HubBackend => ({ ...staticHubBackend({ n1: [NODE_IP] }), leases: { api: mem.api, watch: (v) => mem.watch(v) } });
+    const h0 = await hub({ replica: 'hub-0', backend: backend() });
+    const h1 = await hub({ replica: 'hub-1', backend: backend() });
+    const cert = await pki.node('n1');
+    const { a } = await agent(h1.h, cert);
+    await connected(a);
+    await until('lease with credential', () => mem.get('tunnel-n1'), (l) => l?.holder === 'hub-1' && !!l.credential?.startsWith('cert:'));
+    const { a: other } = await agent(h0.h, await pki.node('n1'));
+    await until('refusal', () => other.status().lastError, (e) => !!e);
+    expect(other.status().lastError).toContain('node n1 already has a live tunnel session on replica hub-1 authenticated with another credential');
+    expect(h0.registry.render()).toContain('tether_hub_agent_replacements_total{result="refused"} 1');
+    expect(mem.get('tunnel-n1')?.holder).toBe('hub-1');
+    await other.close();
+    const { a: same } = await agent(h0.h, cert);
+    await connected(same);
+    await until('taken over with the same credential', () => mem.get('tunnel-n1')?.holder, (x) => x === 'hub-0');
+  });
+
   test('a CONNECT at the replica without the tunnel is forwarded once to the holder named in the Lease', async () => {
     const mem = createMemoryLeases();
     const backend = (): HubBackend => ({ ...staticHubBackend({ n1: [NODE_IP] }), leases: { api: mem.api, watch: (v) => mem.watch(v) } });

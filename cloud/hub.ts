@@ -91,7 +91,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
   // The tables exist before any listener, the keeper once the CONNECT address is known.
   let keeper: ReturnType<typeof createLeaseKeeper> | undefined;
   const lazyKeeper = {
-    hold: (n: string) => keeper?.hold(n) ?? Promise.resolve(),
+    hold: (n: string, credential?: string) => keeper?.hold(n, credential) ?? Promise.resolve(),
     release: (n: string) => keeper?.release(n) ?? Promise.resolve(),
     held: () => keeper?.held() ?? [],
     close: (o?: { release?: boolean }) => keeper?.close(o) ?? Promise.resolve(),
@@ -165,7 +165,12 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
         if (!addresses) throw new TetherError(ErrorCode.TunnelDenied, `hello: Node ${node} does not exist; the node must be registered before its tunnel connects`);
         directory.setNode(node, addresses);
       }
-      const why = table.check(node, credential);
+      const elsewhere = backend.leases ? view.owner(node) : undefined;
+      const why =
+        table.check(node, credential) ??
+        (elsewhere && elsewhere.replica !== config.replicaId && elsewhere.credential && elsewhere.credential !== credential
+          ? `node ${node} already has a live tunnel session on replica ${elsewhere.replica} authenticated with another credential; a replacement must use the same certificate or token, or wait until that session ends`
+          : null);
       if (why) {
         tlog.warn('agent session replacement refused', { node, reason: why });
         metrics.replacement('refused');

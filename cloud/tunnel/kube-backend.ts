@@ -23,7 +23,7 @@ import {
   statusCodeOf,
 } from '../kube/client.ts';
 import type { TokenReview } from './identity.ts';
-import { ADDRESS_ANNOTATION, LEASE_ROLE, LEASE_ROLE_LABEL, type LeaseApi, type LeaseState, type LeaseView, NODE_ANNOTATION } from './leases.ts';
+import { ADDRESS_ANNOTATION, CREDENTIAL_ANNOTATION, LEASE_ROLE, LEASE_ROLE_LABEL, type LeaseApi, type LeaseState, type LeaseView, NODE_ANNOTATION } from './leases.ts';
 import type { NodeDirectory } from './node-directory.ts';
 
 export interface Watching {
@@ -128,6 +128,7 @@ export function leaseStateOf(l: V1Lease): LeaseState | undefined {
     acquireMs: ms(l.spec?.acquireTime),
     durationSeconds: l.spec?.leaseDurationSeconds ?? 0,
     transitions: l.spec?.leaseTransitions ?? 0,
+    credential: l.metadata?.annotations?.[CREDENTIAL_ANNOTATION] ?? '',
     resourceVersion: l.metadata?.resourceVersion,
   };
 }
@@ -140,7 +141,7 @@ function leaseOf(s: LeaseState, namespace: string): V1Lease {
       name: s.name,
       namespace,
       labels: { [LEASE_ROLE_LABEL]: LEASE_ROLE },
-      annotations: { [NODE_ANNOTATION]: s.node, [ADDRESS_ANNOTATION]: s.address },
+      annotations: { [NODE_ANNOTATION]: s.node, [ADDRESS_ANNOTATION]: s.address, [CREDENTIAL_ANNOTATION]: s.credential ?? '' },
       ...(s.resourceVersion ? { resourceVersion: s.resourceVersion } : {}),
     },
     spec: {

@@ -8,6 +8,10 @@
  *   spec.leaseDurationSeconds   a holder not renewed for this long is gone (crashed replica)
  *   annotations tether.dev/connect-address   the holder's internal CONNECT address (host:port)
  *               tether.dev/node               the node name (lease names may be shortened)
+ *               tether.dev/credential         which credential the agent's session authenticated
+ *                                             with (certificate fingerprint, or token hash): a
+ *                                             session with another one is refused by every replica
+ *                                             while this Lease is live (tunnels.ts)
  *   labels      tether.dev/role=tunnel        what the replicas' Lease informers select
  *
  * A released Lease stays (holder "") and marks the node as an edge node: a CONNECT to it answers
@@ -25,6 +29,7 @@ export const LEASE_ROLE_LABEL = 'tether.dev/role';
 export const LEASE_ROLE = 'tunnel';
 export const ADDRESS_ANNOTATION = 'tether.dev/connect-address';
 export const NODE_ANNOTATION = 'tether.dev/node';
+export const CREDENTIAL_ANNOTATION = 'tether.dev/credential';
 
 export interface LeaseState {
   name: string;
@@ -36,6 +41,8 @@ export interface LeaseState {
   acquireMs: number;
   durationSeconds: number;
   transitions: number;
+  /** The holder's session credential ("" or absent when released or unknown). */
+  credential?: string;
   resourceVersion?: string;
 }
 
@@ -67,7 +74,7 @@ export interface LeaseKeeperOptions {
 }
 
 export interface LeaseKeeper {
-  hold(node: string): Promise<void>;
+  hold(node: string, credential?: string): Promise<void>;
   release(node: string): Promise<void>;
   held(): string[];
   /** Stops renewing; with `release`, hands every lease back first. */
@@ -88,7 +95,7 @@ export function createLeaseKeeper(opts: LeaseKeeperOptions): LeaseKeeper {
     return next;
   };
 
-  const take = async (node: string): Promise<LeaseState> => {
+  const take = async (node: string, credential: string | undefined): Promise<LeaseState> => {
     const name = leaseName(node);
     for (let attempt = 0; ; attempt++) {
       const cur = await api.get(name);
@@ -97,6 +104,7 @@ export function createLeaseKeeper(opts: LeaseKeeperOptions): LeaseKeeper {
         name, node, holder: replica, address: opts.address, renewMs: t, durationSeconds: opts.durationSeconds,
         acquireMs: cur && cur.holder === replica ? cur.acquireMs : t,
         transitions: (cur?.transitions ?? 0) + (cur && cur.holder !== replica ? 1 : 0),
+        credential: credential ?? '',
         resourceVersion: cur?.resourceVersion,
       };
       try {
@@ -138,7 +146,7 @@ export function createLeaseKeeper(opts: LeaseKeeperOptions): LeaseKeeper {
       held.delete(node);
       if (!last) return;
       try {
-        await api.update({ ...last, holder: '', renewMs: now() });
+        await api.update({ ...last, holder: '', credential: '', renewMs: now() });
       } catch (e) {
         // Someone else wrote it (a newer holder): nothing of ours left to release.
         if (!isTetherError(e, ErrorCode.StoreConflict)) log.warn('release tunnel lease failed', { node, error: messageOf(e) });
@@ -146,9 +154,9 @@ export function createLeaseKeeper(opts: LeaseKeeperOptions): LeaseKeeper {
     });
 
   return {
-    hold: (node) =>
+    hold: (node, credential) =>
       serial(node, async () => {
-        held.set(node, await take(node));
+        held.set(node, await take(node, credential));
       }),
     release,
     held: () => [...held.keys()],
@@ -165,7 +173,7 @@ export interface LeaseView {
   apply(s: LeaseState): void;
   remove(name: string): void;
   /** The live holder of a node's tunnel, if any. */
-  owner(node: string): { replica: string; address: string } | undefined;
+  owner(node: string): { replica: string; address: string; credential?: string } | undefined;
   /** Whether the node ever had a tunnel (a lease exists, held or not). */
   known(node: string): boolean;
   readonly size: number;
@@ -188,7 +196,7 @@ export function createLeaseView(now: () => number = Date.now): LeaseView {
       const s = byNode.get(node);
       if (!s || !s.holder || !s.address) return undefined;
       if (s.renewMs + s.durationSeconds * 1000 < now()) return undefined;
-      return { replica: s.holder, address: s.address };
+      return { replica: s.holder, address: s.address, ...(s.credential ? { credential: s.credential } : {}) };
     },
     known: (node) => byNode.has(node),
     get size() {

@@ -78,7 +78,7 @@ export function createTunnelTable(opts: { directory: NodeDirectory; keeper?: Lea
         metrics?.replacement('accepted');
         previous.session.close('replaced by a newer session of the same node (same credential)');
       }
-      keeper?.hold(node).catch((e) => log.warn('take tunnel lease failed; other replicas cannot forward to this node', { node, error: messageOf(e) }));
+      keeper?.hold(node, credential).catch((e) => log.warn('take tunnel lease failed; other replicas cannot forward to this node', { node, error: messageOf(e) }));
       log.info('agent connected', { node, session: session.id, addresses: accepted, announced: hello.addresses.length, version: hello.version });
       void session.closed.then(({ reason }) => {
         log.info('agent disconnected', { node, session: session.id, reason });
