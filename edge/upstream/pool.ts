@@ -23,18 +23,18 @@
  * - once at start: the first probe decides (200 → healthy at once; anything else → unhealthy);
  * - quiet: nothing heard from a healthy upstream for `quietMs` (30 s): one probe, so an idle agent
  *   (or one whose watches all went silent) still notices a dead link;
- * - stall: a request without an answer after the RTT-adapted stall time (rtt.ts; 250 ms floor), and
+ * - stall: a request without an answer after the RTT-adapted stall time (rtt.ts; 200 ms floor), and
  *   nothing else heard from that upstream since it was sent; while it stays unanswered the wait
  *   doubles after each successful probe (a slow LIST on a live link costs a few probes, not a storm);
  * - an ambiguous failure (`reportFailure` with anything but a refused or unreachable connection, e.g.
  *   a reset keep-alive socket): one probe confirms before anything changes;
  * - down: an unhealthy upstream is probed with backoff, `retryMinMs` (250) doubling to `retryMaxMs`
  *   (5 s), and again `retryMinMs` after each success until `healthyAfter` (2) in a row.
- * Each probe's timeout is RTT-adapted (rtt.ts: 4·srtt + 4·rttvar, `probeTimeoutMs` 600 floor); a
+ * Each probe's timeout is RTT-adapted (rtt.ts: 4·srtt + 4·rttvar, `probeTimeoutMs` 500 floor); a
  * healthy upstream is declared dead after `strikes()` failed probes in a row (1 on a LAN, 2 on a
  * link whose timeouts exceed the floors), at once on a refused or unreachable connection.
  * Detection on a LAN: a request into a dead link is answered otherwise within stall + probe timeout
- * (250 + 600 ms); an idle agent notices within quietMs + probe timeout.
+ * (200 + 500 ms); an idle agent notices within quietMs + probe timeout.
  *
  * Health rules
  * - An unhealthy upstream becomes healthy after `healthyAfter` consecutive successful probes that
@@ -114,9 +114,9 @@ export interface UpstreamPoolOptions {
   servers: readonly string[];
   lbMode: LbMode;
   tls: UpstreamTls;
-  /** Floor of the adaptive probe timeout. Default 600. */
+  /** Floor of the adaptive probe timeout. Default 500. */
   probeTimeoutMs?: number;
-  /** Floor of the adaptive stall time of an unanswered request. Default 250. */
+  /** Floor of the adaptive stall time of an unanswered request. Default 200. */
   stallMs?: number;
   /** A healthy upstream not heard from for this long is probed. Default 30000. */
   quietMs?: number;
@@ -181,7 +181,7 @@ class Member implements Upstream {
 export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
   const { log, lbMode } = opts;
   const now = opts.now ?? Date.now;
-  const floors = { probeTimeoutMs: positive('probeTimeoutMs', opts.probeTimeoutMs ?? 600), stallMs: positive('stallMs', opts.stallMs ?? 250) };
+  const floors = { probeTimeoutMs: positive('probeTimeoutMs', opts.probeTimeoutMs ?? 500), stallMs: positive('stallMs', opts.stallMs ?? 200) };
   const quietMs = positive('quietMs', opts.quietMs ?? 30_000);
   const retryMinMs = positive('retryMinMs', opts.retryMinMs ?? 250);
   const retryMaxMs = Math.max(retryMinMs, positive('retryMaxMs', opts.retryMaxMs ?? 5000));

@@ -6,9 +6,9 @@
  *
  * The two timeouts the upstream pool uses are derived here, each never below its floor:
  * - `stallMs()`: a request still without an answer, and nothing else heard from the upstream since it
- *   was sent, after this long makes the pool probe (2·srtt + 4·rttvar: one retransmitted round trip).
+ *   was sent, after this long makes the pool probe (2·srtt + 4·rttvar: one retransmitted round trip; floor 200 ms in the pool).
  * - `probeTimeoutMs()`: a probe may need a new TCP and TLS handshake before its request (about three
- *   round trips), and one retransmission: 4·srtt + 4·rttvar.
+ *   round trips), and one retransmission: 4·srtt + 4·rttvar (floor 500 ms in the pool).
  * - `strikes()`: consecutive failed probes before an upstream is declared dead. 1 where a probe's
  *   timeout is the floor (a LAN: detection stays within a second), 2 on a link slow enough that its
  *   timeouts exceed the floor (a satellite or cellular link, where one lost SYN costs a whole second).

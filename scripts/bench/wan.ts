@@ -107,20 +107,19 @@ async function agentMetrics(s: Site): Promise<Record<string, number>> {
 type Window = Map<Site, { down: number; up: number; seconds: number }>;
 /** Probes the tether agent sent in each measured window (read from its /metrics, when reachable). */
 const probesIn: number[] = [];
-const probeCount = async () => {
-  try {
-    return Object.entries(await agentMetrics(tether)).filter(([k]) => k.startsWith('tether_upstream_probes_total')).reduce((n, [, v]) => n + v, 0);
-  } catch {
-    return NaN;
-  }
-};
+/** The tether agent's own count of its upstream bytes by kind in each measured window. */
+const kindsIn: Record<string, number>[] = [];
+const safeMetrics = () => agentMetrics(tether).catch(() => ({}) as Record<string, number>);
+const probeCount = (m: Record<string, number>) => Object.entries(m).filter(([k]) => k.startsWith('tether_upstream_probes_total')).reduce((n, [, v]) => n + v, 0);
 async function measure(sites: Site[], seconds: number, during?: () => Promise<void>): Promise<Window> {
-  const p0 = await probeCount();
+  const m0 = await safeMetrics();
   const before = new Map(sites.map((s) => [s, counters(s.site)]));
   const t0 = performance.now();
   await Promise.all([sleep(seconds), during?.()]);
   const secs = (performance.now() - t0) / 1000;
-  probesIn.push((await probeCount()) - p0);
+  const m1 = await safeMetrics();
+  probesIn.push(probeCount(m1) - probeCount(m0));
+  kindsIn.push(Object.fromEntries(Object.entries(m1).filter(([k]) => k.startsWith('tether_upstream_bytes_total')).map(([k, v]) => [k.replace('tether_upstream_bytes_total', '').replace(/[{}"]/g, '').replace('direction=', '').replace(',kind=', ' '), v - (m0[k] ?? 0)])));
   return new Map(sites.map((s) => {
     const a = before.get(s)!;
     const b = counters(s.site);
@@ -266,7 +265,7 @@ for (const [i, { phase, w }] of results.slice(3).entries()) {
   const d = w.get(direct)!;
   const t = w.get(tether)!;
   const a = w.get(alone)!;
-  rows.push(`| ${phase} (bytes in the window) | ${kb(d.down)} / ${kb(d.up)} | | ${kb(t.down)} / ${kb(t.up)} | | ${ratio(t.down + t.up, d.down + d.up)} | ${kb(a.down)} / ${kb(a.up)} | ${Number.isNaN(probesIn[3 + i]!) ? 'n/a (offline: not readable through the cut)' : probesIn[3 + i]} |`);
+  rows.push(`| ${phase} (bytes in the window) | ${kb(d.down)} / ${kb(d.up)} | | ${kb(t.down)} / ${kb(t.up)} | | ${ratio(t.down + t.up, d.down + d.up)} | ${kb(a.down)} / ${kb(a.up)} | ${probesIn[3 + i]} |`);
 }
 const delta = (after: Record<string, number>, before: Record<string, number>, prefix: string) =>
   Object.entries(after).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v - (before[k] ?? 0)] as const).filter(([, v]) => v > 0);
@@ -274,6 +273,7 @@ const kinds = delta(metricsAfter, metricsAtHeal, 'tether_upstream_bytes_total').
 const relists = delta(metricsAfter, metricsAtHeal, 'tether_proxy_requests_total').filter(([k]) => k.includes('verb="list"') && k.includes('source="upstream"')).reduce((n, [, v]) => n + v, 0);
 const transitions = delta(metricsBeforeCut, {}, 'tether_upstream_transitions_total').reduce((n, [, v]) => n + v, 0);
 
+const KINDS = ['probe', 'request', 'watch', 'replay', 'discovery'];
 const goals: string[] = [];
 const ratioOf = (i: number) => { const w = results[i]!.w; const d = rate(w.get(direct)!); const t = rate(w.get(tether)!); return (t.down + t.up) / (d.down + d.up); };
 const recon = (() => { const d = reconnect.get(direct)!; const t = reconnect.get(tether)!; return (t.down + t.up) / (d.down + d.up); })();
@@ -294,6 +294,16 @@ const section = [
   ...rows,
   '',
   `Agent-side view of the reconnect window (\`tether_upstream_bytes_total\`, HTTP-level, received/sent by kind): ${kinds || 'none'}. Health transitions of the tether agent before the cut: ${transitions} (the first verdict included).`,
+  '',
+  'The tether agent\'s own count of the same windows (`tether_upstream_bytes_total`, HTTP level without TLS and TCP/IP, bytes per second received / sent):',
+  '',
+  `| phase | ${KINDS.join(' | ')} |`,
+  `|---|${KINDS.map(() => '---:').join('|')}|`,
+  ...results.map(({ phase }, i) => {
+    const secs = results[i]!.w.get(tether)!.seconds;
+    const k = kindsIn[i] ?? {};
+    return `| ${phase} | ${KINDS.map((kind) => `${bps((k[`received ${kind}`] ?? 0) / secs)} / ${bps((k[`sent ${kind}`] ?? 0) / secs)}`).join(' | ')} |`;
+  }),
   '',
   '### Goals',
   '',
