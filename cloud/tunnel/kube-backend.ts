@@ -75,7 +75,7 @@ const addressesOf = (n: V1Node) => (n.status?.addresses ?? []).map((a) => a.addr
 
 export function watchNodes(kc: KubeConfig, clients: KubeClients, directory: NodeDirectory, log: Logger): Watching {
   const informer = makeInformer<V1Node>(kc, '/api/v1/nodes', () => clients.core.listNode());
-  const put = (n: V1Node) => n.metadata?.name && directory.setNode(n.metadata.name, addressesOf(n));
+  const put = (n: V1Node) => n.metadata?.name && directory.setNode(n.metadata.name, addressesOf(n), n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []));
   informer.on('add', put);
   informer.on('update', put);
   informer.on('delete', (n) => n.metadata?.name && directory.deleteNode(n.metadata.name));

@@ -73,3 +73,14 @@ test('a node named like an IP address gets no special claim on it', () => {
   d.setNode('other', ['198.18.9.9']);
   expect(d.ownerOf('198.18.9.9')).toEqual({ contested: ['198.18.9.9', 'other'] });
 });
+
+test("an address inside another node's pod CIDR is not the claimant's, even when only its Node object lists it", () => {
+  const d = createNodeDirectory();
+  d.setNode('cloud-1', ['198.18.0.5'], ['10.244.1.0/24', 'fd10::/64']);
+  d.setNode('edge-a', ['198.18.1.2', '10.244.1.17', 'fd10::17', '10.244.2.3'], ['10.244.2.0/24']);
+  expect(d.nodesFor('10.244.1.17')).toEqual([]);
+  expect(d.nodesFor('fd10::17')).toEqual([]);
+  expect(d.nodesFor('10.244.2.3')).toEqual(['edge-a']); // its own pod CIDR
+  const r = d.announce('edge-a', ['10.244.1.17']);
+  expect(r.refused).toEqual([{ address: '10.244.1.17', reason: 'other_node', detail: "10.244.1.17 is in node cloud-1's pod CIDR" }]);
+});

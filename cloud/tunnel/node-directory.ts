@@ -13,6 +13,8 @@
  *                                                         API: the hub dials those directly);
  *   2. `a` is the name of an existing Node M (and not an IP literal) → M's alone, whatever other
  *      Node objects list;
+ *   2b. `a` is inside another node's pod CIDR (`spec.podCIDRs`) → not the claimant's (a cloud
+ *      pod behind an aggregated API, say);
  *   3. exactly one Node object lists `a`                → that node's;
  *   4. several Node objects list `a`                    → contested: nobody's. A CONNECT to it is
  *      refused rather than sent to a node that may have lied about its addresses (a node can edit
@@ -20,6 +22,7 @@
  * So a compromised node can make an address it shares unreachable (and that is logged and
  * counted), but never draw another node's, a cloud node's or a Service's traffic to itself.
  */
+import { BlockList } from 'node:net';
 import { canonicalIp } from './ip.ts';
 
 export type Ownership = { node: string } | { contested: string[] } | undefined;
@@ -32,8 +35,8 @@ export interface AnnounceResult {
 }
 
 export interface NodeDirectory {
-  /** Addresses from the Node object (replaces what the object said before). */
-  setNode(name: string, addresses: string[]): void;
+  /** Addresses from the Node object (replaces what the object said before), and its pod CIDRs. */
+  setNode(name: string, addresses: string[], podCidrs?: string[]): void;
   deleteNode(name: string): void;
   /** A Service's ClusterIPs and names (`key` is namespace/name); never routed to a node. */
   setService(key: string, addresses: string[]): void;
@@ -66,6 +69,15 @@ export function createNodeDirectory(opts: { onContested?: (address: string, node
   const services = new Map<string, Set<string>>();
   const reserved = new Map<string, number>();
   const announced = new Map<string, string[]>();
+  const podRanges = new Map<string, BlockList>();
+
+  /** The node whose pod CIDR holds `a`, other than `except`. */
+  const podOwnerOf = (a: string, except: string): string | undefined => {
+    const ip = canonicalIp(a);
+    if (!ip) return undefined;
+    for (const [m, list] of podRanges) if (m !== except && list.check(ip.ip, ip.family === 6 ? 'ipv6' : 'ipv4')) return m;
+    return undefined;
+  };
 
   const candidates = (name: string, addresses: string[]) => {
     const set = new Set(addresses.map(normalizeAddress).filter(Boolean));
@@ -78,7 +90,8 @@ export function createNodeDirectory(opts: { onContested?: (address: string, node
     const a = normalizeAddress(host);
     if (!a || isReserved(a)) return undefined;
     if (!canonicalIp(a) && fromObjects.has(a)) return { node: a };
-    const who = claimants.get(a);
+    const all = claimants.get(a);
+    const who = podRanges.size && all ? new Set([...all].filter((n) => !podOwnerOf(a, n))) : all;
     if (!who || who.size === 0) return undefined;
     if (who.size === 1) return { node: [...who][0]! };
     return { contested: [...who].sort() };
@@ -93,8 +106,17 @@ export function createNodeDirectory(opts: { onContested?: (address: string, node
   };
 
   return {
-    setNode(name, addresses) {
+    setNode(name, addresses, podCidrs = []) {
       unindex(name);
+      const list = new BlockList();
+      for (const c of podCidrs) {
+        const [net, bits] = c.split('/');
+        const ip = net ? canonicalIp(net) : undefined;
+        const prefix = Number(bits);
+        if (ip && Number.isInteger(prefix) && prefix >= 0 && prefix <= (ip.family === 6 ? 128 : 32)) list.addSubnet(ip.ip, prefix, ip.family === 6 ? 'ipv6' : 'ipv4');
+      }
+      if (podCidrs.length) podRanges.set(name, list);
+      else podRanges.delete(name);
       const next = candidates(name, addresses);
       fromObjects.set(name, next);
       for (const a of next) {
@@ -108,6 +130,7 @@ export function createNodeDirectory(opts: { onContested?: (address: string, node
     deleteNode(name) {
       unindex(name);
       fromObjects.delete(name);
+      podRanges.delete(name);
     },
     setService(key, addresses) {
       this.deleteService(key);
@@ -133,6 +156,7 @@ export function createNodeDirectory(opts: { onContested?: (address: string, node
         if (isReserved(a)) result.refused.push({ address: raw, reason: 'service', detail: `${raw} is a Service's address or name` });
         else if (o && 'node' in o && o.node === name) result.accepted.push(a);
         else if (o && 'node' in o) result.refused.push({ address: raw, reason: 'other_node', detail: `${raw} belongs to node ${o.node}` });
+        else if (!o && podOwnerOf(a, name)) result.refused.push({ address: raw, reason: 'other_node', detail: `${raw} is in node ${podOwnerOf(a, name)}'s pod CIDR` });
         else if (o && 'contested' in o) result.refused.push({ address: raw, reason: 'contested', detail: `${raw} is listed by several Node objects (${o.contested.join(', ')})` });
         else result.refused.push({ address: raw, reason: 'not_in_node', detail: `${raw} is not in Node ${name}'s status.addresses${own.size ? '' : ' (no Node object known)'}` });
       }
