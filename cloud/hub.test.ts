@@ -18,6 +18,7 @@ import { createMemoryLeases } from './tunnel/_memory-leases.ts';
 import { makeHubTestPki, type HubTestPki } from './tunnel/_test-pki.ts';
 import { staticHubBackend, type HubBackend } from './tunnel/backend.ts';
 import { createLeaseView } from './tunnel/leases.ts';
+import { dialTunnel } from '../shared/tunnel/ws-transport.ts';
 
 const NODE_IP = '10.99.0.1';
 /** A "cloud" destination for direct dials: the hub's network seam connects it to this test's servers on loopback. */
@@ -379,6 +380,18 @@ describe('listeners', () => {
     // An authenticated connection does not count against its source: CONNECTs still work beside 5 pending ones.
     const { a } = await agent(h, await pki.node('n1'));
     await connected(a);
+  });
+
+  test('an authenticated agent that upgrades but never sends its HELLO is closed by the header timeout', async () => {
+    const { h, registry } = await hub({ config: { headerTimeoutMs: 200 } });
+    const n1 = await pki.node('n1');
+    const t = await dialTunnel(`wss://${h.agentAddress}/tunnel`, { ca: readFileSync(pki.caFile), cert: readFileSync(n1.certFile), key: readFileSync(n1.keyFile) });
+    let closed = false;
+    t.onClose(() => (closed = true));
+    t.onMessage(() => {}); // answers nothing, sends nothing
+    await until('closed by the hub', () => closed, (c) => c);
+    expect(registry.render()).toContain('tether_hub_listener_refusals_total{listener="agent",reason="header_timeout"} 1');
+    expect(h.nodes()).toEqual([]);
   });
 
   test('a refused CONNECT client that keeps its side open is disconnected soon after the refusal', async () => {

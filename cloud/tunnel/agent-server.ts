@@ -11,7 +11,7 @@
  * Refusals: before the upgrade an HTTP 401/403 whose status line and body give the reason; at
  * HELLO a GOAWAY "refused" with the reason; a log line on the hub either way.
  *
- * Until the upgrade is authenticated a connection lives under the listener guard
+ * Until its HELLO is accepted a connection lives under the listener guard
  * (listener-guard.ts): connection limits, handshake and header timeouts, and destruction shortly
  * after a refusal. A second session for a node already connected is accepted only with the same
  * credential (`admit` receives it; tunnels.ts decides).
@@ -62,7 +62,6 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     const who = nodeOf.get(req);
     if (!who) return transport.close(1008, 'not authenticated');
     const { node, credential } = who;
-    guard.settled(req.socket);
     const slog = log.child({ node });
     const session: TunnelSession = createTunnelSession({
       transport,
@@ -81,6 +80,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
           metrics.agentRefused('hello');
           throw e;
         }
+        // Accepted only now: an authenticated client that never sends its HELLO is still closed by the header timeout.
+        guard.settled(req.socket);
         metrics.sessionAccepted();
         opts.onSession(node, session, hello, credential);
       },
