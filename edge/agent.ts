@@ -28,6 +28,7 @@ import { TRAFFIC_DIRECTIONS, TRAFFIC_KINDS, createTrafficMeter, type TrafficFigu
 import { type ProxyCache, type ProxyServer, type Target, createProxyServer } from './proxy/server.ts';
 import { type Store, createStore } from './store/index.ts';
 import { type Upstream, type UpstreamPool, createUpstreamPool } from './upstream/pool.ts';
+import { POOLING } from './upstream/tls.ts';
 import { prefetchDiscovery } from './discovery.ts';
 import { type AgentStatus, collectStatus } from './status.ts';
 
@@ -136,7 +137,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       const href = u.url.href;
       let bearer = bearerAgents.get(href);
       if (!bearer) {
-        bearer = u.url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true, ca: tls.ca }) : new HttpAgent({ keepAlive: true });
+        bearer = u.url.protocol === 'https:' ? new HttpsAgent({ ...POOLING, ca: tls.ca }) : new HttpAgent(POOLING);
         bearerAgents.set(href, bearer);
       }
       t = {

@@ -387,3 +387,14 @@ test('close() aborts the probe in flight', async () => {
   expect(signals[0]!.aborted).toBe(true);
   await p.ready; // resolves on close even though no probe finished
 });
+
+test('after a burst of parallel requests only a few idle connections stay open (each would carry keepalive traffic)', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { quietMs: 60_000 });
+  await p.ready;
+  const [ua] = p.all();
+  await Promise.all(Array.from({ length: 20 }, () => get(ua!, '/whoami')));
+  expect(a!.connections).toBeGreaterThan(4); // the burst did open parallel connections
+  await waitFor('idle connections closed down to the limit', () => a!.openConnections <= 4);
+  expect(Object.values(ua!.agent.freeSockets).flat().length).toBeLessThanOrEqual(4);
+});

@@ -6,7 +6,7 @@
  *   parse, or a key that does not match its certificate, is refused and the old material stays).
  * - `createAgent` gives an `https.Agent` for https URLs (CA, client certificate and key) and an
  *   `http.Agent` for http URLs (TLS ignored). Both keep sockets alive and reuse them (TCP keepalive
- *   after 30 s idle); idle sockets do not hold the
+ *   after 30 s idle, at most 4 idle connections kept); idle sockets do not hold the
  *   process open (the agent unrefs them), and `destroy()` ends every socket.
  * - `dropIdleSockets` closes pooled idle sockets, so the next request opens a fresh connection
  *   instead of reusing one to a server that went away.
@@ -42,13 +42,17 @@ export function checkTls(material: UpstreamTls): void {
   }
 }
 
-const KEEPALIVE_MS = 30_000;
+/**
+ * Connection reuse on a metered link: keep-alive, TCP keepalive after 30 s of silence (a few bytes
+ * now and then instead of the runtime's 1 s default; keeps NAT state, surfaces a vanished peer), and
+ * at most MAX_IDLE idle connections kept: a burst of parallel requests (20 pods starting) would
+ * otherwise leave a connection per request open for good, each with its keepalive traffic.
+ */
+export const POOLING = { keepAlive: true, keepAliveMsecs: 30_000, maxFreeSockets: 4 } as const;
 
 export function createAgent(url: URL, material: UpstreamTls): UpstreamAgent {
-  // TCP keepalive after 30 s of silence on a pooled connection: a few bytes now and then instead of
-  // the runtime's 1 s default, enough to keep NAT state and to surface a peer that vanished.
-  if (url.protocol === 'http:') return new http.Agent({ keepAlive: true, keepAliveMsecs: KEEPALIVE_MS });
-  return new https.Agent({ keepAlive: true, keepAliveMsecs: KEEPALIVE_MS, ca: material.ca, cert: material.cert, key: material.key });
+  if (url.protocol === 'http:') return new http.Agent(POOLING);
+  return new https.Agent({ ...POOLING, ca: material.ca, cert: material.cert, key: material.key });
 }
 
 /** Destroys the agent's pooled idle sockets; returns how many there were. */
