@@ -44,8 +44,6 @@ const OUTAGE_S = Number(flags['outage-seconds']);
 const WARMUP_S = Number(flags['warmup-seconds']);
 const MEASURE_S = Number(flags['measure-seconds']);
 const RECONNECT_S = Number(flags['reconnect-seconds']);
-const NS = 'tether-wan';
-const CLOUD_NODE = 'wan-cloud';
 const work = mkdtempSync(join(tmpdir(), 'tether-wan-'));
 const log = (s: string) => console.error(`bench wan: ${new Date().toISOString().slice(11, 19)} ${s}`);
 const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000)); // a measurement window, not a wait for a condition
@@ -55,6 +53,9 @@ const watcherMain = join(import.meta.dir, 'wan/proxy-watcher.ts');
 const cluster = await sharedCluster();
 const admin = cluster.admin;
 const run = process.pid;
+// A namespace and cloud node of this run's own, removed at the end, so runs never see each other's pods.
+const NS = `tether-wan-${run}`;
+const CLOUD_NODE = `wan-cloud-${run}`;
 
 interface Site {
   role: 'direct' | 'tether' | 'agent';
@@ -132,7 +133,7 @@ await admin.ensure('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', 
 await admin.ensure('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: CLOUD_NODE, labels: { 'kubernetes.io/hostname': CLOUD_NODE } } });
 await admin.ensure(`/api/v1/namespaces/${NS}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'kube-proxy' } });
 await admin.ensure('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
-  apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'tether-wan-kube-proxy' },
+  apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: `tether-wan-kube-proxy-${run}` },
   roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:node-proxier' },
   subjects: [{ kind: 'ServiceAccount', name: 'kube-proxy', namespace: NS }],
 });
@@ -246,6 +247,9 @@ await tether.site.heal();
 for (const p of [...sims, ...watchers]) p.kill('SIGTERM');
 for (const s of [tether, alone]) await s.agent!.stop();
 await destroyAllSites();
+for (const path of [`/api/v1/namespaces/${NS}`, `/api/v1/nodes/${CLOUD_NODE}`, ...[direct, tether].map((s) => `/api/v1/nodes/${s.node}`), `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/tether-wan-kube-proxy-${run}`]) {
+  await admin.request('DELETE', path).catch(() => {});
+}
 
 // ---- the table ----
 const rate = (x: { down: number; up: number; seconds: number }) => ({ down: x.down / x.seconds, up: x.up / x.seconds });
