@@ -9,7 +9,10 @@
  *   keeps receiving events after the first certificate has expired, and new requests authenticate
  *   with the new certificate;
  * - a certificate that expired while the agent was not running is reported with what to do, then
- *   replaced through a fresh bootstrap token put in the token file.
+ *   replaced through a fresh bootstrap token made for that node (`token create --node-name`) put
+ *   in the token file.
+ * Bootstrap CSRs are approved by tether-hub's CSR approver (startCsrApprover): in a Tether cluster
+ * kube-controller-manager approves only nodes' own renewals.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { X509Certificate } from 'node:crypto';
@@ -23,7 +26,7 @@ import { type CertRotation, startCertRotation } from '../edge/certs/rotation.ts'
 import { PATHS } from '../edge/join/layout.ts';
 import { startAgent } from '../edge/agent.ts';
 import { edgeConfigSchema } from '../edge/config.ts';
-import { type Cluster, startCluster } from './support/cluster.ts';
+import { type Cluster, startCluster, startCsrApprover } from './support/cluster.ts';
 import { until } from './support/edge-agent.ts';
 import { bunBin, run } from './support/run.ts';
 
@@ -47,8 +50,8 @@ describe.skipIf(!isRoot)('certificate rotation with 3-minute certificates', () =
   const rotations: CertRotation[] = [];
   const closers: (() => unknown)[] = [];
 
-  const tokenCreate = async () => {
-    const r = await run([bunBin, hubMain, 'token', 'create', '--kubeconfig', cluster.adminKubeconfig, '--server', cluster.server, '--ttl', '30m']);
+  const tokenCreate = async (extra: string[] = []) => {
+    const r = await run([bunBin, hubMain, 'token', 'create', '--kubeconfig', cluster.adminKubeconfig, '--server', cluster.server, '--ttl', '30m', ...extra]);
     if (r.code !== 0) throw new Error(`token create: ${r.stderr}`);
     return r.stdout.trim().split(' ').slice(2);
   };
@@ -63,6 +66,8 @@ describe.skipIf(!isRoot)('certificate rotation with 3-minute certificates', () =
 
   beforeAll(async () => {
     cluster = await startCluster({ clusterSigningDuration: '3m' });
+    const approver = await startCsrApprover(cluster);
+    closers.push(() => approver.stop());
     await cluster.kubectl(['create', 'namespace', ns]);
     const joinArgs = await tokenCreate();
     a = await joinNode(`rotation-a-${process.pid}`, joinArgs);
@@ -170,11 +175,14 @@ describe.skipIf(!isRoot)('certificate rotation with 3-minute certificates', () =
     expect(who.status).toBe(201);
     expect(((await who.json()) as any).status.userInfo.username).toBe(`system:node:${a.node}`);
 
-    // The renewals were CSRs of the node itself, approved by the controller manager.
+    // The renewals were CSRs of the node itself, approved by the controller manager or by
+    // tether-hub (both approve a node's own renewal; whichever comes first).
     const csrs = (await cluster.admin.request('GET', '/apis/certificates.k8s.io/v1/certificatesigningrequests')).body.items as any[];
     const renewals = csrs.filter((c) => c.spec.username === `system:node:${a.node}`);
     expect(renewals.length).toBeGreaterThanOrEqual(2);
-    for (const c of renewals) expect(c.status.conditions).toContainEqual(expect.objectContaining({ type: 'Approved', reason: 'AutoApproved' }));
+    for (const c of renewals) {
+      expect(c.status.conditions).toContainEqual(expect.objectContaining({ type: 'Approved', reason: expect.stringMatching(/^(AutoApproved|TetherNodeRenewal)$/) }));
+    }
   }, 900_000);
 
   test('a certificate that expired while the agent was down is replaced through a fresh bootstrap token; until then status says what to do', async () => {
@@ -198,7 +206,7 @@ describe.skipIf(!isRoot)('certificate rotation with 3-minute certificates', () =
     expect(stuck.problem).toContain(b.files.bootstrapTokenFile);
     expect(log.lines.some((l) => l.level === 'error' && String(l.error).includes(b.files.bootstrapTokenFile))).toBe(true);
 
-    const fresh = await tokenCreate();
+    const fresh = await tokenCreate(['--node-name', b.node]); // b exists: only a token made for it may re-join it
     const token = fresh[fresh.indexOf('--token') + 1]!;
     writeFileSync(b.files.bootstrapTokenFile, `${token}\n`, { mode: 0o600 });
     const st = await until('re-bootstrapped', async () => rotation.status(), (s) => s.rotations === 1, 120_000);

@@ -10,7 +10,7 @@
  *   finish on their connections, new ones use the new certificate. Nothing is dropped.
  * - Expired (the node was offline past notAfter): the certificate no longer authenticates, so the
  *   request is made with a bootstrap token read from `bootstrapTokenFile` (an operator puts a fresh
- *   one there, from `tether-hub token create`); the file is deleted once it has been used. Without
+ *   one there, from `tether-hub token create --node-name <this node>`); the file is deleted once it has been used. Without
  *   a usable token, status().problem says what to do and the error is logged on every attempt.
  * - A failed attempt is retried after a jittered backoff (retryMs doubling up to maxRetryMs; at most
  *   a minute once expired, so a token written by an operator is picked up soon).
@@ -114,7 +114,7 @@ export function startCertRotation(opts: CertRotationOptions): CertRotation {
 
   const tokenFromFile = (): string => {
     const file = opts.bootstrapTokenFile;
-    const ask = `get a fresh bootstrap token with \`tether-hub token create\` and write it to ${file ?? '(no bootstrapTokenFile is configured)'}`;
+    const ask = `get a fresh bootstrap token with \`tether-hub token create --node-name ${opts.nodeName}\` and write it to ${file ?? '(no bootstrapTokenFile is configured)'}`;
     if (!file) throw new TetherError(ErrorCode.BadConfig, `certificate expired at ${current.notAfter.toISOString()} and no bootstrap token file is configured; join the node again (tether-edge reset, then tether-edge join)`);
     if (!existsSync(file)) throw new TetherError(ErrorCode.BadConfig, `certificate expired at ${current.notAfter.toISOString()}; to re-join, ${ask}`);
     const token = readFileSync(file, 'utf8').trim();
