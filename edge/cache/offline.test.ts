@@ -272,6 +272,14 @@ describe('writer', () => {
     expect(published).toHaveLength(1);
   });
 
+  test('a JSON patch that turns metadata into a string is refused, and the cached pod is unchanged', () => {
+    const before = JSON.stringify(store.objects.get('v1/pods', 'default', 'a'));
+    const depth = store.outbox.peek(10).length;
+    expect(() => write('PATCH', 'application/json-patch+json', [{ op: 'replace', path: '/metadata', value: 'xyz' }])).toThrow('metadata of pods a must stay an object');
+    expect(JSON.stringify(store.objects.get('v1/pods', 'default', 'a'))).toBe(before);
+    expect(store.outbox.peek(10)).toHaveLength(depth);
+  });
+
   test('an acknowledged status write and event are committed with synchronous=FULL', () => {
     db.raw.exec('CREATE TEMP TABLE seen (kind TEXT, sync INTEGER)');
     db.raw.exec('CREATE TEMP TRIGGER seen_sync AFTER INSERT ON outbox BEGIN INSERT INTO seen SELECT NEW.kind, synchronous FROM pragma_synchronous; END');

@@ -118,6 +118,9 @@ export function writeOffline(opts: WriterOptions, w: OfflineWrite): Answer {
       const type = info.patchType ? PATCH_TYPES[info.patchType] : undefined;
       if (!type) throw refuse(`a ${info.patchType ?? 'unknown'} patch`);
       next = applyPatch(cached, type, parse(w.body));
+      if (next.metadata !== undefined && (typeof next.metadata !== 'object' || next.metadata === null || Array.isArray(next.metadata))) {
+        throw new TetherError(ErrorCode.BadRequest, `apply patch: metadata of ${info.resource} ${info.name} must stay an object`);
+      }
       next = { ...next, metadata: { ...cached.metadata, ...next.metadata, name: cached.metadata.name, uid: cached.metadata.uid } };
     } else {
       const sent = asObject(parse(w.body), `a ${info.resource} status update`);
