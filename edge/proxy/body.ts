@@ -31,7 +31,15 @@ export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Buffer> 
       }
       chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
+    let ended = false;
+    req.on('end', () => {
+      ended = true;
+      resolve(Buffer.concat(chunks));
+    });
+    // The client went away before the body was complete: nothing to answer, and no promise left hanging.
+    req.on('close', () => {
+      if (!ended) reject(new TetherError(ErrorCode.BadRequest, 'read request body: the client closed the connection before the body was complete'));
+    });
     req.on('error', (e) => reject(new TetherError(ErrorCode.BadRequest, `read request body: ${e.message}`, { cause: e })));
   });
 }

@@ -19,6 +19,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Counter } from '../../shared/metrics.ts';
@@ -262,7 +263,28 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     }
   };
 
-  const listener = createListener((req, res) => void handle(req, res), tls);
+  // Responses still being written per connection: a parse error in what a client pipelined after a
+  // request waits for that request's answer instead of cutting it off.
+  type Responses = Set<ServerResponse> & { onIdle?: () => void };
+  const inFlight = new Map<Duplex, Responses>();
+  const listener = createListener((req, res) => {
+    const sock = req.socket;
+    let set = inFlight.get(sock);
+    if (!set) {
+      set = new Set() as Responses;
+      inFlight.set(sock, set);
+      sock.once('close', () => inFlight.delete(sock));
+    }
+    set.add(res);
+    const responses = set;
+    const done = () => {
+      responses.delete(res);
+      if (responses.size === 0) responses.onIdle?.();
+    };
+    res.once('finish', done);
+    res.once('close', done);
+    void handle(req, res);
+  }, tls);
   const server = listener.http;
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
     try {
@@ -279,13 +301,15 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     passUpgrade(upstreams.pick(), req, socket, head, who.lendsNode, log);
   });
   // Malformed HTTP: a Status, as for every other refusal (431 for oversized headers).
-  server.on('clientError', (e: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return void socket.destroy();
+  server.on('clientError', (e: NodeJS.ErrnoException, socket: Duplex) => {
     const big = e.code === 'HPE_HEADER_OVERFLOW';
     const body = big
       ? statusBody(431, 'BadRequest', 'tether-edge: request headers too large')
       : statusBody(400, 'BadRequest', `tether-edge: malformed HTTP request (${e.code ?? messageOf(e)})`);
-    socket.end(rawStatusResponse(body));
+    const refuse = () => (socket.writable ? socket.end(rawStatusResponse(body)) : socket.destroy());
+    const pending = inFlight.get(socket);
+    if (pending && pending.size > 0) pending.onIdle = refuse;
+    else refuse();
   });
 
   const scheme = tls ? 'https' : 'http';
