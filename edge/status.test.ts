@@ -1,0 +1,30 @@
+import { expect, test } from 'bun:test';
+import { createEventBus } from './cache/index.ts';
+import { collectStatus, formatStatus } from './status.ts';
+import { createTrafficMeter } from './upstream/traffic.ts';
+
+test('status shows what the link cost in the last hour, day and since start, by kind, with each upstream\'s round trip and probes', () => {
+  let clock = Date.UTC(2026, 0, 1, 12);
+  const traffic = createTrafficMeter({ now: () => clock });
+  traffic.add('received', 'watch', 40 * 1024 * 1024);
+  clock += 2 * 3600_000; // two hours later: the watch bytes are out of the hour, not the day
+  traffic.add('received', 'probe', 600);
+  traffic.add('sent', 'probe', 200);
+  const st = collectStatus({
+    nodeName: 'edge-1',
+    proxy: '127.0.0.1:10261',
+    pool: { online: true, all: () => [{ url: new URL('https://10.0.0.10:6443'), healthy: true, rttMs: 612.34, probes: 3 }] },
+    storeProblem: null,
+    bus: createEventBus(),
+    problems: [],
+    link: { total: traffic.total(), lastHour: traffic.last(3600_000), lastDay: traffic.last(86_400_000), transitions: 1 },
+  });
+  expect(st.upstreams[0]).toEqual({ server: 'https://10.0.0.10:6443/', healthy: true, rttMs: 612.3, probes: 3 });
+  expect(st.link?.lastHour.received.watch).toBe(0);
+  expect(st.link?.lastDay.received.watch).toBe(40 * 1024 * 1024);
+  const text = formatStatus(st);
+  expect(text).toContain('healthy   https://10.0.0.10:6443/  rtt 612.3 ms, 3 probes');
+  expect(text).toContain('link (HTTP bytes in / out, by kind in/out; 1 health transitions):');
+  expect(text).toContain('  last hour: 600 B in / 200 B out (probe 600 B/200 B)');
+  expect(text).toContain('  last day:  40.0 MiB in / 200 B out (probe 600 B/200 B, watch 40.0 MiB/0 B)');
+});
