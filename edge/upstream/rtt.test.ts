@@ -1,5 +1,5 @@
 import { expect, test } from 'bun:test';
-import { createRttEstimate } from './rtt.ts';
+import { MAX_PROBE_TIMEOUT_MS, MAX_STALL_MS, createRttEstimate } from './rtt.ts';
 
 const floors = { stallMs: 250, probeTimeoutMs: 600 };
 
@@ -46,4 +46,12 @@ test('samples that are not durations are ignored', () => {
   r.sample(-1);
   r.sample(Number.POSITIVE_INFINITY);
   expect(r.srttMs).toBeUndefined();
+});
+
+test('a link made to look extremely slow (delayed on purpose) cannot stretch the timeouts without bound', () => {
+  const r = createRttEstimate(floors);
+  for (let i = 0; i < 20; i++) r.sample(60_000);
+  expect(r.stallMs()).toBe(MAX_STALL_MS);
+  expect(r.probeTimeoutMs()).toBe(MAX_PROBE_TIMEOUT_MS);
+  expect(r.strikes()).toBe(2);
 });
