@@ -46,7 +46,7 @@ async function fakeApiserver(routes: Record<string, (url: URL, headers: Record<s
 }
 
 async function start(server: string, dataDir = mkdtempSync(join(tmpdir(), 'tether-agent-')), listen = '127.0.0.1:0') {
-  const config = edgeConfigSchema.parse({ servers: [server], listen, adminListen: '127.0.0.1:0', dataDir });
+  const config = edgeConfigSchema.parse({ servers: [server], listen, adminListen: '127.0.0.1:0', dataDir, insecurePlainHttp: true });
   agent = await startAgent({ config, nodeName: 'edge-test', log: createMemoryLogger('error'), reconnectJitterMs: 0 });
   const proxy = `http://127.0.0.1:${agent.proxy.address.split(':').pop()}`;
   const admin = `http://${agent.admin.address}`;

@@ -22,6 +22,8 @@ import { type TunnelAgent, startTunnelAgent } from './tunnel/agent.ts';
 import { createTopology } from './topology.ts';
 import { replayOutbox } from './cache/replay.ts';
 import type { EdgeConfig } from './config.ts';
+import { createOfflineTokens } from './auth/offline-tokens.ts';
+import { INSECURE_PLAIN_HTTP_WARNING, localClientAuth } from './proxy/local-auth.ts';
 import { callUpstream, watchUpstream } from './proxy/client.ts';
 import type { ExchangeKind, ForwardExchange } from './proxy/forward.ts';
 import { TRAFFIC_DIRECTIONS, TRAFFIC_KINDS, createTrafficMeter, type TrafficFigures } from './upstream/traffic.ts';
@@ -78,6 +80,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const opened = openStore(config.dataDir, log);
   const store = opened.store;
   let storeProblem: string | null = opened.problem ?? null;
+  /** What /readyz and status report of the store: an open or write failure, or too little free space. */
+  const storeCheck = () => storeProblem ?? store?.db.health.problem() ?? null;
   const registry = new Registry();
   registerProcessMetrics(registry, buildInfo);
   const requests = registry.counter('tether_proxy_requests_total', 'Requests answered by the proxy, by verb, code and source');
@@ -201,6 +205,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       })
     : { tapFor: () => undefined, read: offlineOnly, watch: offlineOnly, write: offlineOnly, document: () => undefined };
 
+  const offlineTokens = createOfflineTokens();
+  registry.gauge('tether_offline_tokens', 'Bearer tokens the apiserver accepted online, kept (by hash) to check them offline', () => [{ value: offlineTokens.size }]);
   const cachedSet = new Set(config.cacheComponents.map((c) => c.toLowerCase()));
   const proxy = await createProxyServer({
     listen: config.listen,
@@ -224,6 +230,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     requests,
     maxConcurrentLists: config.maxConcurrentLists,
     filter: topology,
+    clientAuth: localClientAuth({
+      insecurePlainHttp: config.insecurePlainHttp,
+      caDir: config.localCaDir ?? join(config.dataDir, 'local-ca'),
+      listen: config.listen,
+      log: log.child({ part: 'proxy' }),
+    }),
+    cacheSecrets: config.cacheSecrets,
+    offlineTokens,
+    // A bound service-account token is good offline only while its pod (same uid) is in the store.
+    podExists: (p) => store?.objects.get('v1/pods', p.namespace, p.name)?.metadata.uid === p.uid,
   });
 
   // Reconnect work, once per return of the link, after a jittered delay.
@@ -321,12 +337,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       nodeName: opts.nodeName,
       pool,
       store,
-      storeProblem,
+      storeProblem: storeCheck(),
       bus,
-      proxy: proxy.address,
+      proxy: proxy.url,
       certificate: rotation?.status(),
       tunnel: tunnel?.status(),
-      problems: [garbageProblem(), rotation?.status().problem ?? null].filter((p) => p !== null),
+      problems: [garbageProblem(), rotation?.status().problem ?? null, config.insecurePlainHttp ? INSECURE_PLAIN_HTTP_WARNING : null].filter((p) => p !== null),
       link: { total: traffic.total(), lastHour: traffic.last(3_600_000), lastDay: traffic.last(86_400_000), transitions: transitionCount },
     });
   // The tunnel: dial out to the hub so it can reach this node's kubelet (logs, exec, port-forward, metrics).
@@ -344,7 +360,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       })
     : undefined;
 
-  const app = createAdminApp({ registry, checks: { store: () => storeProblem, 'upstream-data': garbageProblem } });
+  const app = createAdminApp({ registry, checks: { store: storeCheck, 'upstream-data': garbageProblem } });
   app.get('/status', (c) => c.json(status()));
   const admin = await serveFetch(app.fetch, config.adminListen);
 

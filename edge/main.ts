@@ -15,6 +15,7 @@ const main = defineCommand({
     store: () => import('./commands/store.ts').then((m) => m.default),
     join: () => import('./commands/join.ts').then((m) => m.default),
     reset: () => import('./commands/reset.ts').then((m) => m.default),
+    'local-client': () => import('./join/local-client-command.ts').then((m) => m.default),
   },
 });
 

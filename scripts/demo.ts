@@ -11,11 +11,11 @@
  *
  *   bun scripts/demo.ts [--keep]   # --keep leaves it all running until Ctrl-C
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Cluster, startCluster } from '../test/support/cluster.ts';
-import { spawnAgent, until } from '../test/support/edge-agent.ts';
+import { localClient, spawnAgent, until } from '../test/support/edge-agent.ts';
 import { kubectlBinary } from '../test/support/kubectl.ts';
 import { createEdgeSite, destroyAllSites } from '../test/support/netns.ts';
 
@@ -23,8 +23,8 @@ const keep = process.argv.includes('--keep');
 const node = 'shop-floor-1';
 const root = join(import.meta.dir, '..');
 const work = mkdtempSync(join(tmpdir(), 'tether-demo-'));
-const emptyKubeconfig = join(work, 'kubeconfig');
-writeFileSync(emptyKubeconfig, 'apiVersion: v1\nkind: Config\n');
+// Local clients of the agent present certificates from its local CA (join writes them on a real node).
+const localCaDir = join(work, 'local-ca');
 const say = (s: string) => console.log(`\n\x1b[1m== ${s}\x1b[0m`);
 const show = (s: string) => console.log(s.trimEnd().replace(/^/gm, '   '));
 
@@ -44,10 +44,12 @@ try {
   say(`edge site "${node}": tether-edge and a kubelet in a network namespace`);
   const site = await createEdgeSite('demo');
   const cert = await c.issueClientCert(`system:node:${node}`, ['system:nodes']);
+  const kubelet = localClient(localCaDir, 'kubelet', work);
+  const operator = localClient(localCaDir, 'kubectl', work);
   const agent = spawnAgent(site, ['--node-name', node, '--servers', c.edgeServer, '--ca-file', c.caFile, '--cert-file', cert.certFile,
-    '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--log-format', 'text', '--log-level', 'warn']);
+    '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--local-ca-dir', localCaDir, '--log-format', 'text', '--log-level', 'warn']);
   await until('agent', async () => agent.log.join('\n'), (l) => l.includes('proxy on'));
-  const sim = site.spawn([process.execPath, join(root, 'test/support/kubelet-sim/main.ts'), '--node-name', node, '--server', 'http://127.0.0.1:10261',
+  const sim = site.spawn([process.execPath, join(root, 'test/support/kubelet-sim/main.ts'), '--node-name', node, '--kubeconfig', kubelet.kubeconfig,
     '--address', site.address, '--log-level', 'warn']);
   await until('node Ready', () => admin(['get', 'node', node, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']), (s) => s === 'True');
   show(await admin(['get', 'nodes', '-o', 'wide']));
@@ -61,7 +63,7 @@ try {
   }));
   await until('pods Running', () => admin(['get', 'pods', '-l', 'app=sensor-reader', '--field-selector=status.phase=Running', '-o', 'name']), (s) => s.trim().split('\n').length === 2 && !s.includes('\n\n'));
   const onNode = (args: string[]) =>
-    site.exec([kubectlBinary(), `--kubeconfig=${emptyKubeconfig}`, '--server=http://127.0.0.1:10261', `--cache-dir=${mkdtempSync(join(work, 'kc-'))}`, '--request-timeout=10s', ...args]);
+    site.exec([kubectlBinary(), `--kubeconfig=${operator.kubeconfig}`, `--cache-dir=${mkdtempSync(join(work, 'kc-'))}`, '--request-timeout=10s', ...args]);
   const nodeView = async () => (await onNode(['get', 'pods', '-A', `--field-selector=spec.nodeName=${node}`, '-o', 'wide'])).stdout;
   say('kubectl on the edge node, through the agent (online)');
   show(await nodeView());

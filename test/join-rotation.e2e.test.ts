@@ -98,6 +98,7 @@ describe.skipIf(!isRoot)('certificate rotation with 3-minute certificates', () =
       dataDir: join(a.root, 'store'),
       listen: '127.0.0.1:0',
       adminListen: '127.0.0.1:0',
+      insecurePlainHttp: true,
     });
     const agent = await startAgent({ config, nodeName: a.node, log });
     closers.push(() => agent.close());

@@ -39,7 +39,7 @@ afterAll(async () => {
 
 async function startUnderNode(server: string): Promise<{ proxy: string; admin: string; child: ChildProcess }> {
   const child = spawn('node', [join(out, 'tether-edge.mjs'), 'run', '--node-name', node, '--servers', server, '--ca-file', cluster.caFile,
-    '--cert-file', cert.certFile, '--key-file', cert.keyFile, '--data-dir', join(out, 'store'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+    '--cert-file', cert.certFile, '--key-file', cert.keyFile, '--data-dir', join(out, 'store'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--insecure-plain-http', 'true'],
   { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let text = '';

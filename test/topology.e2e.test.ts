@@ -32,7 +32,7 @@ const children: ChildProcess[] = [];
 
 async function startAgent(server: string) {
   const child = spawn(process.execPath, [edgeMain, 'run', '--node-name', me, '--servers', server, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
-    '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--rotate-certificates', 'false'],
+    '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--rotate-certificates', 'false', '--insecure-plain-http', 'true'],
   { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';

@@ -13,6 +13,7 @@ import { Registry } from '../../shared/metrics.ts';
 import type { RequestInfo } from '../../shared/kube/index.ts';
 import { type LocalCa, createLocalCa, localCaFrom } from '../certs/local-ca.ts';
 import { createListener, type Listener } from './listener.ts';
+import { createOfflineTokens } from '../auth/offline-tokens.ts';
 import { type ProxyCache, type ProxyOptions, type ProxyServer, type Target, createProxyServer } from './server.ts';
 
 const mkCa = (cn: string): LocalCa => {
@@ -292,6 +293,41 @@ describe('cacheSecrets: false', () => {
     await start();
     await call('/api/v1/namespaces/default/secrets/s', { creds: kubeletCert });
     expect(taps).toEqual([{ component: 'kubelet', cached: true, path: '/api/v1/namespaces/default/secrets/s' }]);
+  });
+});
+
+describe('offline bearer tokens (issue 10 item 5)', () => {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const podToken = `${b64({ alg: 'RS256' })}.${b64({ sub: 'system:serviceaccount:shop:web', exp: Math.floor(Date.now() / 1000) + 3600, 'kubernetes.io': { namespace: 'shop', pod: { name: 'web-1', uid: 'u-1' } } })}.sig`;
+  const coredns = { 'user-agent': 'coredns/1.11' };
+
+  test('a made-up token gets 401 offline and nothing from the store', async () => {
+    await start({ online: false, offlineTokens: createOfflineTokens(), podExists: () => true });
+    const r = await call('/api/v1/namespaces/shop/secrets/db', { headers: { authorization: 'Bearer made-up', ...coredns } });
+    expect(r.status).toBe(401);
+    expect(r.body).toMatchObject({ kind: 'Status', reason: 'Unauthorized' });
+    expect(r.body.message).toContain('was not accepted by the apiserver while online');
+  });
+
+  test('a token is answered offline only what the apiserver showed it online, while its pod exists', async () => {
+    const tokens = createOfflineTokens();
+    let podThere = true;
+    const auth = { authorization: `Bearer ${podToken}`, ...coredns };
+    await start({ offlineTokens: tokens, podExists: () => podThere });
+    expect((await call('/api/v1/namespaces/shop/configmaps', { headers: auth })).body.user).toBe(`token:Bearer ${podToken}`);
+    await proxy!.close();
+    await start({ online: false, offlineTokens: tokens, podExists: () => podThere });
+    expect((await call('/api/v1/namespaces/shop/configmaps', { headers: auth })).body.kind).toBe('FromCache');
+    expect((await call('/api/v1/namespaces/shop/configmaps/settings', { headers: auth })).body.kind).toBe('FromCache');
+    const other = await call('/api/v1/namespaces/shop/secrets/db', { headers: auth });
+    expect(other.status).toBe(403);
+    expect(other.body).toMatchObject({ kind: 'Status', reason: 'Forbidden' });
+    // The node's own clients are not affected by what tokens saw.
+    expect((await call('/api/v1/namespaces/shop/secrets/db', { creds: kubeletCert })).body.kind).toBe('FromCache');
+    podThere = false;
+    const gone = await call('/api/v1/namespaces/shop/configmaps', { headers: auth });
+    expect(gone.status).toBe(401);
+    expect(gone.body.message).toContain('no longer exists');
   });
 });
 

@@ -13,6 +13,9 @@
  * 401. Plain HTTP, lending the node's identity to every bare request on a loopback listener, only
  * with --insecure-plain-http. Certificate signing requests are never written with a lent identity.
  *
+ * Offline, a bearer token is served only what the apiserver showed that very token online, while it
+ * has not expired and its bound pod still exists (edge/auth/offline-tokens.ts); otherwise 401/403.
+ *
  * Every request's target is normalized once (shared/kube normalizeTarget: dot segments refused)
  * and that one target is both parsed and forwarded. Malformed HTTP gets a 400 (431 for oversized
  * headers) with a Status body, a body over the limit a 413 Status.
@@ -28,7 +31,8 @@ import { splitHostPort } from '../../shared/serve.ts';
 import { readBody } from './body.ts';
 import { createLimiter } from './limiter.ts';
 import { type ForwardTarget, forward } from './forward.ts';
-import { identify } from './identity.ts';
+import { type ClientIdentity, identify } from './identity.ts';
+import { type OfflineTokens, type PodRef, createOfflineTokens } from '../auth/offline-tokens.ts';
 import { type LocalTls, createListener } from './listener.ts';
 import { rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
 import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
@@ -60,7 +64,8 @@ export interface WatchSink {
 
 /** What the proxy needs of the cache. */
 export interface ProxyCache {
-  tapFor(info: RequestInfo, accept: string | undefined, cached: boolean): Tap | undefined;
+  /** `body`: the request's body (writes), so a live status write can narrow what the outbox still holds. */
+  tapFor(info: RequestInfo, accept: string | undefined, cached: boolean, body?: Buffer): Tap | undefined;
   /** Reads answered from the store; throws a TetherError when the store cannot answer. */
   read(info: ResourceRequestInfo, cached: boolean, accept: string | undefined): CachedAnswer;
   watch(info: ResourceRequestInfo, sink: WatchSink): void;
@@ -100,6 +105,10 @@ export interface ProxyOptions {
   clientAuth?: { mode: 'tls'; tls: LocalTls } | { mode: 'insecure-plain-http' };
   /** false: Secrets are never recorded in the store nor answered from it. Default true. */
   cacheSecrets?: boolean;
+  /** What bearer tokens were shown online, to check them offline (default: a fresh, bounded one). */
+  offlineTokens?: OfflineTokens;
+  /** Whether the pod a bound service-account token names still exists (default: never, so such tokens are refused offline). */
+  podExists?: (pod: PodRef) => boolean;
 }
 
 export interface ProxyServer {
@@ -148,11 +157,21 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
   const lendPlain = auth.mode === 'insecure-plain-http' && LOOPBACK.test(host);
   const cacheSecrets = opts.cacheSecrets ?? true;
   const lists = createLimiter(opts.maxConcurrentLists ?? 4);
+  const tokens = opts.offlineTokens ?? createOfflineTokens();
+  const podExists = opts.podExists ?? (() => false);
 
   const count = (info: RequestInfo | undefined, code: number, source: 'upstream' | 'cache' | 'proxy') =>
     opts.requests.inc({ verb: info?.verb ?? 'unknown', code: String(code), source });
 
-  const serveFromCache = (info: RequestInfo, req: IncomingMessage, res: ServerResponse, cached: boolean, body: Buffer | undefined) => {
+  const serveFromCache = (info: RequestInfo, req: IncomingMessage, res: ServerResponse, cached: boolean, body: Buffer | undefined, who: ClientIdentity) => {
+    if (who.kind === 'bearer') {
+      const d = tokens.authorize(String(req.headers.authorization), info, podExists);
+      if (!d.ok) {
+        writeStatus(res, d.code === 401 ? statusBody(401, 'Unauthorized', d.message) : statusBody(403, 'Forbidden', d.message));
+        count(info, d.code, 'proxy');
+        return;
+      }
+    }
     if (!info.isResourceRequest) {
       const doc = info.discovery && info.method === 'GET' ? cache.document(info, req.headers.accept) : undefined;
       if (!doc) throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and ${info.path} is not in the node's cache`);
@@ -197,6 +216,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       req.url = normalizeTarget(req.url ?? '/');
       info = parseRequest(req.method ?? 'GET', req.url, req.headers as Record<string, string | undefined>);
       const who = identify(req, { tls: tls !== undefined, lendPlain });
+      const parsed = info;
       info.component = who.component; // the certificate's name, not the User-Agent
       if (who.kind === 'anonymous') {
         writeStatus(res, statusBody(401, 'Unauthorized', who.why));
@@ -240,8 +260,11 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
             accept,
             body,
             watch: info.isResourceRequest && info.verb === 'watch',
-            tap: cache.tapFor(info, accept ?? req.headers.accept, cached),
-            onResponse: (status) => count(info, status, 'upstream'),
+            tap: cache.tapFor(info, accept ?? req.headers.accept, cached, body),
+            onResponse: (status) => {
+              count(info, status, 'upstream');
+              if (who.kind === 'bearer') tokens.accepted(String(req.headers.authorization), parsed, status);
+            },
           });
           return;
         } catch (e) {
@@ -254,7 +277,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
         }
       }
       releaseList?.();
-      serveFromCache(info, req, res, cached, body);
+      serveFromCache(info, req, res, cached, body, who);
     } catch (e) {
       const status = statusOf(e);
       if (status.code >= 500 && status.code !== 503) log.error('proxy request failed', { path: req.url, error: e });

@@ -56,7 +56,7 @@ for (let i = 0; i < PODS; i += 50) {
 
 const agentArgs = (dir: string, server = cluster.server) => [
   '--node-name', NODE, '--servers', server, '--ca-file', cluster.caFile, '--cert-file', cert.certFile, '--key-file', cert.keyFile,
-  '--data-dir', dir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0',
+  '--data-dir', dir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--insecure-plain-http', 'true',
 ];
 const storeDir = join(work, 'store');
 let agent = await startAgentProcess(agentArgs(storeDir));
@@ -158,7 +158,7 @@ via.close();
 log('partition: time from the cut to the first answer from the store');
 const site = await createEdgeSite(`bench-${process.pid}`);
 const siteAgent = spawnAgent(site, ['--node-name', NODE, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
-  '--key-file', cert.keyFile, '--data-dir', join(work, 'site-store'), '--log-level', 'warn']);
+  '--key-file', cert.keyFile, '--data-dir', join(work, 'site-store'), '--log-level', 'warn', '--insecure-plain-http', 'true']);
 await until('site agent', async () => siteAgent.log.join('\n'), (l) => l.includes('proxy on'));
 const probe = `
   const path = ${JSON.stringify(listPath)};
@@ -190,7 +190,7 @@ const simNode = 'bench-edge';
 const simCert = await cluster.issueClientCert(`system:node:${simNode}`, ['system:nodes']);
 await siteAgent.stop();
 const outAgent = spawnAgent(site, ['--node-name', simNode, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', simCert.certFile,
-  '--key-file', simCert.keyFile, '--data-dir', join(work, 'outage-store'), '--log-level', 'warn']);
+  '--key-file', simCert.keyFile, '--data-dir', join(work, 'outage-store'), '--log-level', 'warn', '--insecure-plain-http', 'true']);
 await until('outage agent', async () => outAgent.log.join('\n'), (l) => l.includes('proxy on'));
 const sim = site.spawn([process.execPath, join(import.meta.dir, '../../test/support/kubelet-sim/main.ts'), '--node-name', simNode, '--server', 'http://127.0.0.1:10261', '--address', site.address, '--log-level', 'warn']);
 for (let i = 0; i < 20; i++) {
