@@ -9,7 +9,10 @@
  * - with the kubelet's certificate, a CSR still does not go out with the node's identity;
  * - a client claiming the kubelet's User-Agent without the certificate is not cached: bare, it is
  *   refused; with a bearer token it passes through as the token's owner and nothing of it is
- *   recorded (while the same request as coredns, a cached component, is: the check can see it).
+ *   recorded (while the same request as coredns, a cached component, is: the check can see it);
+ * - offline (issue 10, item 5), a bearer token is answered from the store only what the apiserver
+ *   showed that very token online: a made-up token gets 401, the real token 403 for a Secret the
+ *   store holds (the node's) but the token was never shown, and its own list from the store.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { ChildProcess } from 'node:child_process';
@@ -169,4 +172,32 @@ describe.skipIf(!isRoot)('local clients of the agent authenticate', () => {
     const recorded = await until('coredns answer recorded', agentStatus, (s) => (s.store.objects['v1/podtemplates'] ?? 0) > 0, 30_000).catch(explain);
     expect(recorded.store.views.coredns).toBeGreaterThan(0);
   }, 120_000);
+
+  test('offline, a bearer token gets from the store only what the apiserver showed it online', async () => {
+    const path = `/api/v1/namespaces/${ns}/podtemplates`;
+    const dns = { 'user-agent': 'coredns/1.11.3' };
+    // Online: the token's list (recorded, as the test above shows) and the node's Secret in the store.
+    expect((await anonymous({ path, headers: { ...dns, authorization: `Bearer ${saToken}` } })).status).toBe(200);
+    expect((await asKubelet({ path: `/api/v1/namespaces/${ns}/secrets/node-secret` })).status).toBe(200);
+    await site.cut();
+    try {
+      await until('agent offline', agentStatus, (s) => !s.online, 60_000).catch(explain);
+      const own = await anonymous({ path, headers: { ...dns, authorization: `Bearer ${saToken}` } });
+      expect(own.status).toBe(200);
+      expect(own.source).toBe('cache');
+      expect(own.body.items.map((i: { metadata: { name: string } }) => i.metadata.name)).toEqual(['probe']);
+      const madeUp = await anonymous({ path: `/api/v1/namespaces/${ns}/secrets/node-secret`, headers: { ...dns, authorization: 'Bearer made-up' } });
+      expect(madeUp.status).toBe(401);
+      expect(madeUp.body).toMatchObject({ kind: 'Status', reason: 'Unauthorized' });
+      expect(madeUp.text).not.toContain('password');
+      const notShown = await anonymous({ path: `/api/v1/namespaces/${ns}/secrets/node-secret`, headers: { ...dns, authorization: `Bearer ${saToken}` } });
+      expect(notShown.status).toBe(403);
+      expect(notShown.body).toMatchObject({ kind: 'Status', reason: 'Forbidden' });
+      expect(notShown.text).not.toContain('password');
+      // The node's own identity still reads what it was shown.
+      expect((await asKubelet({ path: `/api/v1/namespaces/${ns}/secrets/node-secret` })).status).toBe(200);
+    } finally {
+      await site.heal();
+    }
+  }, 180_000);
 });

@@ -99,7 +99,7 @@ export interface SiteRequest {
  * One HTTP request from inside the site (where the agent's 127.0.0.1 is), as a local process would
  * make it; never throws on an HTTP status. `status` 0 means the connection or handshake failed.
  */
-export async function requestInSite(site: EdgeSite, r: SiteRequest, dir: string): Promise<{ status: number; body: any; text: string }> {
+export async function requestInSite(site: EdgeSite, r: SiteRequest, dir: string): Promise<{ status: number; body: any; text: string; source: string | null }> {
   const file = join(dir, `req-${process.pid}-${++requests}.json`);
   writeFileSync(file, JSON.stringify(r), { mode: 0o600 });
   const script = `
@@ -107,13 +107,13 @@ export async function requestInSite(site: EdgeSite, r: SiteRequest, dir: string)
     const tls = r.caPem ? { ca: r.caPem, ...(r.certPem ? { cert: r.certPem, key: r.keyPem } : {}) } : undefined;
     try {
       const res = await fetch((r.base ?? 'https://127.0.0.1:10261') + r.path, { method: r.method ?? 'GET', headers: r.headers, body: r.body, tls, signal: AbortSignal.timeout(15000) });
-      console.log(JSON.stringify({ status: res.status, text: await res.text() }));
+      console.log(JSON.stringify({ status: res.status, source: res.headers.get('x-tether-source'), text: await res.text() }));
     } catch (e) {
-      console.log(JSON.stringify({ status: 0, text: String(e) }));
+      console.log(JSON.stringify({ status: 0, source: null, text: String(e) }));
     }`;
   const out = await site.exec([process.execPath, '-e', script, file], { timeoutMs: 30_000 });
   rmSync(file, { force: true });
-  let parsed: { status: number; text: string };
+  let parsed: { status: number; text: string; source: string | null };
   try {
     parsed = JSON.parse(out.stdout);
   } catch {
