@@ -205,7 +205,20 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       })
     : { tapFor: () => undefined, read: offlineOnly, watch: offlineOnly, write: offlineOnly, document: () => undefined };
 
-  const offlineTokens = createOfflineTokens();
+  // Proofs of bearer tokens the apiserver accepted, kept in the store so they outlive a restart.
+  const keepTokens = <T>(what: string, f: () => T, otherwise: T): T => {
+    try {
+      return f();
+    } catch (e) {
+      log.warn(`token proofs: ${what} failed`, { error: e });
+      return otherwise;
+    }
+  };
+  const offlineTokens = createOfflineTokens({
+    initial: store ? keepTokens('load', () => (store.tokens.prune(Date.now()), store.tokens.load(Date.now())), []) : [],
+    onChange: (r) => store && keepTokens('store', () => store.tokens.put(r), undefined),
+    onEvict: (h) => store && keepTokens('delete', () => store.tokens.delete(h), undefined),
+  });
   registry.gauge('tether_offline_tokens', 'Bearer tokens the apiserver accepted online, kept (by hash) to check them offline', () => [{ value: offlineTokens.size }]);
   const cachedSet = new Set(config.cacheComponents.map((c) => c.toLowerCase()));
   const proxy = await createProxyServer({

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { parseRequest } from '../../shared/kube/request-info.ts';
-import { bearerToken, createOfflineTokens, readClaims } from './offline-tokens.ts';
+import { type TokenRecord, bearerToken, createOfflineTokens, readClaims } from './offline-tokens.ts';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 /** A JWT-shaped token; the signature is never checked by the agent (the apiserver checked it). */
@@ -136,5 +136,51 @@ describe('offline authorization of bearer tokens', () => {
     t.accepted('Bearer t1', req('GET', '/api/v1/namespaces/b/pods'), 200);
     expect(t.authorize('Bearer t1', r, always)).toMatchObject({ ok: false, code: 403 });
     expect(t.authorize('Bearer t1', req('GET', '/api/v1/namespaces/b/pods'), always).ok).toBe(true);
+  });
+
+  test('proofs persist: a change is reported only when worth keeping, and a later run restores them', () => {
+    const now = T0;
+    const kept = new Map<string, TokenRecord>();
+    const changes: string[] = [];
+    const evicted: string[] = [];
+    const t = createOfflineTokens({
+      now: () => now,
+      maxTokens: 2,
+      onChange: (r) => (kept.set(r.hash, r), changes.push(r.views.length.toString())),
+      onEvict: (h) => (kept.delete(h), evicted.push(h)),
+    });
+    const tok = `Bearer ${podToken(T0 / 1000 + 3600)}`;
+    const list = req('GET', '/api/v1/namespaces/shop/configmaps');
+    t.accepted(tok, list, 200);
+    t.accepted(tok, list, 200); // the same view again: nothing to keep
+    t.accepted(tok, req('GET', '/api/v1/namespaces/shop/secrets/web-cert'), 200);
+    expect(changes).toEqual(['1', '2']);
+    t.accepted('Bearer two', list, 200);
+    t.accepted('Bearer three', list, 200); // evicts the least recently accepted
+    expect(evicted).toHaveLength(1);
+    expect(kept.size).toBe(2);
+    // A new run from what was kept: the restored tokens are good, with their views; garbage is ignored.
+    const again = createOfflineTokens({
+      now: () => now,
+      initial: [...kept.values(), { hash: 'not-a-hash', expiresAt: T0 + 1e6, acceptedAt: T0, claims: {}, views: [] }, { hash: 'f'.repeat(64), expiresAt: T0 - 1, acceptedAt: T0 - 10, claims: {}, views: [] }],
+    });
+    expect(again.size).toBe(2);
+    expect(again.authorize('Bearer three', list, always).ok).toBe(true);
+    expect(again.authorize('Bearer three', req('GET', '/api/v1/namespaces/shop/secrets/web-cert'), always)).toMatchObject({ ok: false, code: 403 });
+    expect(again.authorize(tok, list, always)).toMatchObject({ ok: false, code: 401 }); // it was evicted
+  });
+
+  test('a restored bound token keeps its pod and expiry', () => {
+    const kept: TokenRecord[] = [];
+    const t = createOfflineTokens({ now: () => T0, onChange: (r) => kept.push(r) });
+    const tok = `Bearer ${podToken(T0 / 1000 + 600)}`;
+    const list = req('GET', '/api/v1/namespaces/shop/configmaps');
+    t.accepted(tok, list, 200);
+    let now = T0;
+    const again = createOfflineTokens({ now: () => now, initial: kept });
+    expect(again.authorize(tok, list, (p) => p.uid === 'u-1').ok).toBe(true);
+    expect(again.authorize(tok, list, (p) => p.uid === 'another')).toMatchObject({ ok: false, code: 401 });
+    now = T0 + 600_000;
+    expect(again.authorize(tok, list, () => true)).toMatchObject({ ok: false, code: 401 });
   });
 });

@@ -19,8 +19,12 @@
  *
  * The claims are read without checking the signature on purpose: a token whose hash the apiserver
  * accepted is authentic, and a forged token has another hash. Memory is bounded: at most `maxTokens`
- * tokens (least recently accepted dropped first) and `maxViews` views each. Nothing survives a
- * restart: after a reboot offline, bearer requests are refused until the link is back.
+ * tokens (least recently accepted dropped first) and `maxViews` views each.
+ *
+ * Persistence: `initial` restores what a previous run kept; `onChange` is called when a proof
+ * changes in a way worth keeping (a new token, a new view, an expiry moved by more than a minute),
+ * never on every request, and `onEvict` when one is dropped; the agent keeps them in the store, so
+ * kube-proxy's and CoreDNS's tokens still work offline after a reboot.
  */
 import { createHash } from 'node:crypto';
 import type { RequestInfo } from '../../shared/kube/request-info.ts';
@@ -32,6 +36,19 @@ export interface OfflineTokensOptions {
   unverifiedTtlMs?: number;
   maxTokens?: number;
   maxViews?: number;
+  /** Proofs kept by an earlier run (expired ones are ignored). */
+  initial?: readonly TokenRecord[];
+  onChange?(record: TokenRecord): void;
+  onEvict?(hash: string): void;
+}
+
+/** A token's proof as it is persisted. */
+export interface TokenRecord {
+  hash: string;
+  expiresAt: number;
+  acceptedAt: number;
+  claims: Record<string, unknown>;
+  views: string[];
 }
 
 export type OfflineDecision =
@@ -152,6 +169,21 @@ export function createOfflineTokens(opts: OfflineTokensOptions = {}): OfflineTok
   const maxViews = opts.maxViews ?? 512;
   // A Map iterates in insertion order: re-inserting on acceptance keeps the oldest first.
   const tokens = new Map<string, TokenEntry>();
+  const recordOf = (hash: string, e: TokenEntry): TokenRecord => ({
+    hash,
+    expiresAt: e.expiresAt,
+    acceptedAt: e.acceptedAt,
+    claims: { ...e.claims },
+    views: [...e.views],
+  });
+  for (const r of [...(opts.initial ?? [])].sort((a, b) => a.acceptedAt - b.acceptedAt)) {
+    if (r.expiresAt <= now() || !/^[0-9a-f]{64}$/.test(r.hash)) continue;
+    const c = r.claims as Claims;
+    const pod = c.pod && typeof c.pod.name === 'string' && typeof c.pod.uid === 'string' && typeof c.pod.namespace === 'string' ? c.pod : undefined;
+    const claims: Claims = { ...(typeof c.exp === 'number' ? { exp: c.exp } : {}), ...(typeof c.sub === 'string' ? { sub: c.sub } : {}), ...(pod ? { pod } : {}) };
+    tokens.set(r.hash, { claims, acceptedAt: r.acceptedAt, expiresAt: r.expiresAt, views: new Set(r.views.filter((v) => typeof v === 'string').slice(-maxViews)) });
+  }
+  while (tokens.size > maxTokens) tokens.delete(tokens.keys().next().value as string);
 
   return {
     accepted(authorization, info, status) {
@@ -161,20 +193,29 @@ export function createOfflineTokens(opts: OfflineTokensOptions = {}): OfflineTok
       const h = hashOf(token);
       const at = now();
       let entry = tokens.get(h);
+      let changed = !entry;
       if (entry) tokens.delete(h);
       else {
         const claims = readClaims(token);
         entry = { claims, acceptedAt: at, expiresAt: 0, views: new Set() };
       }
       entry.acceptedAt = at;
-      entry.expiresAt = entry.claims.exp !== undefined ? entry.claims.exp * 1000 : at + ttl;
+      const expiresAt = entry.claims.exp !== undefined ? entry.claims.exp * 1000 : at + ttl;
+      if (Math.abs(expiresAt - entry.expiresAt) > 60_000) changed = true;
+      entry.expiresAt = expiresAt;
       tokens.set(h, entry);
       const view = viewOf(info);
       if (!entry.views.has(view)) {
         if (entry.views.size >= maxViews) entry.views.delete(entry.views.values().next().value as string);
         entry.views.add(view);
+        changed = true;
       }
-      while (tokens.size > maxTokens) tokens.delete(tokens.keys().next().value as string);
+      if (changed) opts.onChange?.(recordOf(h, entry));
+      while (tokens.size > maxTokens) {
+        const oldest = tokens.keys().next().value as string;
+        tokens.delete(oldest);
+        opts.onEvict?.(oldest);
+      }
     },
 
     authorize(authorization, info, podExists) {

@@ -4,6 +4,7 @@ import { type Documents, createDocuments } from './documents.ts';
 import { type Outbox, createOutbox } from './outbox.ts';
 import { type SnapshotStore, createSnapshotStore } from './snapshot-store.ts';
 import { type StreamLog, createStreamLog } from './stream-log.ts';
+import { type TokenProofs, createTokenProofs } from './tokens.ts';
 
 export interface Store {
   db: StoreDb;
@@ -11,6 +12,8 @@ export interface Store {
   streams: StreamLog;
   outbox: Outbox;
   documents: Documents;
+  /** What kube-apiserver accepted of bearer tokens online (by hash), for offline checks. */
+  tokens: TokenProofs;
   /**
    * Runs `f` as one transaction over all the parts above (both or neither of, say, a local change
    * and its outbox entry persist). `durable`: committed with synchronous=FULL, for writes the
@@ -33,9 +36,11 @@ export function createStore(db: StoreDb, opts: StoreOptions = {}): Store {
     streams: createStreamLog(db, objects, opts),
     outbox: createOutbox(db, { now: opts.now, maxEvents: opts.maxOutboxEvents }),
     documents: createDocuments(db, opts),
+    tokens: createTokenProofs(db),
     transact: (step, f, o) => transact(db, step, f, o),
   };
 }
 
 export type { KubeObject } from './snapshot-store.ts';
+export type { TokenProof } from './tokens.ts';
 export type { EventType, LoggedEvent, Scope, WatchEvent } from './stream-log.ts';

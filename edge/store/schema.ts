@@ -135,6 +135,25 @@ export const documents = sqliteTable('documents', {
   updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
 });
 
+/**
+ * Proof that kube-apiserver accepted a bearer token online (edge/auth/offline-tokens.ts), so the
+ * token can be checked offline and after a reboot: the token's SHA-256 (never the token), when it
+ * stops being good, and what it was shown. Rows past their expiry are pruned.
+ */
+export const tokens = sqliteTable(
+  'tokens',
+  {
+    hash: text('hash').primaryKey(),
+    expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
+    acceptedAt: integer('accepted_at', { mode: 'timestamp_ms' }).notNull(),
+    /** The claims read from the token (sub, exp, the bound pod). */
+    claims: text('claims', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    /** The views it was shown, oldest first. */
+    views: text('views', { mode: 'json' }).$type<string[]>().notNull(),
+  },
+  (t) => [index('tokens_expires').on(t.expiresAt)],
+);
+
 /** Small facts about the store itself (creation time, the agent that wrote it last). */
 export const meta = sqliteTable('meta', {
   key: text('key').primaryKey(),
@@ -145,4 +164,5 @@ export type ObjectRow = typeof objects.$inferSelect;
 export type StreamRow = typeof streams.$inferSelect;
 export type EventRow = typeof events.$inferSelect;
 export type OutboxRow = typeof outbox.$inferSelect;
+export type TokenRow = typeof tokens.$inferSelect;
 export type NewObjectRow = typeof objects.$inferInsert;

@@ -247,4 +247,24 @@ export function runStoreContract(test: TestFn, openDb: OpenDb): void {
     assert.match(real.health.problem() ?? '', /MiB free on the filesystem/); // statfs of the real filesystem
     real.close();
   }));
+
+  test('token proofs survive a reopen; expired ones are neither loaded nor kept by prune', withDir((dir) => {
+    const path = join(dir, 'tether.db');
+    const a = createStore(openDb({ path }));
+    const h = (c: string) => c.repeat(64);
+    a.tokens.put({ hash: h('a'), expiresAt: 2_000, acceptedAt: 1_000, claims: { sub: 'system:serviceaccount:kube-system:kube-proxy', exp: 2 }, views: ['read-all/v1%2Fservices//%7C'] });
+    a.tokens.put({ hash: h('b'), expiresAt: 500, acceptedAt: 100, claims: {}, views: [] });
+    a.tokens.put({ hash: h('a'), expiresAt: 3_000, acceptedAt: 1_500, claims: { sub: 'system:serviceaccount:kube-system:kube-proxy', exp: 3 }, views: ['read-all/v1%2Fservices//%7C', 'read-one/v1%2Fnodes//n'] });
+    a.db.close();
+    const b = createStore(openDb({ path }));
+    assert.deepEqual(b.tokens.load(1_000), [
+      { hash: h('a'), expiresAt: 3_000, acceptedAt: 1_500, claims: { sub: 'system:serviceaccount:kube-system:kube-proxy', exp: 3 }, views: ['read-all/v1%2Fservices//%7C', 'read-one/v1%2Fnodes//n'] },
+    ]);
+    assert.equal(b.tokens.count(), 2);
+    assert.equal(b.tokens.prune(1_000), 1);
+    assert.equal(b.tokens.count(), 1);
+    b.tokens.delete(h('a'));
+    assert.equal(b.tokens.count(), 0);
+    b.db.close();
+  }));
 }
