@@ -17,10 +17,8 @@ import { Database } from 'bun:sqlite';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
-import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { openDb } from '#store-driver';
 import { createMemoryLogger } from '../shared/log.ts';
@@ -28,6 +26,7 @@ import { Registry } from '../shared/metrics.ts';
 import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds } from '../shared/tunnel/_fuzz.ts';
 import { createCache, createEventBus } from '../edge/cache/index.ts';
 import { createLocalCa, localCaFrom } from '../edge/certs/local-ca.ts';
+import { type FuzzSender, checkAnswer, exchange } from '../edge/proxy/_fuzz-client.ts';
 import { createListener, type Listener } from '../edge/proxy/listener.ts';
 import { type ProxyServer, type Target, createProxyServer } from '../edge/proxy/server.ts';
 import { type Store, createStore } from '../edge/store/index.ts';
@@ -122,65 +121,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-type Who = 'kubelet' | 'none' | 'noise';
-
-/** One input on a fresh connection; the answer, once complete, closed, or idle for a while. */
-function exchange(input: Uint8Array, who: Who): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const send = () => void s.write(input);
-    const s: Socket | TLSSocket =
-      who === 'noise'
-        ? netConnect({ host: '127.0.0.1', port }, send)
-        : tlsConnect({ host: '127.0.0.1', port, ca: localCa.certPem, ...(who === 'kubelet' ? { cert: kubelet.certPem, key: kubelet.keyPem } : {}) }, send);
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(idle);
-      s.destroy();
-      resolve(Buffer.concat(chunks));
-    };
-    let idle = setTimeout(finish, 400);
-    s.on('data', (c: Buffer) => {
-      chunks.push(c);
-      clearTimeout(idle);
-      idle = setTimeout(finish, 400);
-      const all = Buffer.concat(chunks);
-      const at = all.indexOf('\r\n\r\n');
-      if (at < 0) return;
-      const head = all.subarray(0, at).toString('latin1');
-      const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
-      if (all.length - at - 4 >= len) finish();
-    });
-    s.on('error', finish);
-    s.on('close', finish);
-  });
-}
-
-/** Every answer starts with a status line; a refusal is a Status of its code. */
-function check(bytes: Buffer, context: string) {
-  if (bytes.length === 0) return; // closed without an answer: the request never completed
-  const text = bytes.toString('latin1');
-  expect(text, context).toMatch(/^HTTP\/1\.1 [1-5][0-9]{2} /);
-  const code = Number(text.slice(9, 12));
-  if (code < 400) return;
-  const at = text.indexOf('\r\n\r\n');
-  expect(at, `${context}: a complete head`).toBeGreaterThan(0);
-  const head = text.slice(0, at);
-  const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1]);
-  let raw = text.slice(at + 4);
-  if (Number.isFinite(len)) raw = raw.slice(0, len);
-  else if (/\r\ntransfer-encoding: *chunked/i.test(head)) raw = raw.replace(/^[0-9a-f]+\r\n/i, '').replace(/\r\n0\r\n\r\n$/, '').replace(/\r\n$/, '');
-  let body: { kind?: string; code?: number } = {};
-  try {
-    body = JSON.parse(raw);
-  } catch {
-    throw new Error(`${context}: the body of ${head.split('\r\n')[0]} is not a Status: ${JSON.stringify(text.slice(0, 600))}`);
-  }
-  expect(body.kind, context).toBe('Status');
-  expect(body.code, context).toBe(code);
-}
+const ex = async (input: Uint8Array, who: FuzzSender) => (await exchange({ port, caPem: localCa.certPem, kubelet, idleMs: 400 }, input, who)).bytes;
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const UA = 'User-Agent: kubelet/v1.34.4 (linux/amd64) kubernetes/abc\r\n';
@@ -191,14 +132,14 @@ const req = (method: string, path: string, body?: { type: string; text: string }
 test('offline, mutated kubelet requests through the real cache leave a store that passes store check', async () => {
   // Online: the kubelet's lists and gets, recorded into the store by the real recorder.
   for (const path of ['/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-1', '/api/v1/nodes?fieldSelector=metadata.name%3Dedge-1', '/api/v1/nodes/edge-1', '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/edge-1']) {
-    const a = (await exchange(enc(req('GET', path)), 'kubelet')).toString('latin1');
+    const a = (await ex(enc(req('GET', path)), 'kubelet')).toString('latin1');
     expect(a, path).toStartWith('HTTP/1.1 200 ');
   }
   const recorded = () => store.objects.counts();
   for (let i = 0; i < 100 && !(recorded()['v1/pods'] && recorded()['v1/nodes']); i++) await new Promise((r) => setTimeout(r, 20));
   expect(recorded()['v1/pods']).toBe(3);
   online = false;
-  const readBack = (await exchange(enc(req('GET', '/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-1')), 'kubelet')).toString('latin1');
+  const readBack = (await ex(enc(req('GET', '/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-1')), 'kubelet')).toString('latin1');
   expect(readBack).toStartWith('HTTP/1.1 200 ');
   expect(readBack).toContain('"p2"');
 
@@ -225,7 +166,7 @@ test('offline, mutated kubelet requests through the real cache leave a store tha
     const r = createRandom(seed);
     const inputs = Array.from({ length: casesPerSeed }, () => {
       const roll = r.int(20);
-      const who: Who = roll === 0 ? 'noise' : roll === 1 ? 'none' : 'kubelet';
+      const who: FuzzSender = roll === 0 ? 'noise' : roll === 1 ? 'none' : 'kubelet';
       // Now and then an input unmutated, so well-formed offline writes land too.
       const base = r.pick(corpus);
       return { who, bytes: who === 'noise' ? r.bytes(1 + r.int(600)) : r.int(4) === 0 ? base : mutate(r, base, 16_000) };
@@ -234,15 +175,15 @@ test('offline, mutated kubelet requests through the real cache leave a store tha
     for (let i = 0; i < inputs.length; i += B) {
       await Promise.all(
         inputs.slice(i, i + B).map(async ({ who, bytes }, k) => {
-          const answer = await exchange(bytes, who);
-          if (who !== 'noise') check(answer, `seed ${seed} case ${i + k} (${JSON.stringify(Buffer.from(bytes.subarray(0, 120)).toString('latin1'))})`);
+          const answer = await ex(bytes, who);
+          if (who !== 'noise') checkAnswer(answer, `seed ${seed} case ${i + k} (${JSON.stringify(Buffer.from(bytes.subarray(0, 120)).toString('latin1'))})`);
         }),
       );
     }
   }
   expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   // Still serving from the store, and nothing held on to.
-  const still = (await exchange(enc(req('GET', '/api/v1/namespaces/default/pods/p1')), 'kubelet')).toString('latin1');
+  const still = (await ex(enc(req('GET', '/api/v1/namespaces/default/pods/p1')), 'kubelet')).toString('latin1');
   expect(still).toStartWith('HTTP/1.1 200 ');
   expect(store.outbox.peek(1000).length).toBeGreaterThan(0); // well-formed offline writes were queued
   const deadline = Date.now() + 20_000;

@@ -11,12 +11,11 @@
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { Agent as HttpsAgent } from 'node:https';
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
 import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds } from '../../shared/tunnel/_fuzz.ts';
 import { createLocalCa, localCaFrom } from '../certs/local-ca.ts';
+import { type FuzzSender, checkAnswer, exchange } from './_fuzz-client.ts';
 import { createListener, type Listener } from './listener.ts';
 import { type ProxyServer, type Target, createProxyServer } from './server.ts';
 
@@ -80,72 +79,7 @@ afterAll(async () => {
   await apiserver?.close();
 });
 
-type Who = 'kubelet' | 'none' | 'noise';
-
-/**
- * Sends `input` on a fresh connection and collects the answer: until the proxy closes, a complete
- * first answer arrived, or nothing came for a while (an input that is not a complete request: a
- * proxy waiting for the rest is right; the client then gives up and closes).
- */
-function exchange(input: Uint8Array, who: Who): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const send = () => void s.write(input);
-    const s: Socket | TLSSocket =
-      who === 'noise'
-        ? netConnect({ host: '127.0.0.1', port }, send)
-        : tlsConnect({ host: '127.0.0.1', port, ca: localCa.certPem, ...(who === 'kubelet' ? { cert: kubelet.certPem, key: kubelet.keyPem } : {}) }, send);
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(idle);
-      s.destroy();
-      resolve(Buffer.concat(chunks));
-    };
-    let idle = setTimeout(finish, 500);
-    s.on('data', (c: Buffer) => {
-      chunks.push(c);
-      clearTimeout(idle);
-      idle = setTimeout(finish, 500);
-      const all = Buffer.concat(chunks);
-      const at = all.indexOf('\r\n\r\n');
-      if (at < 0) return;
-      const head = all.subarray(0, at).toString('latin1');
-      if (/^HTTP\/1\.1 101 /.test(head)) return finish();
-      const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
-      if (all.length - at - 4 >= len) finish();
-    });
-    s.on('error', (e) => {
-      lastError = String(e);
-      finish();
-    });
-    s.on('close', finish);
-  });
-}
-let lastError = '';
-
-/** Every answer starts with a status line; a refusal is a Status of its code (the first answer of the connection). */
-function check(bytes: Buffer, context: string) {
-  if (bytes.length === 0) return; // the connection was closed without an answer (a request never completed)
-  const text = bytes.toString('latin1');
-  expect(text, context).toMatch(/^HTTP\/1\.1 [1-5][0-9]{2} /);
-  const code = Number(text.slice(9, 12));
-  if (code < 400) return;
-  const at = text.indexOf('\r\n\r\n');
-  expect(at, `${context}: a complete head`).toBeGreaterThan(0);
-  const head = text.slice(0, at);
-  const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1]);
-  expect(len, `${context}: Content-Length of ${head.split('\r\n')[0]}`).toBeGreaterThan(0);
-  let body: { kind?: string; code?: number } = {};
-  try {
-    body = JSON.parse(text.slice(at + 4, at + 4 + len));
-  } catch {
-    throw new Error(`${context}: the body of ${head.split('\r\n')[0]} is not JSON: ${JSON.stringify(text.slice(0, 600))}`);
-  }
-  expect(body.kind, context).toBe('Status');
-  expect(body.code, context).toBe(code);
-}
+const ex = (input: Uint8Array, who: FuzzSender) => exchange({ port, caPem: localCa.certPem, kubelet }, input, who);
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const UA = 'User-Agent: kubelet/v1.34.4 (linux/amd64) kubernetes/abc\r\n';
@@ -164,30 +98,29 @@ test('the proxy listener survives mutated requests and noise; every refusal is a
     `GET /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/edge-1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nX-Big: ${'a'.repeat(2000)}\r\n\r\n`,
   ].map(enc);
   const { seeds, casesPerSeed } = fuzzPlan('edge proxy listener', 2000);
-  check(await exchange(corpus[2]!, 'kubelet'), 'warm-up');
+  checkAnswer((await ex(corpus[2]!, 'kubelet')).bytes, 'warm-up');
   const fdsBefore = openFds();
   const heapBefore = heapAfterGc();
   for (const seed of seeds) {
     const r = createRandom(seed);
     const inputs = Array.from({ length: casesPerSeed }, () => {
       const roll = r.int(20);
-      const who: Who = roll === 0 ? 'noise' : roll === 1 ? 'none' : 'kubelet';
+      const who: FuzzSender = roll === 0 ? 'noise' : roll === 1 ? 'none' : 'kubelet';
       return { who, bytes: who === 'noise' ? r.bytes(1 + r.int(600)) : mutate(r, r.pick(corpus), 16_000) };
     });
     const B = 32;
     for (let i = 0; i < inputs.length; i += B) {
       await Promise.all(
         inputs.slice(i, i + B).map(async ({ who, bytes }, k) => {
-          const answer = await exchange(bytes, who);
-          if (who !== 'noise') check(answer, `seed ${seed} case ${i + k} (${JSON.stringify(Buffer.from(bytes.subarray(0, 100)).toString('latin1'))})`);
+          const answer = (await ex(bytes, who)).bytes;
+          if (who !== 'noise') checkAnswer(answer, `seed ${seed} case ${i + k} (${JSON.stringify(Buffer.from(bytes.subarray(0, 100)).toString('latin1'))})`);
         }),
       );
     }
   }
   // Still serving, and nothing held on to.
-  lastError = '';
-  const still = (await exchange(corpus[2]!, 'kubelet')).toString('latin1');
-  expect(`${still}${lastError}`).toStartWith('HTTP/1.1 200 ');
+  const still = await ex(corpus[2]!, 'kubelet');
+  expect(`${still.bytes.toString('latin1')}${still.error ?? ''}`).toStartWith('HTTP/1.1 200 ');
   const deadline = Date.now() + 20_000;
   while (openFds() > fdsBefore + 8 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   expect(openFds()).toBeLessThanOrEqual(fdsBefore + 8);
