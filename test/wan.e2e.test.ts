@@ -1,8 +1,9 @@
 /**
  * tether-edge over an emulated satellite-like link (issue 11), on the real control plane: the agent
  * and a kubelet simulator in an edge site whose link has 600 ms of round trip (300 ms each way),
- * jitter and 1 % loss per direction (`site.wan()`). The agent's health checking learns from the
- * traffic and adapts its timeouts to the measured round trip, so during a steady workload it must
+ * jitter and 1 % loss per direction (`site.wan()`), from before the agent starts, as on a satellite
+ * node. The agent's health checking backs its probe timeout off until the first answer, learns the
+ * round trip from the traffic and adapts its timeouts to it, so during a steady workload it must
  * not once go offline; a cut of the same link must still be noticed, and a client's request then
  * answered from the store. Transitions are counted, never timed.
  */
@@ -56,16 +57,17 @@ describe.skipIf(!isRoot)('tether-edge over a 600 ms, 1 % loss, jittery link', ()
     cluster = await sharedCluster();
     site = await createEdgeSite(`wan-${process.pid}`);
     const cert = await cluster.issueClientCert(`system:node:${node}`, ['system:nodes']);
+    await site.wan({ delayMs: 300, jitterMs: 40, lossPct: 1 });
     agent = spawnAgent(site, [
       '--node-name', node, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
       '--key-file', cert.keyFile, '--data-dir', join(work, 'store'), '--log-format', 'text', '--insecure-plain-http', 'true',
     ]);
     await until('agent listening', async () => agent.log.join('\n'), (l) => l.includes(`proxy on ${PROXY}`)).catch(explain);
-    await until('agent online', status, (s) => s.online).catch(explain);
+    await until('agent online over the slow link', status, (s) => s.online, 180_000).catch(explain);
     sim = site.spawn([process.execPath, simMain, '--node-name', node, '--server', PROXY, '--address', site.address, '--log-level', 'warn']);
     const ready = async () =>
       ((await cluster.admin.request('GET', `/api/v1/nodes/${node}`)).body?.status?.conditions ?? []).find((c: { type: string }) => c.type === 'Ready')?.status;
-    await until('node Ready', ready, (s) => s === 'True').catch(explain);
+    await until('node Ready', ready, (s) => s === 'True', 300_000).catch(explain);
   }, 600_000);
 
   afterAll(async () => {
@@ -77,7 +79,6 @@ describe.skipIf(!isRoot)('tether-edge over a 600 ms, 1 % loss, jittery link', ()
   });
 
   test('a steady workload over the link causes no offline transition, and the timeouts follow the measured round trip', async () => {
-    await site.wan({ delayMs: 300, jitterMs: 40, lossPct: 1 });
     const transitionsBefore = await metric('tether_upstream_transitions_total');
     const cachedBefore = await metric('tether_proxy_requests_total', (l) => l.includes('source="cache"'));
     const upstreamBefore = await metric('tether_proxy_requests_total', (l) => l.includes('source="upstream"'));

@@ -398,3 +398,22 @@ test('after a burst of parallel requests only a few idle connections stay open (
   await waitFor('idle connections closed down to the limit', () => a!.openConnections <= 4);
   expect(Object.values(ua!.agent.freeSockets).flat().length).toBeLessThanOrEqual(4);
 });
+
+test('an agent that starts on a link slower than the probe floor backs its probe timeout off and comes online', async () => {
+  const [a] = await servers(1);
+  const verdicts: number[] = [];
+  const p = pool([a!], {
+    quietMs: 60_000,
+    retryMinMs: 10,
+    probeTimeoutMs: 100,
+    probe: (_u, signal) =>
+      new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, 250); // the link's round trips, not a wait in the test
+        signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)));
+      }),
+  });
+  p.onChange((ev) => verdicts.push(ev.healthy ? 1 : 0));
+  await waitFor('healthy over the slow link', () => p.all()[0]!.healthy, 20_000);
+  expect(verdicts[0]).toBe(0); // the first probe (100 ms) could not be answered in time
+  expect(p.all()[0]!.rttMs!).toBeGreaterThan(200); // and the pool learned the link from the successes
+});

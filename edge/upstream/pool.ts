@@ -30,7 +30,9 @@
  *   a reset keep-alive socket): one probe confirms before anything changes;
  * - down: an unhealthy upstream is probed with backoff, `retryMinMs` (250) doubling to `retryMaxMs`
  *   (5 s), and again `retryMinMs` after each success until `healthyAfter` (2) in a row.
- * Each probe's timeout is RTT-adapted (rtt.ts: 4·srtt + 4·rttvar, `probeTimeoutMs` 500 floor); a
+ * Each probe's timeout is RTT-adapted (rtt.ts: 4·srtt + 4·rttvar, `probeTimeoutMs` 500 floor) and, as
+ * TCP backs off its RTO, doubled after each failed probe until one succeeds (so an agent that starts
+ * on a 600 ms link, or whose link suddenly became that slow, still gets its first answer); a
  * healthy upstream is declared dead after `strikes()` failed probes in a row (1 on a LAN, 2 on a
  * link whose timeouts exceed the floors), at once on a refused or unreachable connection.
  * Detection on a LAN: a request into a dead link is answered otherwise within stall + probe timeout
@@ -50,7 +52,10 @@
 import type { Logger } from '../../shared/log.ts';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import { probeOnce, probeReadyz, type ProbeMeter, type ProbeOutcome } from './health.ts';
-import { createRttEstimate, type RttEstimate } from './rtt.ts';
+import { MAX_PROBE_TIMEOUT_MS, createRttEstimate, type RttEstimate } from './rtt.ts';
+
+/** A failed probe doubles the next one's timeout, up to this factor (and MAX_PROBE_TIMEOUT_MS). */
+const MAX_TIMEOUT_BACKOFF = 32;
 import {
   agentBusy,
   checkTls,
@@ -163,6 +168,8 @@ class Member implements Upstream {
   probing: AbortController | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   retryMs = 0;
+  /** Multiplies the probe timeout after each failed probe (as TCP backs off its RTO); 1 after a success. */
+  timeoutBackoff = 1;
   probes = 0;
   retired: UpstreamAgent[] = [];
   readonly tracked = new Set<AbortController>();
@@ -268,13 +275,16 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
       m.rtt.sample(durationMs);
       m.lastHeard = performance.now();
       m.strikes = 0;
+      m.timeoutBackoff = 1;
       markSucceeded(m, startedAt);
       if (!m.healthy) m.retryMs = retryMinMs;
-    } else if (m.healthy && ++m.strikes < m.rtt.strikes()) {
-      log.info('upstream probe failed; probing again on a fresh connection before deciding', { server: m.url.href, error: messageOf(result.error) });
-      dropIdleSockets(m.agent);
-      return 'again';
     } else {
+      m.timeoutBackoff = Math.min(MAX_TIMEOUT_BACKOFF, m.timeoutBackoff * 2);
+      if (m.healthy && ++m.strikes < m.rtt.strikes()) {
+        log.info('upstream probe failed; probing again on a fresh connection before deciding', { server: m.url.href, error: messageOf(result.error) });
+        dropIdleSockets(m.agent);
+        return 'again';
+      }
       const wasDown = m.decided && !m.healthy;
       markFailed(m, prefixed('probe', result.error));
       if (wasDown) m.retryMs = Math.min(retryMaxMs, m.retryMs * 2);
@@ -294,7 +304,8 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
     m.probing = abort;
     m.probes++;
     if (why !== 'start' && why !== 'retry') log.debug('upstream probe', { server: m.url.href, why });
-    void probeOnce(probe, m as Upstream, m.rtt.probeTimeoutMs(), abort.signal).then((outcome) => {
+    const timeoutMs = Math.min(MAX_PROBE_TIMEOUT_MS, m.rtt.probeTimeoutMs() * m.timeoutBackoff);
+    void probeOnce(probe, m as Upstream, timeoutMs, abort.signal).then((outcome) => {
       if (m.probing === abort) m.probing = undefined;
       if (closed) return;
       const next = onOutcome(m, outcome);
