@@ -45,8 +45,8 @@ async function fakeApiserver(routes: Record<string, (url: URL, headers: Record<s
   return `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
 }
 
-async function start(server: string, dataDir = mkdtempSync(join(tmpdir(), 'tether-agent-')), listen = '127.0.0.1:0') {
-  const config = edgeConfigSchema.parse({ servers: [server], listen, adminListen: '127.0.0.1:0', dataDir, insecurePlainHttp: true });
+async function start(server: string, dataDir = mkdtempSync(join(tmpdir(), 'tether-agent-')), listen = '127.0.0.1:0', extra: Record<string, unknown> = {}) {
+  const config = edgeConfigSchema.parse({ servers: [server], listen, adminListen: '127.0.0.1:0', dataDir, insecurePlainHttp: true, ...extra });
   agent = await startAgent({ config, nodeName: 'edge-test', log: createMemoryLogger('error'), reconnectJitterMs: 0 });
   const proxy = `http://127.0.0.1:${agent.proxy.address.split(':').pop()}`;
   const admin = `http://${agent.admin.address}`;
@@ -189,6 +189,17 @@ describe('a corrupted store file', () => {
   });
 });
 
+describe('little free space', () => {
+  test('fails the store check of /readyz before SQLite runs out of disk', async () => {
+    const server = await fakeApiserver({});
+    const { admin } = await start(server, undefined, undefined, { storeMinFreeBytes: Number.MAX_SAFE_INTEGER });
+    const readyz = await fetch(`${admin}/readyz`);
+    expect(readyz.status).toBe(503);
+    expect(await readyz.text()).toMatch(/\[-\]store failed: .*MiB free on the filesystem/);
+    expect(agent!.status().store.ok).toBe(false);
+  });
+});
+
 const isRoot = process.getuid?.() === 0;
 describe.skipIf(!isRoot)('a full disk', () => {
   test('keeps answering online, reports the store failing, and recovers when space returns', async () => {
@@ -206,7 +217,8 @@ describe.skipIf(!isRoot)('a full disk', () => {
       });
     let size = 5;
     const server = await fakeApiserver({ '/api/v1/pods': () => ({ body: pods(size) }) });
-    const { proxy, admin } = await start(server, dataDir);
+    // A 1 MiB disk is always below the default free-space floor: here only write failures count.
+    const { proxy, admin } = await start(server, dataDir, undefined, { storeMinFreeBytes: 0 });
     const list = async () => fetch(`${proxy}/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-test`, { headers: kubelet }).then((r) => r.json() as Promise<{ items: unknown[] }>);
     expect((await list()).items).toHaveLength(5);
     await until(() => Promise.resolve(agent!.status().store.objects['v1/pods'] ?? 0), (n) => n === 5);

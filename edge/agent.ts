@@ -61,9 +61,9 @@ function readPem(path: string | undefined, what: string): Buffer | undefined {
 }
 
 /** Opens the store; a store that cannot be opened leaves the agent running as a plain proxy. */
-function openStore(dir: string, log: Logger): { store?: Store; problem?: string } {
+function openStore(dir: string, minFreeBytes: number, log: Logger): { store?: Store; problem?: string } {
   try {
-    return { store: createStore(openDb({ path: join(dir, 'tether.db') })) };
+    return { store: createStore(openDb({ path: join(dir, 'tether.db'), minFreeBytes })) };
   } catch (e) {
     log.error('the snapshot store cannot be used; serving online pass-through only', { error: e });
     return { problem: messageOf(e) };
@@ -77,7 +77,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   if (config.certFile && config.keyFile) recoverCertFiles({ certFile: config.certFile, keyFile: config.keyFile }, log.child({ part: 'certs' }));
   const tls = { ca: readPem(config.caFile, 'CA file'), cert: readPem(config.certFile, 'certificate'), key: readPem(config.keyFile, 'key') };
 
-  const opened = openStore(config.dataDir, log);
+  const opened = openStore(config.dataDir, config.storeMinFreeBytes, log);
   const store = opened.store;
   let storeProblem: string | null = opened.problem ?? null;
   /** What /readyz and status report of the store: an open or write failure, or too little free space. */

@@ -26,6 +26,12 @@ export const edgeConfigSchema = z.strictObject({
     .describe('Fresh bootstrap token for re-joining after the certificate expired offline (default: bootstrap-token beside certFile)'),
   rotateCertificates: z.boolean().default(true).describe('Renew the client certificate at a jittered 70–90 % of its lifetime'),
   dataDir: z.string().default('/var/lib/tether').describe('Directory of the snapshot store (created 0700)'),
+  storeMinFreeBytes: z
+    .number()
+    .int()
+    .min(0)
+    .default(32 * 1024 * 1024)
+    .describe('Free space below which the store check of /readyz fails, before SQLite runs out of disk (0: only write failures count)'),
   localCaDir: z
     .string()
     .optional()
