@@ -6,6 +6,8 @@
 export const ErrorCode = {
   BadConfig: 'E_BAD_CONFIG',
   BadRequest: 'E_BAD_REQUEST',
+  /** A well-formed request that cannot be carried out on the object (a JSON-patch operation that fails). */
+  Invalid: 'E_INVALID',
   StoreOpen: 'E_STORE_OPEN',
   StoreCorrupt: 'E_STORE_CORRUPT',
   StoreLocked: 'E_STORE_LOCKED',

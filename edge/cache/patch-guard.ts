@@ -38,6 +38,8 @@ export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constr
 const DIRECTIVE_PREFIXES = ['$setElementOrder/', '$deleteFromPrimitiveList/'];
 
 export const bad = (msg: string) => new TetherError(ErrorCode.BadRequest, `apply patch: ${msg}`);
+/** A well-formed JSON-patch operation that cannot be applied to the object: 422, as the apiserver answers. */
+export const unprocessable = (msg: string) => new TetherError(ErrorCode.Invalid, `apply patch: ${msg}`);
 
 export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 export const newObj = (): Obj => Object.create(null) as Obj;

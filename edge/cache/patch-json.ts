@@ -17,6 +17,7 @@ import {
   MAX_JSON_PATCH_WORK,
   MAX_PATCH_DEPTH,
   bad,
+  unprocessable,
   cloneJson,
   has,
   isObj,
@@ -61,7 +62,7 @@ function getAt(doc: Json, parts: string[], op: string): Json {
   let cur: Json = doc;
   for (const p of parts) {
     const next = child(cur, p);
-    if (next === undefined) throw bad(`${op}: the path does not exist`);
+    if (next === undefined) throw unprocessable(`${op}: the path does not exist`);
     cur = next;
   }
   return cur;
@@ -69,15 +70,15 @@ function getAt(doc: Json, parts: string[], op: string): Json {
 
 function parentOf(doc: Json, parts: string[], op: string): { parent: Json[] | { [k: string]: Json }; key: string } {
   const parent = getAt(doc, parts.slice(0, -1), op);
-  if (!Array.isArray(parent) && !isObj(parent)) throw bad(`${op}: the parent of the path is not an object or a list`);
+  if (!Array.isArray(parent) && !isObj(parent)) throw unprocessable(`${op}: the parent of the path is not an object or a list`);
   return { parent, key: parts[parts.length - 1]! };
 }
 
 function arrayIndex(arr: Json[], key: string, op: string, forInsert: boolean): number {
   if (key === '-' && forInsert) return arr.length;
-  if (!INDEX.test(key)) throw bad(`${op}: ${JSON.stringify(key.slice(0, 200))} is not an array index`);
+  if (!INDEX.test(key)) throw unprocessable(`${op}: ${JSON.stringify(key.slice(0, 200))} is not an array index`);
   const i = Number(key);
-  if (i > arr.length || (!forInsert && i === arr.length)) throw bad(`${op}: index ${key.slice(0, 20)} is out of range`);
+  if (i > arr.length || (!forInsert && i === arr.length)) throw unprocessable(`${op}: index ${key.slice(0, 20)} is out of range`);
   return i;
 }
 
@@ -133,14 +134,14 @@ function addAt(run: Run, doc: Json, parts: string[], value: Json, op: string): J
 
 /** Takes the value at the path out of the document and returns it. */
 function removeAt(run: Run, doc: Json, parts: string[], op: string): Json {
-  if (parts.length === 0) throw bad(`${op}: cannot remove the whole document`);
+  if (parts.length === 0) throw unprocessable(`${op}: cannot remove the whole document`);
   const { parent, key } = parentOf(doc, parts, op);
   if (Array.isArray(parent)) {
     const i = arrayIndex(parent, key, op, false);
     spend(run, parent.length - i);
     return parent.splice(i, 1)[0]!;
   }
-  if (!has(parent, key)) throw bad(`${op}: the path does not exist`);
+  if (!has(parent, key)) throw unprocessable(`${op}: the path does not exist`);
   const v = parent[key]!;
   delete parent[key];
   return v;
@@ -151,7 +152,7 @@ function replaceAt(doc: Json, parts: string[], value: Json, op: string): Json {
   const { parent, key } = parentOf(doc, parts, op);
   if (Array.isArray(parent)) parent[arrayIndex(parent, key, op, false)] = value;
   else if (has(parent, key)) parent[key] = value;
-  else throw bad(`${op}: the path does not exist`);
+  else throw unprocessable(`${op}: the path does not exist`);
   return doc;
 }
 
@@ -195,7 +196,7 @@ export function jsonPatchInto(doc: Json, ops: Json): Json {
       }
       case 'move': {
         const from = needFrom();
-        if (isPrefix(from, parts)) throw bad(`${op}: cannot move a value into itself`);
+        if (isPrefix(from, parts)) throw unprocessable(`${op}: cannot move a value into itself`);
         if (from.length === parts.length && from.every((s, j) => s === parts[j])) {
           getAt(doc, from, op);
           break;
@@ -212,7 +213,7 @@ export function jsonPatchInto(doc: Json, ops: Json): Json {
         break;
       }
       case 'test':
-        if (!equal(run, getAt(doc, parts, op), needValue())) throw bad(`${op}: test failed`);
+        if (!equal(run, getAt(doc, parts, op), needValue())) throw unprocessable(`${op}: test failed`);
         break;
       default:
         throw bad(`operation ${i}: unknown op ${JSON.stringify(name.slice(0, 50))}`);

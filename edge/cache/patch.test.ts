@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { ErrorCode, isTetherError, type TetherError } from '../../shared/errors.ts';
 import { MAX_JSON_PATCH_OPERATIONS, MAX_JSON_PATCH_WORK, MAX_PATCH_DEPTH, applyPatch, patchTypeOf } from './patch.ts';
+import { statusOf } from '../proxy/status.ts';
 
 const node = () => ({
   metadata: { name: 'edge-1', labels: { a: '1', b: '2' } },
@@ -109,7 +110,7 @@ function refusal(f: () => unknown): TetherError | undefined {
   try {
     f();
   } catch (e) {
-    if (!isTetherError(e, ErrorCode.BadRequest)) throw e;
+    if (!isTetherError(e, ErrorCode.BadRequest) && !isTetherError(e, ErrorCode.Invalid)) throw e;
     return e;
   }
   return undefined;
@@ -274,6 +275,24 @@ describe('malformed patches are bad requests naming the problem', () => {
       expect(err?.message).toContain(msg);
     });
   }
+
+  test('a well-formed JSON-patch operation that cannot be applied is 422 Invalid, as the apiserver answers; a malformed one 400', () => {
+    for (const ops of [
+      [{ op: 'test', path: '/status/phase', value: 'Pending' }],
+      [{ op: 'remove', path: '/status/missing' }],
+      [{ op: 'replace', path: '/status/conditions/1', value: 1 }],
+      [{ op: 'move', from: '/status', path: '/status/x' }],
+    ]) {
+      const err = refusal(() => applyPatch(pod(), 'json', ops));
+      expect(err?.code).toBe(ErrorCode.Invalid);
+      expect(statusOf(err)).toMatchObject({ code: 422, reason: 'Invalid' });
+    }
+    for (const ops of [[{ op: 'add', path: 'status', value: 1 }], [{ op: 'nope', path: '/status' }], {}]) {
+      const err = refusal(() => applyPatch(pod(), 'json', ops));
+      expect(err?.code).toBe(ErrorCode.BadRequest);
+      expect(statusOf(err).code).toBe(400);
+    }
+  });
 
   test('a replaced list of non-objects with an element order is applied, not a crash', () => {
     const out = applyPatch(pod(), 'strategic', { status: { conditions: [null, 1], '$setElementOrder/conditions': [1, null] } });

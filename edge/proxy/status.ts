@@ -7,6 +7,7 @@ import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 
 export type StatusReason =
   | 'BadRequest'
+  | 'Invalid'
   | 'Unauthorized'
   | 'Forbidden'
   | 'NotFound'
@@ -68,6 +69,8 @@ export function statusOf(e: unknown): StatusBody {
     switch (e.code) {
       case ErrorCode.BadRequest:
         return statusBody(400, 'BadRequest', e.message);
+      case ErrorCode.Invalid:
+        return statusBody(422, 'Invalid', e.message);
       case ErrorCode.UpstreamUnavailable:
         return statusBody(503, 'ServiceUnavailable', e.message, { retryAfterSeconds: 5 });
       case ErrorCode.StoreConflict:
