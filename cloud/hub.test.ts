@@ -20,13 +20,16 @@ import { staticHubBackend, type HubBackend } from './tunnel/backend.ts';
 import { createLeaseView } from './tunnel/leases.ts';
 import { dialTunnel } from '../shared/tunnel/ws-transport.ts';
 
-const NODE_IP = '10.99.0.1';
+const NODE_IP = '198.18.99.1';
 /** A "cloud" destination for direct dials: the hub's network seam connects it to this test's servers on loopback. */
 const CLOUD_IP = '198.18.200.9';
 const directDialed: string[] = [];
 const directConnect = (ip: string, port: number) => {
   directDialed.push(`${ip}:${port}`);
-  return netConnect({ host: ip === CLOUD_IP ? '127.0.0.1' : ip, port, allowHalfOpen: true });
+  // Nothing leaves the machine: the "cloud" address is this test's loopback, loopback stays loopback,
+  // and any other address is a closed loopback port (a dial the policy should never have allowed fails).
+  const known = ip === CLOUD_IP || ip.startsWith('127.');
+  return netConnect({ host: '127.0.0.1', port: known ? port : 9, allowHalfOpen: true });
 };
 let pki: HubTestPki;
 let echo: Server;
@@ -64,7 +67,7 @@ async function hub(opts: { replica?: string; backend?: HubBackend; config?: Reco
     shutdownGraceSeconds: 1,
     ...opts.config,
   });
-  const h = await startHub({ config, backend: opts.backend ?? staticHubBackend({ n1: [NODE_IP], n2: ['10.99.0.2'] }), log, registry, directConnect });
+  const h = await startHub({ config, backend: opts.backend ?? staticHubBackend({ n1: [NODE_IP], n2: ['198.18.99.2'] }), log, registry, directConnect });
   cleanup.push(() => h.close());
   return { h, log, registry };
 }
@@ -291,16 +294,16 @@ describe('two replicas', () => {
 describe('trust between nodes', () => {
   test("an agent announcing another node's address and a Service name gets none of them: claims refused, logged, counted; CONNECTs to them never reach it", async () => {
     const { h, log, registry } = await hub();
-    const { a, log: alog } = await agent(h, await pki.node('n1'), { addresses: [NODE_IP, '10.99.0.2', 'n2', 'webhook.kube-system.svc', '192.168.50.1'] });
+    const { a, log: alog } = await agent(h, await pki.node('n1'), { addresses: [NODE_IP, '198.18.99.2', 'n2', 'webhook.kube-system.svc', '198.18.250.1'] });
     await connected(a);
     const refused = () => log.lines.filter((l) => l.msg === 'address claim refused').map((l) => [l.address, l.reason]);
     await until('claims refused', refused, (r) => r.length === 4);
-    expect(refused()).toEqual([['10.99.0.2', 'other_node'], ['n2', 'other_node'], ['webhook.kube-system.svc', 'service'], ['192.168.50.1', 'not_in_node']]);
+    expect(refused()).toEqual([['198.18.99.2', 'other_node'], ['n2', 'other_node'], ['webhook.kube-system.svc', 'service'], ['198.18.250.1', 'not_in_node']]);
     const text = registry.render();
     expect(text).toContain('tether_hub_address_claims_refused_total{reason="other_node"} 2');
     expect(text).toContain('tether_hub_address_claims_refused_total{reason="service"} 1');
     const egress = await pki.client('kube-apiserver-egress');
-    for (const target of [`10.99.0.2:${echoPort}`, `n2:${echoPort}`, `192.168.50.1:${echoPort}`]) {
+    for (const target of [`198.18.99.2:${echoPort}`, `n2:${echoPort}`, `198.18.250.1:${echoPort}`]) {
       const r = await connectThrough(h.connectAddress!, target, egress);
       expect(r.status).not.toContain(' 200 ');
     }

@@ -26,7 +26,7 @@ import { startHub, type RunningHub } from '../hub.ts';
 import { makeHubTestPki, type HubTestPki } from './_test-pki.ts';
 import { staticHubBackend } from './backend.ts';
 
-const NODE_IP = '10.99.0.1';
+const NODE_IP = '198.18.99.1';
 let pki: HubTestPki;
 let target: Server;
 let port = 0;
@@ -64,7 +64,7 @@ beforeAll(async () => {
   });
   hub = await startHub({
     config,
-    backend: staticHubBackend({ n1: [NODE_IP], n2: ['10.99.0.2'] }),
+    backend: staticHubBackend({ n1: [NODE_IP], n2: ['198.18.99.2'] }),
     log: createMemoryLogger(),
     registry,
     directConnect: () => netConnect({ host: '127.0.0.1', port, allowHalfOpen: true }),
@@ -216,7 +216,7 @@ test('the agent listener survives mutated upgrades, noise and sessions of mutate
       const t = await dialTunnel(`wss://${hub.agentAddress}/tunnel`, tls);
       const closed = new Promise<void>((res) => t.onClose(() => res()));
       t.onMessage(() => {});
-      const hello = encodeFrame({ type: 'hello', hello: { node: 'n2', addresses: ['10.99.0.2'], version: 'fuzz' } });
+      const hello = encodeFrame({ type: 'hello', hello: { node: 'n2', addresses: ['198.18.99.2'], version: 'fuzz' } });
       t.send(r.int(3) === 0 ? mutate(r, hello) : hello);
       for (let f = 0; f < 4; f++) t.send(r.int(4) === 0 ? encodeFrame(sampleFrame(r)) : mutate(r, encodeFrame(sampleFrame(r))));
       t.close(1000, 'fuzz done');
