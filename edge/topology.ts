@@ -3,7 +3,7 @@
  * from the kubelet's traffic, NodePools fetched by the agent itself), and gives the proxy the hook
  * it applies to EndpointSlices and Endpoints — filtering answers on the way to the client (the
  * store keeps them unfiltered) and re-emitting the objects of Services whose view changed to the
- * watches that are open. The contract is edge/filter/README.md.
+ * watches that are open. The contract is shared/topology/README.md.
  *
  * NodePools are followed with one LIST and then a WATCH from its resourceVersion (bookmarks on,
  * re-watched from the last one when the apiserver ends it, relisted only on 410 Gone), so a pool
@@ -14,8 +14,8 @@
 import type { Logger } from '../shared/log.ts';
 import type { Counter } from '../shared/metrics.ts';
 import type { RequestInfo } from '../shared/kube/index.ts';
-import { createTopologyFilter, type ServiceKey, type WatchEvent } from './filter/filter.ts';
-import { SERVICE_NAME_LABEL } from './filter/keys.ts';
+import { createTopologyFilter, type ServiceKey, type WatchEvent } from '../shared/topology/filter.ts';
+import { SERVICE_NAME_LABEL } from '../shared/topology/keys.ts';
 import type { UpstreamCall, WatchLines } from './proxy/client.ts';
 import type { ResponseFilter } from './proxy/server.ts';
 import type { KubeObject, Store } from './store/index.ts';

@@ -6,7 +6,7 @@
  */
 import { beforeAll, describe, expect, test } from 'bun:test';
 import * as cloudKeys from '../cloud/api/keys.ts';
-import * as edgeKeys from '../edge/filter/keys.ts';
+import * as edgeKeys from '../shared/topology/keys.ts';
 import { sharedCluster, type Cluster } from './support/cluster.ts';
 import { crdDir, deployDir, kubectlOf } from './support/pools.ts';
 

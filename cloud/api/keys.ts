@@ -1,7 +1,7 @@
 /**
  * Names of the apps.tether.dev API: the group and version of the CRDs, and the label and
  * annotation keys the controllers read and write on other objects. The edge filter keeps its own
- * copy of the two keys it needs (edge/ never imports cloud/); edge/filter/keys.ts says so.
+ * copy of the two keys it needs (shared/ never imports cloud/); shared/topology/keys.ts says so.
  */
 export const GROUP = 'apps.tether.dev';
 export const VERSION = 'v1alpha1';

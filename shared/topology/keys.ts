@@ -1,6 +1,6 @@
 /**
  * The names the topology filter reads. They belong to the apps.tether.dev API defined in
- * cloud/api/keys.ts; edge/ never imports cloud/, so the few strings it needs are repeated here
+ * cloud/api/keys.ts; shared/ never imports cloud/, so the few strings it needs are repeated here
  * (test/pools-api.e2e.test.ts checks both copies agree).
  */
 export const TOPOLOGY_ANNOTATION = 'apps.tether.dev/topology';
