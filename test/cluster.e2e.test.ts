@@ -50,10 +50,16 @@ describe('control plane', () => {
   });
 
   test('kubectl get --raw /version reports the pinned release', async () => {
-    expect(pinnedVersion).toMatch(/^v1\.34\./);
+    expect(pinnedVersion).toMatch(/^v1\.37\./);
     const r = await c.kubectl(['get', '--raw', '/version']);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).gitVersion).toBe(pinnedVersion!);
+  });
+
+  test('kubectl is built from the same k8s.io/kubernetes module as the control plane', async () => {
+    const r = await c.kubectl(['version', '--client', '-o', 'json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).clientVersion.gitVersion).toBe(pinnedVersion!);
   });
 
   test('kubectl get ns lists the system namespaces', async () => {

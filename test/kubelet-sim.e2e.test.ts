@@ -76,7 +76,7 @@ describe.skipIf(!isRoot)('kubelet simulator on the real control plane', () => {
     const row = wide.split('\n').find((l) => l.startsWith(node + ' '));
     expect(row).toMatch(/\sReady\s/);
     expect(row).toContain(site.address);
-    expect(row).toContain('v1.34.4');
+    expect(row).toContain('v1.37.2');
   }, 180_000);
 
   test("a Deployment's pods are scheduled onto it and reported Running with pod IPs", async () => {

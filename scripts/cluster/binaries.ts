@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 
 const buildScript = join(import.meta.dir, '..', 'kube', 'build.sh');
-const binaries = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
+const binaries = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];
 
 /** Runs build.sh; its progress lines (stderr) go to `progress`. Returns the bin folder. */
 export function controlPlaneBinDir(progress: (line: string) => void = () => {}): Promise<string> {

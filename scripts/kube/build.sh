@@ -16,6 +16,7 @@ targets=(
   "kube-apiserver:k8s.io/kubernetes/cmd/kube-apiserver"
   "kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager"
   "kube-scheduler:k8s.io/kubernetes/cmd/kube-scheduler"
+  "kubectl:k8s.io/kubernetes/cmd/kubectl"
   "etcd:go.etcd.io/etcd/server/v3"
 )
 
@@ -29,12 +30,12 @@ fi
 
 if ! command -v go >/dev/null 2>&1; then
   echo "kube: Go is not installed, and the control plane is not cached in $bin." >&2
-  echo "kube: install Go >= 1.24 (https://go.dev/doc/install or your distribution's golang package) and run again." >&2
+  echo "kube: install Go >= 1.26 (https://go.dev/doc/install or your distribution's golang package) and run again." >&2
   exit 1
 fi
 
 # Stamp the real version into the binaries, as the upstream release build does, so /version,
-# kubectl's skew check and the components' compatibility version all see v1.34.x.
+# kubectl's skew check and the components' compatibility version all see the real release.
 ldflags=""
 for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=$(echo "$k8s_version" | cut -d. -f2)"

@@ -1,9 +1,12 @@
 /**
- * Runs the real kubectl against a cluster: the `kubectl` on PATH, or the binary named by
- * TETHER_KUBECTL. Works with kubectl 1.33 and 1.32 against the v1.34 control plane (see
- * docs/testing.md); it never throws on a non-zero exit, callers look at `code`.
+ * Runs the real kubectl against a cluster: the one scripts/kube/build.sh builds from the same
+ * k8s.io/kubernetes module as the control plane (TETHER_KUBE_BIN/kubectl, or build.sh's cached
+ * folder), or the binary named by TETHER_KUBECTL. Never whatever kubectl the machine has on PATH.
+ * It never throws on a non-zero exit, callers look at `code`.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface KubectlResult {
   code: number;
@@ -17,8 +20,20 @@ export interface KubectlOptions {
   timeoutMs?: number;
 }
 
+let built: string | undefined;
+
 export function kubectlBinary(): string {
-  return process.env.TETHER_KUBECTL || 'kubectl';
+  if (process.env.TETHER_KUBECTL) return process.env.TETHER_KUBECTL;
+  const fromEnv = process.env.TETHER_KUBE_BIN ? join(process.env.TETHER_KUBE_BIN, 'kubectl') : undefined;
+  if (fromEnv && existsSync(fromEnv)) return fromEnv;
+  if (!built) {
+    // build.sh returns at once when the binaries are cached, and prints their folder last.
+    const r = spawnSync('bash', [join(import.meta.dir, '..', '..', 'scripts', 'kube', 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const bin = r.stdout.trim().split('\n').pop() ?? '';
+    if (r.status !== 0 || !existsSync(join(bin, 'kubectl'))) throw new Error(`kubectl: scripts/kube/build.sh did not give a kubectl (exit ${r.status})`);
+    built = join(bin, 'kubectl');
+  }
+  return built;
 }
 
 export function runKubectl(kubeconfig: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {

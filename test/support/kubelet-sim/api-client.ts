@@ -9,7 +9,7 @@
  */
 import { ErrorCode, TetherError, messageOf } from '../../../shared/errors.ts';
 
-export const KUBELET_VERSION = 'v1.34.4';
+export const KUBELET_VERSION = 'v1.37.2';
 export const GOARCH = process.arch === 'x64' ? 'amd64' : process.arch;
 /** client-go writes "unknown" for the commit when the build embeds none, as the control plane built here. */
 export const USER_AGENT = `kubelet/${KUBELET_VERSION} (linux/${GOARCH}) kubernetes/unknown`;

@@ -66,7 +66,7 @@ test('registers its Node with labels, addresses and its kubelet port; every requ
   expect(node.status.daemonEndpoints.kubeletEndpoint.Port).toBe(s.port());
   expect(node.status.capacity.pods).toBe('110');
   expect(node.status.conditions.find((c: any) => c.type === 'Ready').status).toBe('True');
-  expect(node.status.nodeInfo.kubeletVersion).toBe('v1.34.4');
+  expect(node.status.nodeInfo.kubeletVersion).toBe('v1.37.2');
   for (const r of api.requests) {
     expect(r.headers.get('user-agent')).toBe(USER_AGENT);
     expect(r.headers.get('accept')).toBe('application/json');
