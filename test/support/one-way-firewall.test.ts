@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { createServer, connect, type Server } from 'node:net';
 import { createEdgeSite, type EdgeSite } from './netns.ts';
-import { allowInbound, blockInbound } from './one-way-firewall.ts';
+import { allowInbound, allowOutbound, allowOutboundOnly, blockInbound } from './one-way-firewall.ts';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -66,5 +66,22 @@ describe.skipIf(!isRoot)('one-way firewall', () => {
   test('allowInbound lets inbound connections in again', async () => {
     await allowInbound(site);
     expect(await tryConnect(site.address, sitePort, 3000)).toBe('connected');
+  });
+
+  test('allowOutboundOnly: the site reaches one port of the cloud and no other; allowOutbound undoes it', async () => {
+    const other = createServer((c) => c.end('other\n'));
+    await new Promise<void>((r) => other.listen(0, site.gateway, r));
+    const otherPort = (other.address() as { port: number }).port;
+    const probe = (port: number) =>
+      site.exec([process.execPath, '-e', `const s=require('net').connect(${port}, '${site.gateway}', () => { console.log('connected'); s.destroy(); }); s.on('error', (e) => console.log(e.message)); setTimeout(() => { console.log('no answer'); process.exit(0); }, 1500);`], { timeoutMs: 10_000 });
+    try {
+      await allowOutboundOnly(site, rootPort);
+      expect((await probe(rootPort)).stdout.trim().split('\n')[0]).toBe('connected');
+      expect((await probe(otherPort)).stdout.trim().split('\n')[0]).toBe('no answer');
+      await allowOutbound(site);
+      expect((await probe(otherPort)).stdout.trim().split('\n')[0]).toBe('connected');
+    } finally {
+      other.close();
+    }
   });
 });

@@ -45,6 +45,7 @@ const PROGRAM: [number, number, number, number][] = [
 ];
 const BYTECODE = `${PROGRAM.length},${PROGRAM.map((i) => i.join(' ')).join(',')}`;
 const PREF = '7';
+const OUTBOUND_PREF = '8';
 
 /** Drops new inbound TCP connections to the site from now on. */
 export async function blockInbound(site: EdgeSite): Promise<void> {
@@ -59,4 +60,49 @@ export async function blockInbound(site: EdgeSite): Promise<void> {
 export async function allowInbound(site: EdgeSite): Promise<void> {
   const dev = linkNames(site.index).site;
   await must(`allow inbound connections to ${site.name}`, ['tc', '-n', site.ns, 'filter', 'del', 'dev', dev, 'ingress', 'pref', PREF]);
+}
+
+/**
+ * The strictest site firewall: the site may open TCP connections to one port of the cloud and
+ * nothing else (every other IPv4 packet leaving the site is dropped; ARP passes). A classic-BPF
+ * filter on the ingress of the root end of the veth pair, where the site's packets arrive:
+ *   0  ldh [12]              ethertype
+ *   1  jeq #0x800, 2, 9      IPv4, else pass
+ *   2  ldb [23]              IP protocol
+ *   3  jeq #6, 4, 10         TCP, else drop
+ *   4  ldh [20]              fragment offset
+ *   5  jset #0x1fff, 10, 6   a later fragment: drop
+ *   6  ldxb 4*([14]&0xf)     IP header length
+ *   7  ldh [x+16]            TCP destination port (14 + 2)
+ *   8  jeq #port, 9, 10
+ *   9  ret #0                TC_ACT_OK
+ *  10  ret #2                TC_ACT_SHOT
+ * heal() removes it with the clsact qdisc (call it again after a heal).
+ */
+export async function allowOutboundOnly(site: EdgeSite, port: number): Promise<void> {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TetherError(ErrorCode.BadRequest, `allow outbound only: bad port ${port}`);
+  const program: [number, number, number, number][] = [
+    [0x28, 0, 0, 12],
+    [0x15, 0, 7, 0x0800],
+    [0x30, 0, 0, 23],
+    [0x15, 0, 6, 6],
+    [0x28, 0, 0, 20],
+    [0x45, 4, 0, 0x1fff],
+    [0xb1, 0, 0, 14],
+    [0x48, 0, 0, 16],
+    [0x15, 0, 1, port],
+    [0x06, 0, 0, 0],
+    [0x06, 0, 0, 2],
+  ];
+  const bytecode = `${program.length},${program.map((i) => i.join(' ')).join(',')}`;
+  const dev = linkNames(site.index).host;
+  await run(['tc', 'qdisc', 'add', 'dev', dev, 'clsact']);
+  const r = await run(['tc', 'filter', 'replace', 'dev', dev, 'ingress', 'pref', OUTBOUND_PREF, 'handle', '1', 'bpf', 'bytecode', bytecode, 'da']);
+  if (r.code !== 0) throw new TetherError(ErrorCode.Internal, `allow ${site.name} out to port ${port} only: tc filter: ${r.stderr.trim()}`);
+}
+
+/** Lets the site connect anywhere again. */
+export async function allowOutbound(site: EdgeSite): Promise<void> {
+  const dev = linkNames(site.index).host;
+  await must(`allow outbound connections from ${site.name}`, ['tc', 'filter', 'del', 'dev', dev, 'ingress', 'pref', OUTBOUND_PREF]);
 }
