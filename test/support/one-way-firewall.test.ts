@@ -78,10 +78,14 @@ describe.skipIf(!isRoot)('one-way firewall', () => {
       await allowOutboundOnly(site, rootPort);
       expect((await probe(rootPort)).stdout.trim().split('\n')[0]).toBe('connected');
       expect((await probe(otherPort)).stdout.trim().split('\n')[0]).toBe('no answer');
+      await allowOutboundOnly(site, [otherPort + 1, otherPort]); // replaces the filter: two ports, the first unused
+      expect((await probe(otherPort)).stdout.trim().split('\n')[0]).toBe('connected');
+      expect((await probe(rootPort)).stdout.trim().split('\n')[0]).toBe('no answer');
       await allowOutbound(site);
+      expect((await probe(rootPort)).stdout.trim().split('\n')[0]).toBe('connected');
       expect((await probe(otherPort)).stdout.trim().split('\n')[0]).toBe('connected');
     } finally {
       other.close();
     }
-  });
+  }, 60_000);
 });

@@ -63,34 +63,40 @@ export async function allowInbound(site: EdgeSite): Promise<void> {
 }
 
 /**
- * The strictest site firewall: the site may open TCP connections to one port of the cloud and
- * nothing else (every other IPv4 packet leaving the site is dropped; ARP passes). A classic-BPF
- * filter on the ingress of the root end of the veth pair, where the site's packets arrive:
- *   0  ldh [12]              ethertype
- *   1  jeq #0x800, 2, 9      IPv4, else pass
- *   2  ldb [23]              IP protocol
- *   3  jeq #6, 4, 10         TCP, else drop
- *   4  ldh [20]              fragment offset
- *   5  jset #0x1fff, 10, 6   a later fragment: drop
- *   6  ldxb 4*([14]&0xf)     IP header length
- *   7  ldh [x+16]            TCP destination port (14 + 2)
- *   8  jeq #port, 9, 10
- *   9  ret #0                TC_ACT_OK
- *  10  ret #2                TC_ACT_SHOT
+ * The strictest site firewall: the site may open TCP connections to the given ports of the cloud
+ * and nothing else (every other IPv4 packet leaving the site is dropped; ARP passes). A classic-BPF
+ * filter on the ingress of the root end of the veth pair, where the site's packets arrive; for n ports:
+ *   0      ldh [12]              ethertype
+ *   1      jeq #0x800, 2, pass   IPv4, else pass
+ *   2      ldb [23]              IP protocol
+ *   3      jeq #6, 4, drop       TCP, else drop
+ *   4      ldh [20]              fragment offset
+ *   5      jset #0x1fff, drop, 6 a later fragment: drop
+ *   6      ldxb 4*([14]&0xf)     IP header length
+ *   7      ldh [x+16]            TCP destination port (14 + 2)
+ *   8..    jeq #port_i, pass, next (the last one's next is drop)
+ *   pass   ret #0                TC_ACT_OK
+ *   drop   ret #2                TC_ACT_SHOT
  * heal() removes it with the clsact qdisc (call it again after a heal).
  */
-export async function allowOutboundOnly(site: EdgeSite, port: number): Promise<void> {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TetherError(ErrorCode.BadRequest, `allow outbound only: bad port ${port}`);
+export async function allowOutboundOnly(site: EdgeSite, ports: number | number[]): Promise<void> {
+  const list = Array.isArray(ports) ? ports : [ports];
+  if (list.length === 0 || list.length > 16 || list.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
+    throw new TetherError(ErrorCode.BadRequest, `allow outbound only: 1 to 16 ports, got ${JSON.stringify(ports)}`);
+  }
+  const n = list.length;
+  const pass = 8 + n;
+  const drop = pass + 1;
   const program: [number, number, number, number][] = [
     [0x28, 0, 0, 12],
-    [0x15, 0, 7, 0x0800],
+    [0x15, 0, pass - 2, 0x0800],
     [0x30, 0, 0, 23],
-    [0x15, 0, 6, 6],
+    [0x15, 0, drop - 4, 6],
     [0x28, 0, 0, 20],
-    [0x45, 4, 0, 0x1fff],
+    [0x45, drop - 6, 0, 0x1fff],
     [0xb1, 0, 0, 14],
     [0x48, 0, 0, 16],
-    [0x15, 0, 1, port],
+    ...list.map((p, i): [number, number, number, number] => [0x15, pass - (8 + i) - 1, i === n - 1 ? 1 : 0, p]),
     [0x06, 0, 0, 0],
     [0x06, 0, 0, 2],
   ];
@@ -98,7 +104,7 @@ export async function allowOutboundOnly(site: EdgeSite, port: number): Promise<v
   const dev = linkNames(site.index).host;
   await run(['tc', 'qdisc', 'add', 'dev', dev, 'clsact']);
   const r = await run(['tc', 'filter', 'replace', 'dev', dev, 'ingress', 'pref', OUTBOUND_PREF, 'handle', '1', 'bpf', 'bytecode', bytecode, 'da']);
-  if (r.code !== 0) throw new TetherError(ErrorCode.Internal, `allow ${site.name} out to port ${port} only: tc filter: ${r.stderr.trim()}`);
+  if (r.code !== 0) throw new TetherError(ErrorCode.Internal, `allow ${site.name} out to ports ${list.join(', ')} only: tc filter: ${r.stderr.trim()}`);
 }
 
 /** Lets the site connect anywhere again. */
