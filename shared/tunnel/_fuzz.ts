@@ -104,11 +104,11 @@ export function heapAfterGc(): number {
 export function sampleFrame(r: Random): Frame {
   const stream = 1 + r.int(1000);
   const host = r.pick(['10.0.0.1', 'fd00::1', 'edge-1', 'kubelet.local', '198.18.3.2']);
-  switch (r.int(11)) {
+  switch (r.int(12)) {
     case 0:
-      return { type: 'hello', hello: { node: 'edge-1', addresses: [host, '198.18.1.2'], version: '0.1.0' } };
+      return { type: 'hello', hello: { node: 'edge-1', addresses: [host, '198.18.1.2'], version: '0.1.0' }, ...(r.int(2) ? { compression: ['deflate'] } : {}) };
     case 1:
-      return { type: 'welcome', session: 's-' + r.int(1e6) };
+      return { type: 'welcome', session: 's-' + r.int(1e6), ...(r.int(2) ? { compression: 'deflate' } : {}) };
     case 2:
       return { type: 'ping', data: r.bytes(8) };
     case 3:
@@ -118,11 +118,13 @@ export function sampleFrame(r: Random): Frame {
     case 5:
       return { type: 'goaway', code: r.pick(goAwayCodes), reason: 'bye' };
     case 6:
-      return { type: 'open', stream, host, port: 1 + r.int(65535), window: 1 + r.int(2 ** 20) };
+      return { type: 'open', stream, host, port: r.int(65536), window: 1 + r.int(2 ** 20), ...(r.int(2) ? { compress: true } : {}) };
     case 7:
       return { type: 'open-result', stream, result: r.int(2) ? { ok: true, window: 65536 } : { ok: false, code: 'E_TUNNEL_DENIED', reason: 'port 22 is not allowed' } };
     case 8:
       return { type: 'data', stream, data: r.bytes(1 + r.int(512)) };
+    case 10:
+      return { type: 'zdata', stream, data: r.bytes(1 + r.int(512)) };
     case 9:
       return { type: 'credit', stream, increment: 1 + r.int(2 ** 20) };
     default:

@@ -9,6 +9,8 @@ import { clampReason } from './frames.ts';
 export interface PendingOpen {
   host: string;
   port: number;
+  /** open() asked for compression; once OPEN is sent: the stream is compressed (the session negotiated it). */
+  compress: boolean;
   /** OPEN went out (it waits for the handshake otherwise). */
   sent: boolean;
   resolve: (d: Duplex) => void;

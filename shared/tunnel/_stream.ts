@@ -34,6 +34,8 @@ export interface StreamOptions {
   /** The peer's receive window: our initial credit. */
   peerWindow: number;
   writableHighWaterMark: number;
+  /** DATA travels as ZDATA through the session's deflate contexts (both directions). */
+  compress: boolean;
 }
 
 export class StreamDuplex extends Duplex {
@@ -58,6 +60,7 @@ export class TunnelStream {
   /** Bytes we may still send. */
   credit: number;
   released = false;
+  readonly compress: boolean;
   private allowance: number;
   private pushed = 0;
   private credited = 0;
@@ -72,6 +75,7 @@ export class TunnelStream {
     private readonly host: StreamHost,
     opts: StreamOptions,
   ) {
+    this.compress = opts.compress;
     this.credit = opts.peerWindow;
     this.allowance = opts.window;
     this.threshold = Math.max(1, Math.floor(opts.window / 2));

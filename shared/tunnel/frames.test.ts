@@ -17,7 +17,9 @@ const hello = { node: 'edge-1.example', addresses: ['198.18.1.2', 'fe80::1%eth0'
 
 const samples: Frame[] = [
   { type: 'hello', hello },
+  { type: 'hello', hello, compression: ['deflate', 'zstd'] },
   { type: 'welcome', session: 'a1b2c3d4' },
+  { type: 'welcome', session: 'a1b2c3d4', compression: 'deflate' },
   { type: 'ping', data: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]) },
   { type: 'pong', data: new Uint8Array([8, 7, 6, 5, 4, 3, 2, 1]) },
   { type: 'drain', reason: 'hub replica stopping' },
@@ -26,10 +28,12 @@ const samples: Frame[] = [
   { type: 'goaway', code: 'replaced', reason: 'ünïcödé ✓' },
   { type: 'open', stream: 1, host: '198.18.1.2', port: 10250, window: 262144 },
   { type: 'open', stream: 0xffffffff, host: 'edge-1.local', port: 65535, window: 0x7fffffff },
+  { type: 'open', stream: 2, host: 'kube-apiserver', port: 0, window: 262144, compress: true },
   { type: 'open-result', stream: 1, result: { ok: true, window: 65536 } },
   { type: 'open-result', stream: 3, result: { ok: false, code: 'E_TUNNEL_DENIED', reason: 'destination 10.0.0.1:22 not allowed' } },
   { type: 'data', stream: 5, data: new Uint8Array([0, 255, 1, 254]) },
   { type: 'data', stream: 5, data: new Uint8Array(MAX_FRAME_PAYLOAD).fill(7) },
+  { type: 'zdata', stream: 2, data: new Uint8Array([0x4a, 0x4c, 0x4a, 0x06, 0x00]) },
   { type: 'credit', stream: 5, increment: 131072 },
   { type: 'close', stream: 5, reset: false, reason: '' },
   { type: 'close', stream: 5, reset: true, reason: 'destination: read ECONNRESET' },
@@ -154,7 +158,11 @@ describe('frames: malformed input', () => {
 
   test('JSON of the wrong shape is rejected with the field named', () => {
     rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a b', port: 1, window: 1 }))), 'stream', /host/);
-    rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 0, window: 1 }))), 'stream', /port/);
+    rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 65536, window: 1 }))), 'stream', /port/);
+    rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: -1, window: 1 }))), 'stream', /port/);
+    rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 1, window: 1, compress: 'yes' }))), 'stream', /compress/);
+    rejected(decodeFrame(frame(FrameType.Hello, 0, JSON.stringify({ ...hello, compression: 'deflate' }))), 'session', /compression/);
+    rejected(decodeFrame(frame(FrameType.Welcome, 0, JSON.stringify({ session: 'a', compression: ['deflate'] }))), 'session', /compression/);
     rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 1.5, window: 1 }))), 'stream', /port/);
     rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 1, window: 0 }))), 'stream', /window/);
     rejected(decodeFrame(frame(FrameType.Hello, 0, JSON.stringify({ ...hello, node: 'Edge_1' }))), 'session', /node name/);

@@ -89,7 +89,12 @@ export const FrameType = {
   Data: 0x12,
   Credit: 0x13,
   Close: 0x14,
+  ZData: 0x15,
 } as const;
+
+/** The compression methods this side knows, in order of preference (HELLO offers, WELCOME picks one). */
+export const compressionMethods = ['deflate'] as const;
+export type CompressionMethod = (typeof compressionMethods)[number];
 
 /** Why a session ended; the u8 of GOAWAY. An unknown code from a newer peer reads as 'normal'. */
 export const goAwayCodes = ['normal', 'drained', 'refused', 'protocol', 'heartbeat', 'overloaded', 'replaced'] as const;
@@ -98,15 +103,16 @@ export type GoAwayCode = (typeof goAwayCodes)[number];
 export type OpenResult = { ok: true; window: number } | { ok: false; code: string; reason: string };
 
 export type Frame =
-  | { type: 'hello'; hello: Hello }
-  | { type: 'welcome'; session: string }
+  | { type: 'hello'; hello: Hello; compression?: string[] }
+  | { type: 'welcome'; session: string; compression?: string }
   | { type: 'ping'; data: Uint8Array }
   | { type: 'pong'; data: Uint8Array }
   | { type: 'drain'; reason: string }
   | { type: 'goaway'; code: GoAwayCode; reason: string }
-  | { type: 'open'; stream: number; host: string; port: number; window: number }
+  | { type: 'open'; stream: number; host: string; port: number; window: number; compress?: boolean }
   | { type: 'open-result'; stream: number; result: OpenResult }
   | { type: 'data'; stream: number; data: Uint8Array }
+  | { type: 'zdata'; stream: number; data: Uint8Array }
   | { type: 'credit'; stream: number; increment: number }
   | { type: 'close'; stream: number; reset: boolean; reason: string };
 
@@ -120,6 +126,8 @@ export type DecodeResult =
 /** host of OPEN and of HELLO addresses: an IP address (v6 without brackets) or a DNS name. */
 export const hostSchema = z.string().min(1).max(253).regex(/^[A-Za-z0-9._:%-]+$/, 'not a host name or IP address');
 export const portSchema = z.int().min(1).max(65535);
+/** OPEN's port: a TCP port, or 0 for a named service of the peer (the api stream: host "kube-apiserver", port 0). */
+export const openPortSchema = z.int().min(0).max(65535);
 const windowSchema = z.int().min(1).max(MAX_WINDOW);
 const reasonSchema = z.string().refine((s) => utf8.encode(s).length <= MAX_REASON_BYTES, `longer than ${MAX_REASON_BYTES} bytes`);
 
@@ -139,8 +147,10 @@ export const helloSchema: z.ZodType<Hello> = z.object({
   addresses: z.array(hostSchema).max(64),
   version: z.string().min(1).max(128).regex(/^[\x20-\x7e]+$/, 'not printable ASCII'),
 });
-const welcomeSchema = z.object({ session: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/) });
-const openSchema = z.object({ host: hostSchema, port: portSchema, window: windowSchema });
+const methodSchema = z.string().min(1).max(32).regex(/^[a-z0-9-]+$/);
+const compressionOfferSchema = z.object({ compression: z.array(methodSchema).max(8).optional() });
+const welcomeSchema = z.object({ session: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/), compression: methodSchema.optional() });
+const openSchema = z.object({ host: hostSchema, port: openPortSchema, window: windowSchema, compress: z.boolean().optional() });
 const openResultSchema = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(true), window: windowSchema }),
   z.object({ ok: z.literal(false), code: z.string().regex(/^E_[A-Z0-9_]{1,60}$/), reason: reasonSchema }),
@@ -161,6 +171,7 @@ const typeNames: Record<number, Frame['type']> = {
   [FrameType.Data]: 'data',
   [FrameType.Credit]: 'credit',
   [FrameType.Close]: 'close',
+  [FrameType.ZData]: 'zdata',
 };
 const typeCodes = Object.fromEntries(Object.entries(typeNames).map(([k, v]) => [v, Number(k)])) as Record<Frame['type'], number>;
 const isStreamType = (type: number) => type >= FrameType.Open;
@@ -198,9 +209,9 @@ export function encodeFrame(frame: Frame): Uint8Array {
 function encodePayload(frame: Frame): Uint8Array {
   switch (frame.type) {
     case 'hello':
-      return json(frame.hello);
+      return json(frame.compression ? { ...frame.hello, compression: frame.compression } : frame.hello);
     case 'welcome':
-      return json({ session: frame.session });
+      return json(frame.compression ? { session: frame.session, compression: frame.compression } : { session: frame.session });
     case 'ping':
     case 'pong':
       return frame.data;
@@ -209,10 +220,11 @@ function encodePayload(frame: Frame): Uint8Array {
     case 'goaway':
       return withByte(goAwayCodes.indexOf(frame.code), frame.reason);
     case 'open':
-      return json({ host: frame.host, port: frame.port, window: frame.window });
+      return json(frame.compress ? { host: frame.host, port: frame.port, window: frame.window, compress: true } : { host: frame.host, port: frame.port, window: frame.window });
     case 'open-result':
       return json(frame.result.ok ? frame.result : { ...frame.result, reason: clampReason(frame.result.reason) });
     case 'data':
+    case 'zdata':
       return frame.data;
     case 'credit': {
       const b = new Uint8Array(4);
@@ -262,10 +274,15 @@ export function decodeFrame(bytes: Uint8Array): DecodeResult {
 
 function decodePayload(type: Frame['type'], stream: number, p: Uint8Array): Frame {
   switch (type) {
-    case 'hello':
-      return { type, hello: helloSchema.parse(parseJson(p)) };
-    case 'welcome':
-      return { type, session: welcomeSchema.parse(parseJson(p)).session };
+    case 'hello': {
+      const body = parseJson(p);
+      const { compression } = compressionOfferSchema.parse(body);
+      return compression ? { type, hello: helloSchema.parse(body), compression } : { type, hello: helloSchema.parse(body) };
+    }
+    case 'welcome': {
+      const w = welcomeSchema.parse(parseJson(p));
+      return w.compression ? { type, session: w.session, compression: w.compression } : { type, session: w.session };
+    }
     case 'ping':
     case 'pong':
       if (p.length !== 8) throw new Error(`payload is ${p.length} bytes, want 8`);
@@ -276,11 +293,14 @@ function decodePayload(type: Frame['type'], stream: number, p: Uint8Array): Fram
       if (p.length < 1) throw new Error('missing the code byte');
       return { type, code: goAwayCodes[p[0]!] ?? 'normal', reason: text(p.subarray(1)) };
     }
-    case 'open':
-      return { type, stream, ...openSchema.parse(parseJson(p)) };
+    case 'open': {
+      const { compress, ...o } = openSchema.parse(parseJson(p));
+      return compress ? { type, stream, ...o, compress } : { type, stream, ...o };
+    }
     case 'open-result':
       return { type, stream, result: openResultSchema.parse(parseJson(p)) };
     case 'data':
+    case 'zdata':
       if (p.length === 0) throw new Error('empty');
       return { type, stream, data: p };
     case 'credit': {

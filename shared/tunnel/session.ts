@@ -30,10 +30,10 @@ import { openRefusal, refusalError, type PendingOpen } from './_open.ts';
 import { createScheduler } from './_scheduler.ts';
 import { StreamDuplex, TunnelStream, resetError } from './_stream.ts';
 import type { SessionClosed, SessionCloseCode, SessionInternals, SessionState, TunnelSession, TunnelSessionOptions } from './types.ts';
-import { decodeFrame, encodeFrame, hostSchema, MAX_FRAME_SIZE, MAX_STREAM_ID, MAX_WINDOW, portSchema, type Frame, type GoAwayCode, type Hello, type StreamFrame } from './frames.ts';
+import { decodeFrame, encodeFrame, hostSchema, MAX_FRAME_SIZE, MAX_STREAM_ID, MAX_WINDOW, openPortSchema, type Frame, type GoAwayCode, type Hello, type StreamFrame } from './frames.ts';
 
 export type { Hello } from './frames.ts';
-export type { SessionClosed, SessionCloseCode, SessionInternals, SessionState, SessionStats, TunnelSession, TunnelSessionOptions, TunnelTransport } from './types.ts';
+export type { OpenInfo, OpenOptions, SessionClosed, SessionCloseCode, SessionInternals, SessionState, SessionStats, TunnelSession, TunnelSessionOptions, TunnelTransport } from './types.ts';
 
 const internals = new WeakMap<TunnelSession, () => SessionInternals>();
 /** The session's internal tables, for leak checks in tests and benchmarks. */
@@ -75,6 +75,10 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   let bytesIn = 0;
   let bytesOut = 0;
   let overloadPending = false;
+  /** What this side is willing to use, and what the handshake chose. */
+  const compressionWanted = opts.compression ?? 'deflate';
+  let compression: 'deflate' | 'none' = 'none';
+  const api = { rawIn: 0, rawOut: 0, wireIn: 0, wireOut: 0 };
   const streams = new Map<number, TunnelStream>();
   const pending = new Map<number, PendingOpen>();
   const dials = new Map<number, string>();
@@ -115,8 +119,8 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
       drainedCheck();
     },
   };
-  const newStream = (sid: number, destination: string, peerWindow: number) => {
-    const st = new TunnelStream(sid, destination, host, { window, peerWindow, writableHighWaterMark: 64 * 1024 });
+  const newStream = (sid: number, destination: string, peerWindow: number, compress: boolean) => {
+    const st = new TunnelStream(sid, destination, host, { window, peerWindow, writableHighWaterMark: 64 * 1024, compress });
     streams.set(sid, st);
     return st;
   };
@@ -206,20 +210,23 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   };
   const sendOpen = (sid: number, p: PendingOpen) => {
     p.sent = true;
-    send({ type: 'open', stream: sid, host: p.host, port: p.port, window });
+    p.compress = p.compress && compression === 'deflate';
+    send({ type: 'open', stream: sid, host: p.host, port: p.port, window, ...(p.compress ? { compress: true } : {}) });
   };
 
-  const onHelloFrame = (h: Hello) => {
+  const onHelloFrame = (h: Hello, offered: readonly string[] | undefined) => {
     if (role !== 'hub' || peer) return protocolError(role === 'hub' ? 'second HELLO' : 'HELLO sent to an agent');
     peer = h;
+    const chosen = compressionWanted === 'deflate' && offered?.includes('deflate') ? 'deflate' : 'none';
     Promise.resolve()
       .then(() => opts.onHello?.(h))
       .then(
         () => {
           if (state !== 'handshake') return;
-          send({ type: 'welcome', session: id });
+          compression = chosen;
+          send({ type: 'welcome', session: id, ...(chosen === 'deflate' ? { compression: chosen } : {}) });
           becomeOpen();
-          log.info('tunnel session open', { node: h.node, addresses: h.addresses, version: h.version });
+          log.info('tunnel session open', { node: h.node, addresses: h.addresses, version: h.version, compression });
         },
         (e) => {
           log.warn('tunnel agent refused', { node: h.node, reason: messageOf(e) });
@@ -243,17 +250,18 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     if (liveCount() >= maxStreams) return refuse(ErrorCode.TunnelDial, `too many streams (limit ${maxStreams})`);
     dials.set(sid, destination);
     const onOpen = opts.onOpen;
+    const compress = f.compress === true && compression === 'deflate';
     Promise.resolve()
-      .then(() => onOpen(f.host, f.port))
+      .then(() => onOpen(f.host, f.port, { compress }))
       .then(
         (socket) => {
           if (!dials.delete(sid)) {
             socket.destroy(); // reset or session closed while dialing
             return;
           }
-          const st = newStream(sid, destination, f.window);
+          const st = newStream(sid, destination, f.window, compress);
           send({ type: 'open-result', stream: sid, result: { ok: true, window } });
-          log.debug('tunnel stream open', { stream: sid, destination });
+          log.debug('tunnel stream open', { stream: sid, destination, compress });
           bridge(st.duplex, socket, log, sid);
         },
         (e) => {
@@ -275,7 +283,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
         return;
       }
       if (!f.result.ok) return settleOpen(sid, p, refusalError(p, f.result)), drainedCheck();
-      const st = newStream(sid, `${p.host}:${p.port}`, f.result.window);
+      const st = newStream(sid, `${p.host}:${p.port}`, f.result.window, p.compress);
       log.debug('tunnel stream open', { stream: sid, destination: st.destination });
       return settleOpen(sid, p, st.duplex);
     }
@@ -293,7 +301,9 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     }
     if (!st) return; // a late frame for a stream that is already gone
     let violation: string | undefined;
+    if (f.type === 'zdata') return protocolError(`ZDATA on stream ${sid}, which is not compressed`);
     if (f.type === 'data') {
+      if (st.compress) return protocolError(`DATA on stream ${sid}, which is compressed`);
       bytesIn += f.data.length;
       violation = st.onData(f.data);
     } else if (f.type === 'credit') violation = st.onCredit(f.increment);
@@ -308,11 +318,15 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     }
     switch (f.type) {
       case 'hello':
-        return onHelloFrame(f.hello);
+        return onHelloFrame(f.hello, f.compression);
       case 'welcome':
         if (role !== 'agent' || state !== 'handshake') return protocolError('unexpected WELCOME');
+        if (f.compression !== undefined) {
+          if (f.compression !== 'deflate' || compressionWanted !== 'deflate') return protocolError(`WELCOME chose compression "${f.compression}", which was not offered`);
+          compression = 'deflate';
+        }
         becomeOpen();
-        return log.info('tunnel session open', { hubSession: f.session });
+        return log.info('tunnel session open', { hubSession: f.session, compression });
       case 'ping':
         return send({ type: 'pong', data: f.data });
       case 'pong':
@@ -347,12 +361,15 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     get state() {
       return state;
     },
+    get compression() {
+      return compression;
+    },
     ready,
     closed,
     open(hostname, port, o = {}) {
       const destination = `${hostname}:${port}`;
       const fail = (code: ErrorCode, what: string) => Promise.reject(new TetherError(code, `open stream to ${destination}: ${what}`));
-      if (!hostSchema.safeParse(hostname).success || !portSchema.safeParse(port).success) return fail(ErrorCode.TunnelDial, 'not a valid host and port');
+      if (!hostSchema.safeParse(hostname).success || !openPortSchema.safeParse(port).success) return fail(ErrorCode.TunnelDial, 'not a valid host and port');
       if (state === 'closed') return fail(ErrorCode.TunnelClosed, `the tunnel session is closed (${closeInfo?.reason})`);
       if (state === 'draining') return fail(ErrorCode.TunnelClosed, 'the tunnel session is draining');
       if (o.signal?.aborted) return fail(ErrorCode.TunnelDial, 'aborted');
@@ -367,6 +384,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
         const p: PendingOpen = {
           host: hostname,
           port,
+          compress: o.compress === true,
           sent: false,
           resolve,
           reject,
@@ -402,7 +420,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     stats() {
       const queuedBytes: Record<number, number> = {};
       for (const st of streams.values()) queuedBytes[st.id] = st.queued;
-      return { streams: liveCount(), bytesIn, bytesOut, queuedBytes, rttMs: heartbeat.rttMs };
+      return { streams: liveCount(), bytesIn, bytesOut, queuedBytes, rttMs: heartbeat.rttMs, apiRawIn: api.rawIn, apiRawOut: api.rawOut, apiWireIn: api.wireIn, apiWireOut: api.wireOut };
     },
   };
   internals.set(session, () => ({
@@ -412,9 +430,11 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     dials: dials.size,
     scheduled: scheduler.waiting,
     timers: heartbeat.timers + scheduler.timers + pending.size,
+    zlibContexts: 0,
+    queuedFrames: 0,
   }));
 
-  if (role === 'agent') send({ type: 'hello', hello: opts.hello! });
+  if (role === 'agent') send({ type: 'hello', hello: opts.hello!, ...(compressionWanted === 'deflate' ? { compression: ['deflate'] } : {}) });
   log.debug('tunnel session started', { maxFrame: MAX_FRAME_SIZE, window });
   return session;
 }

@@ -34,12 +34,34 @@ export interface TunnelSession {
   readonly state: SessionState;
   /** Resolves when the handshake is done; rejects (E_TUNNEL_CLOSED) if the session ends first. */
   readonly ready: Promise<void>;
-  open(host: string, port: number, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<Duplex>;
+  /**
+   * Open a stream to `host:port` on the peer (port 0: a named service of the peer, e.g. the api
+   * stream `open('kube-apiserver', 0, { compress: true })`).
+   */
+  open(host: string, port: number, opts?: OpenOptions): Promise<Duplex>;
+  /** The compression the handshake chose ('none' until it is done, or when either side has none). */
+  readonly compression: 'deflate' | 'none';
   /** Graceful shutdown: tell the peer to open no new streams; close when the last stream ends. */
   drain(reason?: string): void;
   close(reason: string, code?: GoAwayCode): void;
   readonly closed: Promise<SessionClosed>;
   stats(): SessionStats;
+}
+
+export interface OpenOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  /**
+   * Compress this stream's DATA in both directions (ZDATA frames through the session's shared
+   * deflate contexts) when the session negotiated compression; silently uncompressed otherwise.
+   */
+  compress?: boolean;
+}
+
+/** What the accepting side learns about a stream the peer opens (third argument of `onOpen`). */
+export interface OpenInfo {
+  /** The stream's DATA is compressed both ways (the peer asked and the session negotiated it). */
+  compress: boolean;
 }
 
 export interface SessionStats {
@@ -52,6 +74,14 @@ export interface SessionStats {
   queuedBytes: Record<number, number>;
   /** Round-trip time of the last answered PING. */
   rttMs: number | undefined;
+  /** Compressed streams: stream bytes received, after inflation (counted in bytesIn too). */
+  apiRawIn: number;
+  /** Compressed streams: stream bytes sent, before deflation (counted in bytesOut too). */
+  apiRawOut: number;
+  /** Compressed streams: ZDATA payload bytes received (what crossed the wire). */
+  apiWireIn: number;
+  /** Compressed streams: ZDATA payload bytes sent (what crossed the wire). */
+  apiWireOut: number;
 }
 
 export interface TunnelSessionOptions {
@@ -63,7 +93,7 @@ export interface TunnelSessionOptions {
   /** Hub: validate the agent's HELLO (throw to refuse: the session closes with that reason). */
   onHello?: (h: Hello) => void | Promise<void>;
   /** Accepting side: dial an allowed destination, or throw a TetherError whose message becomes the refusal reason. */
-  onOpen?: (host: string, port: number) => Promise<Duplex>;
+  onOpen?: (host: string, port: number, info: OpenInfo) => Promise<Duplex>;
   /** The peer sent DRAIN (e.g. the hub replica is stopping: reconnect elsewhere). */
   onDrain?: (reason: string) => void;
   /** Default 5000 ms. */
@@ -78,6 +108,11 @@ export interface TunnelSessionOptions {
   maxStreams?: number;
   /** DATA is held back while the transport has this much queued. Default 256 KiB. */
   maxBufferedAmount?: number;
+  /**
+   * Compression of streams opened with `compress: true`. The agent offers it in HELLO, the hub
+   * picks it in WELCOME when both have it. Default 'deflate' on both roles.
+   */
+  compression?: 'deflate' | 'none';
   now?: () => number;
   /** Session id for logs; default random. */
   id?: string;
@@ -90,4 +125,8 @@ export interface SessionInternals {
   dials: number;
   scheduled: number;
   timers: number;
+  /** zlib contexts open (0, or 2 once a compressed stream has carried data; 0 after close). */
+  zlibContexts: number;
+  /** Frames waiting behind a pending compression (send) or inflation (receive). */
+  queuedFrames: number;
 }
