@@ -38,6 +38,9 @@ export interface StreamOptions {
   compress: boolean;
 }
 
+/** The most stream bytes one ZDATA carries: deflate may grow incompressible input a little. */
+export const ZDATA_MAX_RAW = MAX_FRAME_PAYLOAD - 1024;
+
 export class StreamDuplex extends Duplex {
   constructor(
     private readonly st: TunnelStream,
@@ -116,7 +119,7 @@ export class TunnelStream {
   take(): { data: Uint8Array; done?: () => void } | undefined {
     const p = this.pending;
     if (!p || this.credit <= 0) return undefined;
-    const n = Math.min(p.data.length - p.offset, this.credit, MAX_FRAME_PAYLOAD);
+    const n = Math.min(p.data.length - p.offset, this.credit, this.compress ? ZDATA_MAX_RAW : MAX_FRAME_PAYLOAD);
     const data = p.data.subarray(p.offset, p.offset + n);
     p.offset += n;
     this.credit -= n;

@@ -25,12 +25,13 @@
 import type { Duplex } from 'node:stream';
 import { ErrorCode, TetherError, messageOf } from '../errors.ts';
 import { bridge } from './_bridge.ts';
+import { createCodec } from './_compress.ts';
 import { createHeartbeat } from './_heartbeat.ts';
 import { openRefusal, refusalError, type PendingOpen } from './_open.ts';
 import { createScheduler } from './_scheduler.ts';
 import { StreamDuplex, TunnelStream, resetError } from './_stream.ts';
 import type { SessionClosed, SessionCloseCode, SessionInternals, SessionState, TunnelSession, TunnelSessionOptions } from './types.ts';
-import { decodeFrame, encodeFrame, hostSchema, MAX_FRAME_SIZE, MAX_STREAM_ID, MAX_WINDOW, openPortSchema, type Frame, type GoAwayCode, type Hello, type StreamFrame } from './frames.ts';
+import { decodeFrame, encodeFrame, hostSchema, MAX_FRAME_PAYLOAD, MAX_FRAME_SIZE, MAX_STREAM_ID, MAX_WINDOW, openPortSchema, type Frame, type GoAwayCode, type Hello, type StreamFrame } from './frames.ts';
 
 export type { Hello } from './frames.ts';
 export type { OpenInfo, OpenOptions, SessionClosed, SessionCloseCode, SessionInternals, SessionState, SessionStats, TunnelSession, TunnelSessionOptions, TunnelTransport } from './types.ts';
@@ -68,6 +69,8 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   if (!(Number.isInteger(window) && window >= 1 && window <= MAX_WINDOW)) throw bad(`initialWindow ${window} outside 1…${MAX_WINDOW}`);
 
   let state: SessionState = 'handshake';
+  /** (A function, so TypeScript does not narrow `state` across calls that may end the session.) */
+  const isClosed = () => state === 'closed';
   let peer: Hello | undefined = role === 'agent' ? opts.hello : undefined;
   let closeInfo: SessionClosed | undefined;
   let nextId = role === 'hub' ? 1 : 2;
@@ -79,6 +82,18 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   const compressionWanted = opts.compression ?? 'deflate';
   let compression: 'deflate' | 'none' = 'none';
   const api = { rawIn: 0, rawOut: 0, wireIn: 0, wireOut: 0 };
+  const codec = createCodec();
+  /**
+   * Ordered send queue, used once a compression is pending: frames leave in the order they were
+   * made, so ZDATA keeps the deflate context's order and a stream's CLOSE never overtakes its data.
+   */
+  const txq: { bytes: Uint8Array | undefined }[] = [];
+  /** Uncompressed bytes waiting for deflation (they count against maxBufferedAmount). */
+  let txPendingRaw = 0;
+  /** Received frames waiting while a ZDATA is inflated (handled strictly in order). */
+  const rxq: Uint8Array[] = [];
+  let rxQueuedBytes = 0;
+  let rxBusy = false;
   const streams = new Map<number, TunnelStream>();
   const pending = new Map<number, PendingOpen>();
   const dials = new Map<number, string>();
@@ -92,7 +107,14 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
 
   const send = (frame: Frame) => {
     if (state === 'closed' && frame.type !== 'goaway') return;
-    transport.send(encodeFrame(frame));
+    if (txq.length > 0 && frame.type !== 'goaway') {
+      txq.push({ bytes: encodeFrame(frame) });
+      return;
+    }
+    transmit(encodeFrame(frame));
+  };
+  const transmit = (bytes: Uint8Array) => {
+    transport.send(bytes);
     if (!overloadPending && transport.bufferedAmount > hardLimit) {
       overloadPending = true;
       queueMicrotask(() => end('overloaded', `the peer is not reading: ${transport.bufferedAmount} bytes queued`, 'local'));
@@ -100,14 +122,33 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   };
 
   const scheduler = createScheduler({
-    bufferedAmount: () => transport.bufferedAmount,
+    bufferedAmount: () => transport.bufferedAmount + txPendingRaw,
     maxBufferedAmount: maxBuffered,
     pollMs: transport.onDrain ? 50 : 1,
     sendData: (st, data) => {
       bytesOut += data.length;
-      send({ type: 'data', stream: st.id, data });
+      if (st.compress) sendCompressed(st.id, data);
+      else send({ type: 'data', stream: st.id, data });
     },
   });
+
+  const sendCompressed = (sid: number, data: Uint8Array) => {
+    api.rawOut += data.length;
+    txPendingRaw += data.length;
+    const entry: (typeof txq)[number] = { bytes: undefined };
+    txq.push(entry);
+    codec.deflate(data).then(
+      (z) => {
+        if (state === 'closed') return;
+        txPendingRaw -= data.length;
+        api.wireOut += z.length;
+        entry.bytes = encodeFrame({ type: 'zdata', stream: sid, data: z });
+        while (txq[0]?.bytes && !isClosed()) transmit(txq.shift()!.bytes!);
+        scheduler.flush();
+      },
+      (e) => end('protocol', `compress stream ${sid}: ${messageOf(e)}`, 'local'),
+    );
+  };
 
   const host = {
     send,
@@ -172,6 +213,10 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     closeInfo = { reason, code: by === 'transport' ? 'transport' : code, by };
     heartbeat.stop();
     scheduler.stop();
+    txq.length = 0;
+    rxq.length = 0;
+    txPendingRaw = rxQueuedBytes = 0;
+    codec.close();
     if (by === 'local') {
       try {
         send({ type: 'goaway', code, reason });
@@ -299,15 +344,46 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
       dials.delete(sid);
       return drainedCheck();
     }
+    if (f.type === 'zdata') return onZData(sid, f.data, st);
     if (!st) return; // a late frame for a stream that is already gone
+    if (f.type === 'data' && st.compress) return protocolError(`DATA on stream ${sid}, which is compressed (ZDATA expected)`);
     let violation: string | undefined;
-    if (f.type === 'zdata') return protocolError(`ZDATA on stream ${sid}: compression is not implemented yet`);
     if (f.type === 'data') {
       bytesIn += f.data.length;
       violation = st.onData(f.data);
     } else if (f.type === 'credit') violation = st.onCredit(f.increment);
     else violation = st.onFin();
     if (violation) streamProtocolError(sid, violation);
+  };
+
+  /**
+   * ZDATA: always inflated, even for a stream that is gone (the context is shared: skipping a
+   * frame would corrupt the next). Later frames wait until it is done.
+   */
+  const onZData = (sid: number, data: Uint8Array, st: TunnelStream | undefined) => {
+    if (compression !== 'deflate') return protocolError(`ZDATA on stream ${sid}, but the session negotiated no compression`);
+    if (st && !st.compress) return protocolError(`ZDATA on stream ${sid}, which is not compressed`);
+    api.wireIn += data.length;
+    rxBusy = true;
+    codec.inflate(data, MAX_FRAME_PAYLOAD).then(
+      (raw) => {
+        if (state === 'closed') return;
+        api.rawIn += raw.length;
+        bytesIn += raw.length;
+        const live = streams.get(sid);
+        if (live && raw.length > 0) {
+          const violation = live.onData(raw);
+          if (violation) streamProtocolError(sid, violation);
+        }
+        rxBusy = false;
+        while (!rxBusy && rxq.length > 0 && !isClosed()) {
+          const next = rxq.shift()!;
+          rxQueuedBytes -= next.length;
+          receive(next);
+        }
+      },
+      (e) => protocolError(`ZDATA on stream ${sid}: ${messageOf(e)}`),
+    );
   };
 
   const onFrame = (f: Frame) => {
@@ -344,11 +420,20 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   transport.onMessage((data) => {
     if (state === 'closed') return;
     heartbeat.heard();
+    if (rxBusy) {
+      rxq.push(data);
+      rxQueuedBytes += data.length;
+      if (rxQueuedBytes > hardLimit) end('overloaded', `${rxQueuedBytes} bytes received while inflating`, 'local');
+      return;
+    }
+    receive(data);
+  });
+  function receive(data: Uint8Array): void {
     const r = decodeFrame(data);
     if (!r.ok) return r.scope === 'session' ? protocolError(r.reason) : streamProtocolError(r.stream, r.reason);
     if (role === 'hub' && !peer && r.frame.type !== 'hello' && r.frame.type !== 'goaway') return protocolError(`expected HELLO first, got ${r.frame.type}`);
     onFrame(r.frame);
-  });
+  }
   transport.onDrain?.(() => scheduler.flush());
   transport.onClose((code, reason) => end('normal', `connection closed (${code}${reason ? ` ${reason}` : ''})`, 'transport'));
 
@@ -429,8 +514,8 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     dials: dials.size,
     scheduled: scheduler.waiting,
     timers: heartbeat.timers + scheduler.timers + pending.size,
-    zlibContexts: 0,
-    queuedFrames: 0,
+    zlibContexts: codec.contexts,
+    queuedFrames: txq.length + rxq.length,
   }));
 
   if (role === 'agent') send({ type: 'hello', hello: opts.hello!, ...(compressionWanted === 'deflate' ? { compression: ['deflate'] } : {}) });
