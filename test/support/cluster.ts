@@ -169,11 +169,11 @@ export interface CsrApprover {
 const deployDir = fileURLToPath(new URL('../../deploy/', import.meta.url));
 
 /**
- * tether-hub's CSR approver, and no other controller, in this test process: as the hub's
- * service account with exactly the RBAC of deploy/rbac.yaml, holding the controllers Lease in
- * tether-system (one approver per cluster leads at a time; stop() releases it). Resolves once it runs.
+ * A kubeconfig for tether-hub as deployed: deploy/namespace.yaml and deploy/rbac.yaml applied, and a
+ * 2-hour token of the tether-hub ServiceAccount (so a hub in a test has exactly the RBAC that
+ * deploy/ grants, never the admin's). The file is root-only, in a fresh temporary folder.
  */
-export async function startCsrApprover(cluster: Cluster, opts: { identity?: string; timeoutMs?: number } = {}): Promise<CsrApprover> {
+export async function hubKubeconfig(cluster: Cluster): Promise<string> {
   const kubectl = async (args: string[]) => {
     const r = await cluster.kubectl(args, { timeoutMs: 60_000 });
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
@@ -181,7 +181,7 @@ export async function startCsrApprover(cluster: Cluster, opts: { identity?: stri
   };
   await kubectl(['apply', '-f', join(deployDir, 'namespace.yaml'), '-f', join(deployDir, 'rbac.yaml')]);
   const token = (await kubectl(['create', 'token', 'tether-hub', '-n', 'tether-system', '--duration=2h'])).trim();
-  const file = join(mkdtempSync(join(tmpdir(), 'tether-csr-approver-')), 'kubeconfig');
+  const file = join(mkdtempSync(join(tmpdir(), 'tether-hub-sa-')), 'kubeconfig');
   writeFileSync(
     file,
     JSON.stringify({
@@ -194,6 +194,16 @@ export async function startCsrApprover(cluster: Cluster, opts: { identity?: stri
     }),
     { mode: 0o600 },
   );
+  return file;
+}
+
+/**
+ * tether-hub's CSR approver, and no other controller, in this test process: as the hub's
+ * service account with exactly the RBAC of deploy/rbac.yaml, holding the controllers Lease in
+ * tether-system (one approver per cluster leads at a time; stop() releases it). Resolves once it runs.
+ */
+export async function startCsrApprover(cluster: Cluster, opts: { identity?: string; timeoutMs?: number } = {}): Promise<CsrApprover> {
+  const file = await hubKubeconfig(cluster);
   const [{ startControllers }, { loadKubeConfig }, { Registry }] = await Promise.all([
     import('../../cloud/controllers/index.ts'),
     import('../../cloud/kube/client.ts'),
