@@ -8,12 +8,16 @@
  *   subprotocol "tether-tunnel.v<TUNNEL_PROTOCOL_VERSION>", authenticated by a TLS client
  *   certificate or a bearer token (ws-transport.ts). Then, one frame per binary message:
  *
- *   agent → hub   HELLO {node, addresses, version}      first frame, exactly once
- *   hub → agent   WELCOME {session}                     the hub accepted the HELLO; or it sends
+ *   agent → hub   HELLO {node, addresses, version,      first frame, exactly once; offers
+ *                        compression?: ["deflate"]}     compression
+ *   hub → agent   WELCOME {session, compression?}       the hub accepted the HELLO (and chose a
+ *                                                       compression, or none); or it sends
  *                                                       GOAWAY refused "<reason>" and closes
  *   hub → agent   OPEN #1 {host, port, window}          the hub opens odd stream ids, the agent
  *                                                       even ones; ids only grow, never reused
  *   agent → hub   OPEN_RESULT #1 {ok, window}           or {ok: false, code, reason}
+ *   agent → hub   OPEN #2 {kube-apiserver, 0, compress} an api stream (the hub accepts it only if
+ *                                                       it is built to); its bytes go as ZDATA
  *   both ways     DATA #1 <bytes>                       never beyond the credit the receiver gave
  *   both ways     CREDIT #1 <n>                         the receiver's consumer read n more bytes
  *   both ways     CLOSE #1 FIN                          half-close: the sender sends no more DATA
@@ -27,6 +31,9 @@
  *   Flow control is per stream and per direction: each side announces its receive window in OPEN
  *   or OPEN_RESULT; the sender's credit starts there, DATA spends it and CREDIT returns it once the
  *   receiver's consumer has read the bytes. A stream whose consumer is stuck stops only itself.
+ *   Compressed streams (OPEN compress: true, on a session whose WELCOME chose deflate) send ZDATA
+ *   instead of DATA, both ways, through one raw-deflate context per direction per session (kept
+ *   across frames and streams; see _compress.ts); credit counts the uncompressed bytes.
  *
  * Frame layout (integers big-endian):
  *
@@ -42,23 +49,28 @@
  * Payloads (JSON is UTF-8, validated with zod; unknown JSON fields are ignored, so adding an
  * optional field is a compatible change; anything else bumps the version):
  *
- *   0x01 HELLO        JSON {"node": DNS-1123 subdomain, "addresses": [host…] (≤ 64), "version": string}
- *   0x02 WELCOME      JSON {"session": string}
+ *   0x01 HELLO        JSON {"node": DNS-1123 subdomain, "addresses": [host…] (≤ 64), "version": string,
+ *                           "compression"?: [method…] (≤ 8, offered)}
+ *   0x02 WELCOME      JSON {"session": string, "compression"?: method (chosen; absent = none)}
  *   0x03 PING         8 opaque bytes
  *   0x04 PONG         the 8 bytes of the PING it answers
  *   0x05 DRAIN        UTF-8 reason (≤ MAX_REASON_BYTES, may be empty)
  *   0x06 GOAWAY       u8 code, then UTF-8 reason (≤ MAX_REASON_BYTES); codes: 0 normal,
  *                     1 drained, 2 refused, 3 protocol, 4 heartbeat, 5 overloaded, 6 replaced
- *   0x10 OPEN         JSON {"host": string, "port": 1…65535, "window": 1…MAX_WINDOW}
+ *   0x10 OPEN         JSON {"host": string, "port": 0…65535 (0: a named service), "window": 1…MAX_WINDOW,
+ *                           "compress"?: boolean}
  *   0x11 OPEN_RESULT  JSON {"ok": true, "window": 1…MAX_WINDOW}
  *                        | {"ok": false, "code": "E_…", "reason": string (≤ MAX_REASON_BYTES)}
  *   0x12 DATA         1…MAX_FRAME_PAYLOAD bytes of the stream
  *   0x13 CREDIT       u32 increment, ≥ 1; the sender's credit may never exceed MAX_WINDOW
  *   0x14 CLOSE        u8 kind (0 FIN, 1 RESET), then UTF-8 reason (≤ MAX_REASON_BYTES)
+ *   0x15 ZDATA        1…MAX_FRAME_PAYLOAD bytes: raw deflate of one chunk of a compressed stream,
+ *                     ended by a sync flush; it inflates to at most MAX_FRAME_PAYLOAD bytes
  *
  * A frame that fails these checks is answered by its scope: a malformed stream frame resets that
  * stream (CLOSE RESET with the reason); a malformed control frame, an unknown type or a wrong
- * version closes the session (GOAWAY protocol). Both are logged with the reason. So does a
+ * version closes the session (GOAWAY protocol), and so does any fault of compressed data (the
+ * context is shared). Both are logged with the reason. So does a
  * stream frame before the handshake ends, DATA beyond the credit resets its stream, and frames
  * for a stream id that is already gone are ignored (they cross a RESET on the wire).
  */
