@@ -4,33 +4,18 @@
  */
 import { describe, expect, test } from 'bun:test';
 import { createHash } from 'node:crypto';
-import { Duplex, PassThrough } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { constants, deflateRawSync } from 'node:zlib';
 import { createMemoryLogger } from '../log.ts';
 import { encodeFrame, MAX_FRAME_PAYLOAD } from './frames.ts';
 import { createTransportPair } from './memory-transport.ts';
+import { counter, lease, mixedBytes, runCompressContract } from './compress.contract.ts';
+import { memoryPairs, wsPairs } from './_test-pairs.ts';
 import { readAll, until, writeAll } from './_test-session.ts';
 import { createTunnelSession, inspectSession, streamIdOf, type OpenInfo, type TunnelSessionOptions } from './session.ts';
 
 const hello = { node: 'edge-1', addresses: ['198.18.1.2'], version: 'test' };
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-/** Counts the bytes it gets and answers "got N bytes" after the writer's FIN. */
-const counter = () => {
-  let n = 0;
-  return new Duplex({
-    read() {},
-    write(c: Buffer, _e, cb) {
-      n += c.length;
-      cb();
-    },
-    final(cb) {
-      this.push(`got ${n} bytes`);
-      this.push(null);
-      cb();
-    },
-  });
-};
 
 interface Opts {
   hub?: Partial<TunnelSessionOptions>;
@@ -56,20 +41,10 @@ async function sessions(o: Opts = {}) {
   return { hub, agent, hubT, agentT, infos };
 }
 
-const bytes = (n: number, seed: number) => {
-  const b = Buffer.alloc(n);
-  // Half compressible text, half noise, so both deflate paths (matches, literals) run.
-  for (let i = 0; i < n; i++) b[i] = i % 2048 < 1024 ? 0x61 + ((i >> 4) % 26) : (Math.imul(i + seed, 2654435761) >>> 24) & 0xff;
-  return b;
-};
+const bytes = mixedBytes;
 
-const lease = (i: number) =>
-  JSON.stringify({
-    kind: 'Lease',
-    apiVersion: 'coordination.k8s.io/v1',
-    metadata: { name: 'edge-1', namespace: 'kube-node-lease', uid: 'b6f1a3c2-5d4e-4f1a-9c8b-7e6d5c4b3a21', resourceVersion: String(100000 + i * 7) },
-    spec: { holderIdentity: 'edge-1', leaseDurationSeconds: 40, renewTime: `2026-12-03T09:${String(i % 60).padStart(2, '0')}:00.123456Z` },
-  });
+runCompressContract(test, memoryPairs());
+runCompressContract(test, wsPairs());
 
 describe('compressed api streams', () => {
   test('negotiated by default; the hub accepts the agent-opened api stream and learns it is compressed', async () => {

@@ -4,6 +4,7 @@
  * ws-transport.test.ts.
  */
 import { test } from 'node:test';
+import { runCompressContract } from './compress.contract.ts';
 import { memoryPairs, wsPairs } from './_test-pairs.ts';
 import { makeTestPki } from './_test-pki.ts';
 import { runSessionContract } from './session.contract.ts';
@@ -14,3 +15,5 @@ runSessionContract(test, memoryPairs());
 runSessionContract(test, wsPairs());
 runSessionContract(test, wsPairs(pki));
 runWsTransportTests(test, pki);
+runCompressContract(test, memoryPairs());
+runCompressContract(test, wsPairs(pki));
