@@ -147,6 +147,21 @@ export function runCompressContract(test: TestFn, factory: PairFactory): void {
     }
   });
 
+  t('draining waits for the last compressed data and FIN before the session closes', async () => {
+    const s = await apiPair(factory);
+    try {
+      const d = await s.agent.open('count', 0, { compress: true });
+      s.agent.drain('agent stopping');
+      const body = mixedBytes(200_000, 3);
+      const [reply] = await Promise.all([readAll(d), writeAll(d, body, 50_000, true)]);
+      assert.equal(reply.toString(), `got ${body.length} bytes`);
+      assert.equal((await s.hub.closed).code, 'drained');
+      assert.equal((await s.agent.closed).code, 'drained');
+    } finally {
+      await s.dispose();
+    }
+  });
+
   t('100 lease bodies on 100 streams share the context: wire under a tenth of raw', async () => {
     const s = await apiPair(factory);
     try {

@@ -94,6 +94,8 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   const rxq: Uint8Array[] = [];
   let rxQueuedBytes = 0;
   let rxBusy = false;
+  /** The connection closed while received frames were still waiting: end once they are handled. */
+  let closeAfterRx: [number, string] | undefined;
   const streams = new Map<number, TunnelStream>();
   const pending = new Map<number, PendingOpen>();
   const dials = new Map<number, string>();
@@ -142,9 +144,14 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
         if (state === 'closed') return;
         txPendingRaw -= data.length;
         api.wireOut += z.length;
-        entry.bytes = encodeFrame({ type: 'zdata', stream: sid, data: z });
+        try {
+          entry.bytes = encodeFrame({ type: 'zdata', stream: sid, data: z });
+        } catch (e) {
+          return end('protocol', `compress stream ${sid}: ${messageOf(e)}`, 'local');
+        }
         while (txq[0]?.bytes && !isClosed()) transmit(txq.shift()!.bytes!);
         scheduler.flush();
+        drainedCheck();
       },
       (e) => end('protocol', `compress stream ${sid}: ${messageOf(e)}`, 'local'),
     );
@@ -181,8 +188,9 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     for (const [sid, p] of pending) if (!p.sent) settleOpen(sid, p, new TetherError(ErrorCode.TunnelClosed, `open stream to ${p.host}:${p.port}: the tunnel session is draining`));
   };
   const liveCount = () => streams.size + pending.size + dials.size;
+  /** Drained once no stream is left and the send queue is out (a last ZDATA and FIN included). */
   const drainedCheck = () => {
-    if (state === 'draining' && liveCount() === 0) end('drained', 'drained: no streams left', 'local');
+    if (state === 'draining' && liveCount() === 0 && txq.length === 0) end('drained', 'drained: no streams left', 'local');
   };
 
   /** Reset one stream, whatever stage it is in, and tell the peer. */
@@ -381,6 +389,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
           rxQueuedBytes -= next.length;
           receive(next);
         }
+        if (!rxBusy && closeAfterRx) transportClosed(...closeAfterRx);
       },
       (e) => protocolError(`ZDATA on stream ${sid}: ${messageOf(e)}`),
     );
@@ -435,7 +444,9 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     onFrame(r.frame);
   }
   transport.onDrain?.(() => scheduler.flush());
-  transport.onClose((code, reason) => end('normal', `connection closed (${code}${reason ? ` ${reason}` : ''})`, 'transport'));
+  const transportClosed = (code: number, reason: string) => end('normal', `connection closed (${code}${reason ? ` ${reason}` : ''})`, 'transport');
+  // Frames that arrived before the close are handled first (a GOAWAY may wait behind a ZDATA).
+  transport.onClose((code, reason) => (rxBusy ? (closeAfterRx = [code, reason]) : transportClosed(code, reason)));
 
   const session: TunnelSession = {
     id,
