@@ -18,6 +18,12 @@
  *   window. DATA leaves only while transport.bufferedAmount < maxBufferedAmount (_scheduler.ts).
  *   A peer that lets control frames pile up past the hard limit is disconnected ('overloaded').
  * - Heartbeats (_heartbeat.ts): PING every interval; silence for the timeout closes the session.
+ * - Compression: the agent's HELLO offers deflate, the hub's WELCOME picks it (option
+ *   `compression`, default 'deflate'). A stream opened with `compress: true` on such a session
+ *   carries ZDATA both ways (_compress.ts: one context per direction, shared by the session's
+ *   compressed streams); `onOpen` learns it from its third argument. Frames keep their order
+ *   across the asynchronous deflate and inflate (_ordered.ts). Bad compressed input ends the
+ *   session (protocol): the context is shared.
  * - DRAIN: either side's drain() refuses new streams both ways; the session closes ('drained')
  *   when no stream is left. close() ends everything at once. Either way `closed` resolves once,
  *   every stream and pending open fails, and no timer or transport listener stays armed.
@@ -26,6 +32,7 @@ import type { Duplex } from 'node:stream';
 import { ErrorCode, TetherError, messageOf } from '../errors.ts';
 import { bridge } from './_bridge.ts';
 import { createCodec } from './_compress.ts';
+import { createReceiveGate, createSendQueue } from './_ordered.ts';
 import { createHeartbeat } from './_heartbeat.ts';
 import { openRefusal, refusalError, type PendingOpen } from './_open.ts';
 import { createScheduler } from './_scheduler.ts';
@@ -69,8 +76,6 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   if (!(Number.isInteger(window) && window >= 1 && window <= MAX_WINDOW)) throw bad(`initialWindow ${window} outside 1…${MAX_WINDOW}`);
 
   let state: SessionState = 'handshake';
-  /** (A function, so TypeScript does not narrow `state` across calls that may end the session.) */
-  const isClosed = () => state === 'closed';
   let peer: Hello | undefined = role === 'agent' ? opts.hello : undefined;
   let closeInfo: SessionClosed | undefined;
   let nextId = role === 'hub' ? 1 : 2;
@@ -83,19 +88,6 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   let compression: 'deflate' | 'none' = 'none';
   const api = { rawIn: 0, rawOut: 0, wireIn: 0, wireOut: 0 };
   const codec = createCodec();
-  /**
-   * Ordered send queue, used once a compression is pending: frames leave in the order they were
-   * made, so ZDATA keeps the deflate context's order and a stream's CLOSE never overtakes its data.
-   */
-  const txq: { bytes: Uint8Array | undefined }[] = [];
-  /** Uncompressed bytes waiting for deflation (they count against maxBufferedAmount). */
-  let txPendingRaw = 0;
-  /** Received frames waiting while a ZDATA is inflated (handled strictly in order). */
-  const rxq: Uint8Array[] = [];
-  let rxQueuedBytes = 0;
-  let rxBusy = false;
-  /** The connection closed while received frames were still waiting: end once they are handled. */
-  let closeAfterRx: [number, string] | undefined;
   const streams = new Map<number, TunnelStream>();
   const pending = new Map<number, PendingOpen>();
   const dials = new Map<number, string>();
@@ -107,13 +99,10 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   let resolveClosed!: (c: SessionClosed) => void;
   const closed = new Promise<SessionClosed>((res) => (resolveClosed = res));
 
+  /** Every frame but GOAWAY goes through the ordered queue (_ordered.ts). */
   const send = (frame: Frame) => {
-    if (state === 'closed' && frame.type !== 'goaway') return;
-    if (txq.length > 0 && frame.type !== 'goaway') {
-      txq.push({ bytes: encodeFrame(frame) });
-      return;
-    }
-    transmit(encodeFrame(frame));
+    if (frame.type === 'goaway') return transmit(encodeFrame(frame));
+    if (state !== 'closed') tx.frame(encodeFrame(frame));
   };
   const transmit = (bytes: Uint8Array) => {
     transport.send(bytes);
@@ -123,39 +112,27 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     }
   };
 
+  const tx = createSendQueue({
+    transmit,
+    deflate: (data) => codec.deflate(data),
+    onError: (sid, e) => end('protocol', `compress stream ${sid}: ${messageOf(e)}`, 'local'),
+    onFlushed: () => {
+      scheduler.flush();
+      drainedCheck();
+    },
+  });
+
   const scheduler = createScheduler({
-    bufferedAmount: () => transport.bufferedAmount + txPendingRaw,
+    bufferedAmount: () => transport.bufferedAmount + tx.pendingRaw,
     maxBufferedAmount: maxBuffered,
     pollMs: transport.onDrain ? 50 : 1,
     sendData: (st, data) => {
       bytesOut += data.length;
-      if (st.compress) sendCompressed(st.id, data);
-      else send({ type: 'data', stream: st.id, data });
+      if (!st.compress) return send({ type: 'data', stream: st.id, data });
+      api.rawOut += data.length;
+      tx.compressed(st.id, data, (wire) => (api.wireOut += wire));
     },
   });
-
-  const sendCompressed = (sid: number, data: Uint8Array) => {
-    api.rawOut += data.length;
-    txPendingRaw += data.length;
-    const entry: (typeof txq)[number] = { bytes: undefined };
-    txq.push(entry);
-    codec.deflate(data).then(
-      (z) => {
-        if (state === 'closed') return;
-        txPendingRaw -= data.length;
-        api.wireOut += z.length;
-        try {
-          entry.bytes = encodeFrame({ type: 'zdata', stream: sid, data: z });
-        } catch (e) {
-          return end('protocol', `compress stream ${sid}: ${messageOf(e)}`, 'local');
-        }
-        while (txq[0]?.bytes && !isClosed()) transmit(txq.shift()!.bytes!);
-        scheduler.flush();
-        drainedCheck();
-      },
-      (e) => end('protocol', `compress stream ${sid}: ${messageOf(e)}`, 'local'),
-    );
-  };
 
   const host = {
     send,
@@ -190,7 +167,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   const liveCount = () => streams.size + pending.size + dials.size;
   /** Drained once no stream is left and the send queue is out (a last ZDATA and FIN included). */
   const drainedCheck = () => {
-    if (state === 'draining' && liveCount() === 0 && txq.length === 0) end('drained', 'drained: no streams left', 'local');
+    if (state === 'draining' && liveCount() === 0 && tx.length === 0) end('drained', 'drained: no streams left', 'local');
   };
 
   /** Reset one stream, whatever stage it is in, and tell the peer. */
@@ -221,9 +198,8 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     closeInfo = { reason, code: by === 'transport' ? 'transport' : code, by };
     heartbeat.stop();
     scheduler.stop();
-    txq.length = 0;
-    rxq.length = 0;
-    txPendingRaw = rxQueuedBytes = 0;
+    tx.stop();
+    rx.stop();
     codec.close();
     if (by === 'local') {
       try {
@@ -372,7 +348,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     if (compression !== 'deflate') return protocolError(`ZDATA on stream ${sid}, but the session negotiated no compression`);
     if (st && !st.compress) return protocolError(`ZDATA on stream ${sid}, which is not compressed`);
     api.wireIn += data.length;
-    rxBusy = true;
+    rx.hold();
     codec.inflate(data, MAX_FRAME_PAYLOAD).then(
       (raw) => {
         if (state === 'closed') return;
@@ -383,13 +359,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
           const violation = live.onData(raw);
           if (violation) streamProtocolError(sid, violation);
         }
-        rxBusy = false;
-        while (!rxBusy && rxq.length > 0 && !isClosed()) {
-          const next = rxq.shift()!;
-          rxQueuedBytes -= next.length;
-          receive(next);
-        }
-        if (!rxBusy && closeAfterRx) transportClosed(...closeAfterRx);
+        rx.release();
       },
       (e) => protocolError(`ZDATA on stream ${sid}: ${messageOf(e)}`),
     );
@@ -426,16 +396,16 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     }
   };
 
+  const rx = createReceiveGate({
+    handle: receive,
+    onClose: (code, reason) => end('normal', `connection closed (${code}${reason ? ` ${reason}` : ''})`, 'transport'),
+    maxQueuedBytes: hardLimit,
+    onOverflow: (n) => end('overloaded', `${n} bytes received while inflating`, 'local'),
+  });
   transport.onMessage((data) => {
     if (state === 'closed') return;
     heartbeat.heard();
-    if (rxBusy) {
-      rxq.push(data);
-      rxQueuedBytes += data.length;
-      if (rxQueuedBytes > hardLimit) end('overloaded', `${rxQueuedBytes} bytes received while inflating`, 'local');
-      return;
-    }
-    receive(data);
+    rx.message(data);
   });
   function receive(data: Uint8Array): void {
     const r = decodeFrame(data);
@@ -444,9 +414,8 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     onFrame(r.frame);
   }
   transport.onDrain?.(() => scheduler.flush());
-  const transportClosed = (code: number, reason: string) => end('normal', `connection closed (${code}${reason ? ` ${reason}` : ''})`, 'transport');
   // Frames that arrived before the close are handled first (a GOAWAY may wait behind a ZDATA).
-  transport.onClose((code, reason) => (rxBusy ? (closeAfterRx = [code, reason]) : transportClosed(code, reason)));
+  transport.onClose((code, reason) => rx.close(code, reason));
 
   const session: TunnelSession = {
     id,
@@ -526,7 +495,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     scheduled: scheduler.waiting,
     timers: heartbeat.timers + scheduler.timers + pending.size,
     zlibContexts: codec.contexts,
-    queuedFrames: txq.length + rxq.length,
+    queuedFrames: tx.length + rx.length,
   }));
 
   if (role === 'agent') send({ type: 'hello', hello: opts.hello!, ...(compressionWanted === 'deflate' ? { compression: ['deflate'] } : {}) });
