@@ -147,6 +147,46 @@ export function runCompressContract(test: TestFn, factory: PairFactory): void {
     }
   });
 
+  t('ZDATA for a stream reset mid-transfer is still inflated: the shared context stays in sync', async () => {
+    const s = await apiPair(factory);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const doomed = await s.agent.open('kube-apiserver', 0, { compress: true });
+        doomed.on('error', () => {});
+        doomed.on('data', () => doomed.destroy()); // reset once the echo starts flowing back
+        doomed.write(mixedBytes(600_000, i));
+      }
+      const d = await s.agent.open('kube-apiserver', 0, { compress: true });
+      const body = mixedBytes(500_000, 42);
+      const [echoed] = await Promise.all([readAll(d), writeAll(d, body, 30_000, true)]);
+      assert.equal(sha(echoed), sha(body));
+      await until(() => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0, 'streams released');
+      assert.equal(s.hub.state, 'open');
+    } finally {
+      await s.dispose();
+    }
+  });
+
+  t('1,000 compressed open/close cycles leave no stream, queue or timer; close frees zlib', async () => {
+    const s = await apiPair(factory);
+    try {
+      for (let i = 0; i < 1000; i++) {
+        const d = await s.agent.open('kube-apiserver', 0, { compress: true });
+        d.end(lease(i));
+        await readAll(d);
+      }
+      await until(() => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0, 'streams released');
+      for (const x of [s.agent, s.hub]) {
+        assert.deepEqual(inspectSession(x), { state: 'open', streams: 0, pendingOpens: 0, dials: 0, scheduled: 0, timers: 1, zlibContexts: 2, queuedFrames: 0 });
+      }
+      s.hub.close('done');
+      await s.agent.closed;
+      for (const x of [s.agent, s.hub]) assert.deepEqual([inspectSession(x).zlibContexts, inspectSession(x).timers], [0, 0]);
+    } finally {
+      await s.dispose();
+    }
+  });
+
   t('draining waits for the last compressed data and FIN before the session closes', async () => {
     const s = await apiPair(factory);
     try {
