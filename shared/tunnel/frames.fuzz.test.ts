@@ -1,12 +1,18 @@
 /**
- * Fuzz: the frame decoder takes whatever a hostile peer sends. Valid frames of every type are
+ * Fuzz: the frame decoder takes whatever a hostile peer sends, and so does the inflation of ZDATA. Valid frames of every type are
  * mutated (and pure noise is thrown in); the decoder must never throw, must answer every bad
  * frame with a bounded reason and the right scope, and every frame it accepts must encode back to
  * bytes that decode to the same frame.
  */
 import { expect, test } from 'bun:test';
+import { PassThrough } from 'node:stream';
+import { constants, deflateRawSync } from 'node:zlib';
+import { createMemoryLogger } from '../log.ts';
 import { createRandom, fuzzPlan, heapAfterGc, mutate, sampleFrame, type Random } from './_fuzz.ts';
 import { decodeFrame, encodeFrame, FRAME_HEADER_SIZE, MAX_FRAME_PAYLOAD } from './frames.ts';
+import { createTransportPair } from './memory-transport.ts';
+import { until } from './_test-session.ts';
+import { createTunnelSession, inspectSession } from './session.ts';
 
 /** JSON payloads with hostile keys and shapes, wrapped in a valid header. */
 function hostileJson(r: Random): Uint8Array {
@@ -19,6 +25,9 @@ function hostileJson(r: Random): Uint8Array {
     '{"host":"' + 'a'.repeat(300) + '","port":80,"window":1}',
     '{"host":"a b","port":0,"window":-1}',
     '"\\ud800"',
+    '{"host":"kube-apiserver","port":0,"window":1,"compress":1}',
+    '{"node":"edge-1","addresses":[],"version":"1","compression":' + JSON.stringify(Array(9).fill('deflate')) + '}',
+    '{"session":"s","compression":"Deflate"}',
   ];
   const body = new TextEncoder().encode(r.pick(bodies));
   const frame = new Uint8Array(FRAME_HEADER_SIZE + body.length);
@@ -65,4 +74,63 @@ test('the frame decoder never throws, scopes every refusal, and re-encodes what 
   expect(accepted).toBeGreaterThan(0);
   expect(refused).toBeGreaterThan(0);
   expect(heapAfterGc() - heapBefore).toBeLessThan(64 * 1024 * 1024);
+}, 120_000);
+
+test('a hub session fed mutated ZDATA never throws: it delivers the bytes or ends with protocol', async () => {
+  const { seeds, casesPerSeed } = fuzzPlan('ZDATA inflation', 300);
+  const unexpected: unknown[] = [];
+  const onError = (e: unknown) => unexpected.push(e);
+  process.on('uncaughtException', onError);
+  process.on('unhandledRejection', onError);
+  const outcomes = { delivered: 0, protocol: 0 };
+  try {
+    for (const seed of seeds) {
+      const r = createRandom(seed);
+      for (let i = 0; i < casesPerSeed; i++) {
+        const [hubT, agentT] = createTransportPair();
+        const got: Buffer[] = [];
+        const hub = createTunnelSession({
+          transport: hubT,
+          role: 'hub',
+          log: createMemoryLogger('error'),
+          onOpen: async () => {
+            const sink = new PassThrough();
+            sink.on('data', (c: Buffer) => got.push(c));
+            return sink;
+          },
+        });
+        let ponged = false;
+        agentT.onMessage((d) => void (d[1] === 0x04 && (ponged = true)));
+        agentT.onClose(() => {});
+        const send = (f: Parameters<typeof encodeFrame>[0]) => agentT.send(encodeFrame(f));
+        send({ type: 'hello', hello: { node: 'edge-1', addresses: [], version: 'fuzz' }, compression: ['deflate'] });
+        await hub.ready;
+        send({ type: 'open', stream: 2, host: 'kube-apiserver', port: 0, window: 1 << 20, compress: true });
+        await until(() => inspectSession(hub).streams === 1, 'the stream is accepted');
+        const plain = Buffer.from(JSON.stringify({ kind: 'Lease', n: r.int(1e6) }).repeat(1 + r.int(40)));
+        const valid = deflateRawSync(plain, { finishFlush: constants.Z_SYNC_FLUSH });
+        const data = r.int(8) === 0 ? valid : mutate(r, valid, MAX_FRAME_PAYLOAD).subarray(0, MAX_FRAME_PAYLOAD);
+        send({ type: 'zdata', stream: 2, data: data.length > 0 ? data : new Uint8Array([0]) });
+        send({ type: 'ping', data: new Uint8Array(8) });
+        // The PONG comes only after the ZDATA before it was inflated (frames are handled in order).
+        await until(() => hub.state === 'closed' || ponged, 'the ZDATA and the PING behind it are handled');
+        if (hub.state === 'closed') {
+          const c = await hub.closed;
+          expect(c.code).toBe('protocol');
+          outcomes.protocol++;
+        } else {
+          expect(Buffer.concat(got).length).toBeLessThanOrEqual(MAX_FRAME_PAYLOAD);
+          outcomes.delivered++;
+          hub.close('done');
+        }
+        expect(inspectSession(hub).zlibContexts).toBe(0);
+      }
+    }
+  } finally {
+    process.off('uncaughtException', onError);
+    process.off('unhandledRejection', onError);
+  }
+  expect(unexpected).toEqual([]);
+  expect(outcomes.delivered).toBeGreaterThan(0);
+  expect(outcomes.protocol).toBeGreaterThan(0);
 }, 120_000);
