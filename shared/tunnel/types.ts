@@ -125,7 +125,7 @@ export interface SessionInternals {
   dials: number;
   scheduled: number;
   timers: number;
-  /** zlib contexts open (0, or 2 once a compressed stream has carried data; 0 after close). */
+  /** zlib contexts open, 0…2: each direction's is created by its first ZDATA and freed at close. */
   zlibContexts: number;
   /** Frames waiting behind a pending compression (send) or inflation (receive). */
   queuedFrames: number;
