@@ -4,13 +4,21 @@
  *
  * An answer is given only when the store can be trusted for it: a LIST needs a listed stream that
  * covers the request (scope.ts); a GET needs the object, or a listed stream proving it does not
- * exist. Otherwise the answer is 503 with Retry-After, never an empty list, so a kubelet whose pod
- * list is not cached keeps its pods. Clients that are not cached components (kubectl) get the best
+ * exist. Otherwise the answer is 503 (without Retry-After: nothing changes until the link is back),
+ * never an empty list, so a kubelet whose pod list is not cached keeps its pods. A LIST for a
+ * resourceVersion newer than the store holds is the apiserver's 504 Timeout with the
+ * ResourceVersionTooLarge cause; continue tokens are this agent's own or the apiserver's. Clients that are not cached components (kubectl) get the best
  * answer the store has, with a Warning header saying it comes from the node's cache.
+ *
+ * Before anything is read, the caller's identity must have been allowed the request online
+ * (access.ts): otherwise the apiserver's 403 it got then, or 503 (not known whether it may). The
+ * proxy asks `readGet` with a WATCH too, before serving it from the log: the answer is then only
+ * the admission (200 without a body) or the refusal.
  */
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
-import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
+import { type ResourceRequestInfo, apiserverBadRequest, tooLargeResourceVersion } from '../../shared/kube/index.ts';
 import type { KubeObject, Store } from '../store/index.ts';
+import { accessOf } from './access.ts';
 import { canPrint, toTable, wantsTable } from './table.ts';
 import { coveringStream, requestMatcher, scopeOf, selectableMatcher } from './scope.ts';
 
@@ -25,7 +33,10 @@ export interface Answer {
 export const OFFLINE_WARNING = '299 - "tether-edge: the apiserver is unreachable; answered from the node\'s cache"';
 
 const unavailable = (what: string) =>
-  new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and ${what} is not in the node's cache; retry when the apiserver is reachable`);
+  new TetherError(
+    ErrorCode.UpstreamUnavailable,
+    `tether-edge: the node is offline, and ${what} is not in the node's cache; this does not change until the apiserver is reachable again`,
+  );
 
 interface ContinueToken {
   rv: string;
@@ -36,14 +47,27 @@ function encodeContinue(t: ContinueToken): string {
   return Buffer.from(JSON.stringify({ tether: 1, ...t })).toString('base64url');
 }
 
-function decodeContinue(s: string): ContinueToken {
+/**
+ * The first store key ("namespace/name", "/name" when cluster-scoped) a continue token lets a page
+ * start at, inclusive: this agent's own token (after its last key), or one the apiserver issued
+ * online ({"v":"meta.k8s.io/v1","rv":…,"start":…}, the start relative to the list's key prefix),
+ * so a paged list begun online goes on offline. Anything else is the apiserver's 400.
+ */
+function continueFrom(s: string, namespace: string): string {
+  let t: { tether?: number; rv?: unknown; after?: unknown; v?: unknown; start?: unknown } | undefined;
   try {
-    const t = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as Partial<ContinueToken> & { tether?: number };
-    if (t.tether === 1 && typeof t.rv === 'string' && typeof t.after === 'string') return { rv: t.rv, after: t.after };
+    t = JSON.parse(Buffer.from(s, 'base64url').toString('utf8'));
   } catch {
-    // fall through
+    // t stays undefined
   }
-  throw new TetherError(ErrorCode.BadRequest, 'continue parameter is invalid: it was not issued by this agent while offline; start the list again');
+  if (t && typeof t === 'object') {
+    if (t.tether === 1 && typeof t.rv === 'string' && typeof t.after === 'string') return `${t.after}\0`;
+    if (t.v === 'meta.k8s.io/v1' && typeof t.rv === 'number' && t.rv !== 0 && typeof t.start === 'string' && t.start !== '' && !/(^|\/)\.\.?(\/|$)/.test(t.start)) {
+      const start = t.start.replace(/^\//, '');
+      return namespace ? `${namespace}/${start}` : start.includes('/') ? start : `/${start}`;
+    }
+  }
+  throw apiserverBadRequest('invalid continue token: continue parameter is invalid: it was issued neither by the apiserver nor by this agent');
 }
 
 const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
@@ -60,8 +84,17 @@ export function apiVersionOf(gvr: string): string {
   return parts.length === 3 ? `${parts[0]}/${parts[1]}` : (parts[0] ?? 'v1');
 }
 
+/** The apiserver's 403 this identity got online for the request, as the answer. */
+const refused = (refusal: Record<string, unknown>): Answer => ({ status: 403, body: refusal });
+
 export function readGet(store: Store, info: ResourceRequestInfo, cachedComponent: boolean): Answer {
+  if (info.verb === 'watch') {
+    const admitted = accessOf(store).decide(info, cachedComponent);
+    return admitted.ok ? { status: 200, body: undefined } : refused(admitted.refusal);
+  }
   const obj = store.objects.get(info.gvr, info.namespace, info.name);
+  const allowed = accessOf(store).decide(info, cachedComponent, obj);
+  if (!allowed.ok) return refused(allowed.refusal);
   if (obj) return { status: 200, body: obj, warning: cachedComponent ? undefined : OFFLINE_WARNING };
   // Absent: authoritative only when a listed stream without selectors holds the whole namespace (or all).
   const proof = store.streams
@@ -86,6 +119,8 @@ export function readGet(store: Store, info: ResourceRequestInfo, cachedComponent
 }
 
 export function readList(store: Store, info: ResourceRequestInfo, cachedComponent: boolean, accept?: string): Answer {
+  const allowed = accessOf(store).decide(info, cachedComponent);
+  if (!allowed.ok) return refused(allowed.refusal);
   const scope = scopeOf(info);
   const stream = coveringStream(store.streams.all(), scope);
   let warning: string | undefined;
@@ -97,8 +132,14 @@ export function readList(store: Store, info: ResourceRequestInfo, cachedComponen
     warning = OFFLINE_WARNING;
   }
   const rv = String(stream?.watermark ?? store.streams.watermark(info.gvr));
-  if (info.resourceVersion && info.resourceVersion !== '0' && info.resourceVersionMatch !== 'Exact' && Number(info.resourceVersion) > Number(rv)) {
-    throw new TetherError(ErrorCode.UpstreamUnavailable, `Too large resource version: ${info.resourceVersion}, current: ${rv}`);
+  // As storage.ValidateListOptions: the token is decoded first, then a resourceVersion beside it refused.
+  const from = info.continue ? continueFrom(info.continue, info.namespace) : undefined;
+  if (from !== undefined && info.resourceVersion && info.resourceVersion !== '0') {
+    throw apiserverBadRequest('specifying resource version is not allowed when using continue');
+  }
+  if (info.resourceVersion && info.resourceVersion !== '0' && info.resourceVersionMatch !== 'Exact' && BigInt(info.resourceVersion) > BigInt(rv || '0')) {
+    // The store does not move while offline: no Retry-After (the reflector relists from "" instead).
+    throw tooLargeResourceVersion(info.resourceVersion, rv);
   }
   // Filter on what the store keeps beside each object; decode an object only when that is not enough.
   const bySelectable = selectableMatcher(info);
@@ -108,10 +149,7 @@ export function readList(store: Store, info: ResourceRequestInfo, cachedComponen
     .filter((r) => (r.selectable ? bySelectable(r.selectable) : byObject(JSON.parse(r.json) as KubeObject)))
     .map((r) => ({ key: `${r.namespace}/${r.name}`, json: r.json }))
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  if (info.continue) {
-    const t = decodeContinue(info.continue);
-    rows = rows.filter((r) => r.key > t.after);
-  }
+  if (from !== undefined) rows = rows.filter((r) => r.key >= from);
   let cont: string | undefined;
   if (info.limit !== undefined && rows.length > info.limit) {
     rows = rows.slice(0, info.limit);

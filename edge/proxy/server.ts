@@ -26,7 +26,7 @@ import type { Duplex } from 'node:stream';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Counter } from '../../shared/metrics.ts';
-import { type RequestInfo, type ResourceRequestInfo, normalizeTarget, parseRequest } from '../../shared/kube/index.ts';
+import { type RequestInfo, type ResourceRequestInfo, apiStatusOf, normalizeTarget, parseRequest } from '../../shared/kube/index.ts';
 import { splitHostPort } from '../../shared/serve.ts';
 import { readBody } from './body.ts';
 import { createLimiter } from './limiter.ts';
@@ -34,7 +34,7 @@ import { type ForwardTarget, forward } from './forward.ts';
 import { type ClientIdentity, identify } from './identity.ts';
 import { type OfflineTokens, type PodRef, createOfflineTokens } from '../auth/offline-tokens.ts';
 import { type LocalTls, createListener } from './listener.ts';
-import { rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
+import { FLAPPING_RETRY_SECONDS, rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
 import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
 import type { Tap } from './forward.ts';
 
@@ -121,6 +121,14 @@ export interface ProxyServer {
 
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
 
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 /** Writes of certificate signing requests: never sent with the node's identity lent to a local client. */
 function isCsrWrite(info: RequestInfo): boolean {
   return (
@@ -174,14 +182,14 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     }
     if (!info.isResourceRequest) {
       const doc = info.discovery && info.method === 'GET' ? cache.document(info, req.headers.accept) : undefined;
-      if (!doc) throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and ${info.path} is not in the node's cache`);
+      if (!doc) throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: the node is offline, and ${info.path} is not in its cache; the answer needs the apiserver`);
       res.writeHead(200, { 'content-type': doc.contentType, 'x-tether-source': 'cache' });
       res.end(doc.body);
       count(info, 200, 'cache');
       return;
     }
     if (!cacheSecrets && isSecrets(info)) {
-      throw new TetherError(ErrorCode.UpstreamUnavailable, 'tether-edge: offline, and Secrets are not kept on this node (cacheSecrets: false); retry later');
+      throw new TetherError(ErrorCode.UpstreamUnavailable, 'tether-edge: the node is offline, and Secrets are not kept on this node (cacheSecrets: false); they are served again when the apiserver is reachable');
     }
     const filter = opts.filter?.applies(info) ? opts.filter : undefined;
     if (info.verb === 'watch') {
@@ -202,19 +210,55 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     else if (info.verb === 'create' || info.verb === 'update' || info.verb === 'patch') {
       a = cache.write(info, req.url ?? info.path, String(req.headers['content-type'] ?? ''), (body ?? Buffer.alloc(0)).toString('utf8'), Boolean(req.headers.authorization));
     } else {
-      throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline: ${info.verb} ${info.resource}${info.subresource ? `/${info.subresource}` : ''} needs the apiserver; retry later`);
+      throw new TetherError(
+        ErrorCode.UpstreamUnavailable,
+        `tether-edge: the node is offline: ${info.verb} ${info.resource}${info.subresource ? `/${info.subresource}` : ''} needs the apiserver, and is served again when it is reachable`,
+      );
     }
     if (filter && a.status === 200) a = { ...a, raw: filter.body(a.raw ?? JSON.stringify(a.body)) };
     sendAnswer(res, a);
     count(info, a.status, 'cache');
   };
 
+  /**
+   * A request the agent cannot parse goes upstream as it is while online (the apiserver answers it
+   * as it would without the agent; nothing is recorded); offline, its parse error is the answer.
+   */
+  const passUnparsed = async (req: IncomingMessage, res: ServerResponse, who: ClientIdentity, parseError: unknown) => {
+    if (who.kind === 'anonymous') {
+      writeStatus(res, statusBody(401, 'Unauthorized', who.why));
+      count(undefined, 401, 'proxy');
+      return;
+    }
+    // Never lend the node's identity to what might be a CSR write the parser could not read.
+    if (who.lendsNode && req.method !== 'GET' && req.method !== 'HEAD' && /certificatesigningrequests/i.test(decodeURIComponentSafe(req.url ?? ''))) throw parseError;
+    const target = upstreams.pick();
+    if (!target) throw parseError;
+    const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await readBody(req);
+    const abort = new AbortController();
+    const untrack = upstreams.track(target, abort);
+    try {
+      await forward(target, req, res, { signal: abort.signal, body, onResponse: (status) => count(undefined, status, 'upstream') });
+    } catch (e) {
+      upstreams.reportFailure(target, e);
+      throw parseError;
+    } finally {
+      untrack();
+    }
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     let info: RequestInfo | undefined;
+    let upstreamFailed = false;
     try {
       // One target, normalized once: what is parsed and decided on is what is forwarded.
       req.url = normalizeTarget(req.url ?? '/');
-      info = parseRequest(req.method ?? 'GET', req.url, req.headers as Record<string, string | undefined>);
+      try {
+        info = parseRequest(req.method ?? 'GET', req.url, req.headers as Record<string, string | undefined>);
+      } catch (e) {
+        await passUnparsed(req, res, identify(req, { tls: tls !== undefined, lendPlain }), e);
+        return;
+      }
       const who = identify(req, { tls: tls !== undefined, lendPlain });
       const parsed = info;
       info.component = who.component; // the certificate's name, not the User-Agent
@@ -269,6 +313,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
           return;
         } catch (e) {
           upstreams.reportFailure(target, e);
+          upstreamFailed = true;
           log.info('upstream failed; answering from the cache', { path: info.path, error: messageOf(e) });
         } finally {
           unregister?.();
@@ -279,8 +324,13 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       releaseList?.();
       serveFromCache(info, req, res, cached, body, who);
     } catch (e) {
-      const status = statusOf(e);
-      if (status.code >= 500 && status.code !== 503) log.error('proxy request failed', { path: req.url, error: e });
+      let status = statusOf(e);
+      if (upstreamFailed && status.code === 503 && !status.details?.retryAfterSeconds) {
+        // The upstream failed this very request while the link counted as up: a retry soon gets
+        // the apiserver again, or the offline answer (without a retry hint) once the link is down.
+        status = { ...status, message: `${status.message} (the link to the apiserver failed during this request; retry)`, details: { ...status.details, retryAfterSeconds: FLAPPING_RETRY_SECONDS } };
+      }
+      if (status.code >= 500 && status.code !== 503 && status.code !== 504 && !apiStatusOf(e)) log.error('proxy request failed', { path: req.url, error: e });
       writeStatus(res, status);
       count(info, status.code, 'proxy');
     }

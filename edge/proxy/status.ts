@@ -1,9 +1,19 @@
 /**
  * Kubernetes `Status` responses: the one place where the proxy turns an error into what a
  * Kubernetes client expects (client-go decodes the body and shows its message).
+ *
+ * Offline refusals and retries (docs/offline.md, "Errors offline"): client-go retries a 5xx or 429
+ * only when it carries a Retry-After header (rest/with_retry.go checkWait), up to 10 times. So a
+ * refusal that cannot change until the link is back (an uncached kind, an object not in the store,
+ * an uncached client's write, a verb that needs the apiserver) is a 503 ServiceUnavailable WITHOUT
+ * Retry-After: the client gets it at once. Only where a retry soon can help is there a Retry-After:
+ * the upstream failed this very request while the link counted as up (it may be flapping; the next
+ * try gets the apiserver or the offline answer), or the node's store is momentarily unavailable.
+ * Errors that carry an apiserver Status (shared/kube api-status.ts) are sent as they are.
  */
 import type { ServerResponse } from 'node:http';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
+import { apiStatusOf } from '../../shared/kube/index.ts';
 
 export type StatusReason =
   | 'BadRequest'
@@ -18,7 +28,9 @@ export type StatusReason =
   | 'ServiceUnavailable'
   | 'InternalError'
   | 'Timeout'
-  | 'RequestEntityTooLarge';
+  | 'RequestEntityTooLarge'
+  /** The apiserver leaves the reason out of some errors (a malformed resourceVersion on a GET); never on the wire. */
+  | '';
 
 export interface StatusBody {
   kind: 'Status';
@@ -28,8 +40,19 @@ export interface StatusBody {
   message: string;
   reason: StatusReason;
   code: number;
-  details?: { name?: string; group?: string; kind?: string; retryAfterSeconds?: number };
+  details?: {
+    name?: string;
+    group?: string;
+    kind?: string;
+    causes?: { reason: string; message: string; field?: string }[];
+    retryAfterSeconds?: number;
+  };
 }
+
+/** Retry-After of a request the upstream failed while the link counted as up: the next try finds out which it is. */
+export const FLAPPING_RETRY_SECONDS = 1;
+/** Retry-After while the node's store is momentarily unavailable (locked, being reopened). */
+export const STORE_RETRY_SECONDS = 2;
 
 export function statusBody(code: number, reason: StatusReason, message: string, details?: StatusBody['details']): StatusBody {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) };
@@ -45,7 +68,7 @@ export function bodyTooLarge(max: number): TetherError {
 /** The reason phrase of a code this module writes. */
 export function reasonPhrase(code: number): string {
   return (
-    { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }[code] ??
+    { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable', 504: 'Gateway Timeout' }[code] ??
     'Error'
   );
 }
@@ -66,17 +89,23 @@ export function rawStatusResponse(body: StatusBody): string {
 export function statusOf(e: unknown): StatusBody {
   if (e instanceof TetherError) {
     if (e.cause === TOO_LARGE) return statusBody(413, 'RequestEntityTooLarge', e.message);
+    const api = apiStatusOf(e);
+    if (api) return statusBody(api.code, api.reason as StatusReason, api.message, api.details);
     switch (e.code) {
       case ErrorCode.BadRequest:
         return statusBody(400, 'BadRequest', e.message);
       case ErrorCode.Invalid:
         return statusBody(422, 'Invalid', e.message);
       case ErrorCode.UpstreamUnavailable:
-        return statusBody(503, 'ServiceUnavailable', e.message, { retryAfterSeconds: 5 });
+        // Offline, and what was asked for will not be there until the link is back: no retry hint.
+        return statusBody(503, 'ServiceUnavailable', e.message);
       case ErrorCode.StoreConflict:
         return statusBody(409, 'Conflict', e.message);
+      case ErrorCode.StoreLocked:
+      case ErrorCode.StoreOpen:
+        return statusBody(503, 'ServiceUnavailable', `tether-edge: the node's store is momentarily unavailable: ${e.message}`, { retryAfterSeconds: STORE_RETRY_SECONDS });
       default:
-        return statusBody(503, 'ServiceUnavailable', e.message, { retryAfterSeconds: 5 });
+        return statusBody(503, 'ServiceUnavailable', e.message);
     }
   }
   return statusBody(500, 'InternalError', `tether-edge: ${messageOf(e)}`);
@@ -91,7 +120,7 @@ export function writeStatus(res: ServerResponse, body: StatusBody): void {
   const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-cache, private' };
   if (body.details?.retryAfterSeconds) headers['retry-after'] = String(body.details.retryAfterSeconds);
   if (body.code === 413) headers.connection = 'close'; // the rest of the body is not wanted
-  const json = JSON.stringify(body);
+  const json = JSON.stringify(body.reason === '' ? { ...body, reason: undefined } : body);
   headers['content-length'] = String(Buffer.byteLength(json));
   res.writeHead(body.code, headers);
   res.end(json);

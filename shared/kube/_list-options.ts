@@ -5,7 +5,8 @@
  * resourceVersion ""/"0" becoming sendInitialEvents=true) is not applied: the values are the
  * client's own, which is what a proxy forwards.
  */
-import { badRequest } from './_bad-request.ts';
+import { apiserverBadRequest } from './_bad-request.ts';
+import { invalidListOptions } from './api-status.ts';
 import { everyField, parseFieldSelector, type FieldSelector } from './field-selector.ts';
 import { everyLabel, parseLabelSelector, type LabelSelector } from './label-selector.ts';
 
@@ -39,14 +40,23 @@ function queryBool(q: Query, key: string): boolean | undefined {
   return !(v === '0' || v.toLowerCase() === 'false');
 }
 
-/** strconv.ParseInt(v, 10, 64), limited to what a JS number holds exactly. */
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
+
+/**
+ * strconv.ParseInt(v, 10, 64), with the apiserver's own messages. Every int64 is accepted; a value
+ * past what a JS number holds exactly is clamped to Number.MAX_SAFE_INTEGER (for `limit` and
+ * `timeoutSeconds` that means the same: no page, no timeout that will ever be reached).
+ */
 function queryInt(q: Query, key: string): number | undefined {
   const v = first(q, key);
   if (v === undefined) return undefined;
-  if (!/^[+-]?[0-9]+$/.test(v)) throw badRequest(`parse ${key}`, `${JSON.stringify(v)} is not an integer`);
-  const n = Number(v);
-  if (!Number.isSafeInteger(n)) throw badRequest(`parse ${key}`, `${JSON.stringify(v)} is out of range`);
-  return n;
+  if (!/^[+-]?[0-9]+$/.test(v)) throw apiserverBadRequest(`strconv.ParseInt: parsing ${JSON.stringify(v)}: invalid syntax`);
+  const n = BigInt(v);
+  if (n > INT64_MAX || n < INT64_MIN) throw apiserverBadRequest(`strconv.ParseInt: parsing ${JSON.stringify(v)}: value out of range`);
+  if (n > BigInt(Number.MAX_SAFE_INTEGER)) return Number.MAX_SAFE_INTEGER;
+  if (n < BigInt(Number.MIN_SAFE_INTEGER)) return Number.MIN_SAFE_INTEGER;
+  return Number(n);
 }
 
 export function decodeListOptions(q: Query): ListOptions {
@@ -70,18 +80,21 @@ export function decodeListOptions(q: Query): ListOptions {
     sendInitialEvents: queryBool(q, 'sendInitialEvents'),
   };
   const errs = validate(opts, match);
-  if (errs.length) throw badRequest('validate list options', errs.join('; '));
+  if (errs.length) throw invalidListOptions(errs);
   return opts;
 }
 
 /** ValidateListOptions; `match` is the raw resourceVersionMatch, which may be unsupported. */
-function validate(o: ListOptions, match: string): string[] {
-  const errs: string[] = [];
-  const forbidden = (path: string, why: string) => errs.push(`${path}: Forbidden: ${why}`);
+type Problem = Parameters<typeof invalidListOptions>[0][number];
+function validate(o: ListOptions, match: string): Problem[] {
+  const errs: Problem[] = [];
+  const forbidden = (field: string, detail: string) => errs.push({ field, type: 'FieldValueForbidden', detail });
   const unsupported = (supported: string[]) =>
-    errs.push(
-      `resourceVersionMatch: Unsupported value: ${JSON.stringify(match)}: supported values: ${supported.map((s) => JSON.stringify(s)).join(', ')}`,
-    );
+    errs.push({
+      field: 'resourceVersionMatch',
+      type: 'FieldValueNotSupported',
+      detail: `${JSON.stringify(match)}: supported values: ${supported.map((s) => JSON.stringify(s)).join(', ')}`,
+    });
   if (o.watchParam) {
     if (o.sendInitialEvents !== undefined && match !== 'NotOlderThan') {
       forbidden('resourceVersionMatch', 'sendInitialEvents requires setting resourceVersionMatch to NotOlderThan');

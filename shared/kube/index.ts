@@ -29,3 +29,5 @@ export {
   type ResourceVerb,
   type ResourceVersionMatch,
 } from './request-info.ts';
+export { apiserverBadRequest } from './_bad-request.ts';
+export { apiStatusError, apiStatusOf, tooLargeResourceVersion, type ApiStatus, type ApiStatusCause } from './api-status.ts';

@@ -1,6 +1,16 @@
 import { describe, expect, test } from 'bun:test';
 import { ErrorCode, isTetherError } from '../errors.ts';
 import { parseRequest } from './request-info.ts';
+import { apiStatusOf } from './api-status.ts';
+
+function thrown(method: string, url: string): unknown {
+  try {
+    parseRequest(method, url);
+  } catch (e) {
+    return e;
+  }
+  throw new Error(`expected ${method} ${url} to be rejected`);
+}
 
 function rejection(method: string, url: string, headers?: Record<string, string>): string {
   try {
@@ -98,25 +108,10 @@ describe('parseRequest: malformed requests are BadRequest', () => {
     ['GET', '/api/v1/pods?fieldSelector=spec.nodeName%3Dn%E0%A4%A', 'parse query', 'invalid percent-encoding'],
     ['GET', '/api/v1/namespaces/%zz/pods', 'parse path', 'invalid percent-encoding'],
     ['GET', '/api/v1/pods?limit=10;watch=1', 'parse query', 'invalid semicolon separator'],
-    ['GET', '/api/v1/pods?limit=abc', 'parse limit', '"abc" is not an integer'],
-    ['GET', '/api/v1/pods?limit=1.5', 'parse limit', '"1.5" is not an integer'],
-    ['GET', '/api/v1/pods?limit=', 'parse limit', '"" is not an integer'],
-    ['GET', '/api/v1/pods?limit=99999999999999999999', 'parse limit', '"99999999999999999999" is out of range'],
-    ['GET', '/api/v1/pods?watch=1&timeoutSeconds=ten', 'parse timeoutSeconds', '"ten" is not an integer'],
     ['GET', '/api/v1/pods?labelSelector=app%3D%3D%3Dweb', 'parse label selector', 'unable to parse requirement'],
     ['GET', '/api/v1/pods?labelSelector=a%20b', 'parse label selector', "unable to parse requirement: found 'b'"],
     ['GET', '/api/v1/pods?fieldSelector=spec.nodeName', 'parse field selector', "invalid selector: 'spec.nodeName'"],
     ['GET', '/api/v1/pods?fieldSelector=a%3Db%5C', 'parse field selector', 'invalid field selector: invalid escape sequence'],
-    ['GET', '/api/v1/pods?resourceVersionMatch=Exact', 'validate list options', 'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided'],
-    ['GET', '/api/v1/pods?resourceVersion=1&resourceVersionMatch=Newest', 'validate list options', 'resourceVersionMatch: Unsupported value: "Newest"'],
-    ['GET', '/api/v1/pods?resourceVersion=0&resourceVersionMatch=Exact', 'validate list options', 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"'],
-    ['GET', '/api/v1/pods?resourceVersion=5&resourceVersionMatch=Exact&continue=abc', 'validate list options', 'resourceVersionMatch is forbidden when continue is provided'],
-    ['GET', '/api/v1/pods?sendInitialEvents=true', 'validate list options', 'sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list'],
-    ['GET', '/api/v1/pods?watch=1&sendInitialEvents=true', 'validate list options', 'sendInitialEvents requires setting resourceVersionMatch to NotOlderThan'],
-    ['GET', '/api/v1/pods?watch=1&resourceVersionMatch=NotOlderThan', 'validate list options', 'resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided'],
-    ['GET', '/api/v1/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=Exact', 'validate list options', 'resourceVersionMatch: Unsupported value: "Exact": supported values: "NotOlderThan"'],
-    // The apiserver validates a /watch/ path's options as a list unless ?watch is set too.
-    ['GET', '/api/v1/watch/pods?sendInitialEvents=true', 'validate list options', 'sendInitialEvents is forbidden for list'],
     ['GET', '/api/v1/watch', 'parse path', 'unable to determine kind and namespace from "/api/v1/watch"'],
     ['GET', '/apis/apps/v1/proxy', 'parse path', 'unable to determine kind and namespace'],
     ['GET', '/api/v1//pods', 'parse path', 'empty segment in "/api/v1//pods"'],
@@ -133,8 +128,16 @@ describe('parseRequest: malformed requests are BadRequest', () => {
     });
   }
 
-  // Errors a client sees from the apiserver carry its exact words.
+  // Errors a client sees from the apiserver carry its exact words (checked against kube-apiserver
+  // v1.37.2 by test/apiserver-contract.e2e.test.ts).
   const verbatim: [string, string][] = [
+    ['/api/v1/pods?limit=abc', 'strconv.ParseInt: parsing "abc": invalid syntax'],
+    ['/api/v1/pods?limit=1.5', 'strconv.ParseInt: parsing "1.5": invalid syntax'],
+    ['/api/v1/pods?limit=', 'strconv.ParseInt: parsing "": invalid syntax'],
+    ['/api/v1/pods?limit=9223372036854775808', 'strconv.ParseInt: parsing "9223372036854775808": value out of range'],
+    ['/api/v1/pods?limit=99999999999999999999', 'strconv.ParseInt: parsing "99999999999999999999": value out of range'],
+    ['/api/v1/pods?watch=1&timeoutSeconds=ten', 'strconv.ParseInt: parsing "ten": invalid syntax'],
+    ['/api/v1/pods?resourceVersion=abc', 'invalid resource version: resourceVersion: Invalid value: "abc": strconv.ParseUint: parsing "abc": invalid syntax'],
     ['/api/v1/pods?fieldSelector=spec.containers%3Dx', 'field label not supported: spec.containers'],
     ['/api/v1/nodes?fieldSelector=status.phase%3DReady&watch=1', 'field label not supported: status.phase'],
     ['/api/v1/namespaces/default/configmaps?fieldSelector=data%3Dx', '"data" is not a known field selector: only "metadata.name", "metadata.namespace"'],
@@ -146,6 +149,52 @@ describe('parseRequest: malformed requests are BadRequest', () => {
       expect(rejection('GET', url)).toBe(message);
     });
   }
+
+  // ValidateListOptions: 422 Invalid, with the apiserver's message and one cause per problem.
+  const invalid: [string, string][] = [
+    ['/api/v1/pods?resourceVersionMatch=Exact', 'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided'],
+    ['/api/v1/pods?resourceVersion=1&resourceVersionMatch=Newest', 'resourceVersionMatch: Unsupported value: "Newest": supported values: "Exact", "NotOlderThan", ""'],
+    ['/api/v1/pods?resourceVersion=0&resourceVersionMatch=Exact', 'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"'],
+    ['/api/v1/pods?resourceVersion=5&resourceVersionMatch=Exact&continue=abc', 'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided'],
+    ['/api/v1/pods?sendInitialEvents=true', 'sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list'],
+    ['/api/v1/pods?watch=1&sendInitialEvents=true', 'resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan'],
+    ['/api/v1/pods?watch=1&resourceVersionMatch=NotOlderThan', 'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided'],
+    ['/api/v1/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=Exact', 'resourceVersionMatch: Unsupported value: "Exact": supported values: "NotOlderThan"'],
+    // The apiserver validates a /watch/ path's options as a list unless ?watch is set too.
+    ['/api/v1/watch/pods?sendInitialEvents=true', 'sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list'],
+  ];
+  for (const [url, what] of invalid) {
+    test(`GET ${url} → 422 ${what}`, () => {
+      const s = apiStatusOf(thrown('GET', url));
+      expect(s).toMatchObject({ code: 422, reason: 'Invalid', details: { group: 'meta.k8s.io', kind: 'ListOptions' } });
+      expect(s?.message).toStartWith('ListOptions.meta.k8s.io "" is invalid: ');
+      expect(s?.message).toContain(what);
+      expect(s?.details?.causes?.length).toBeGreaterThan(0);
+    });
+  }
+
+  test('two problems: the apiserver\'s aggregate message, two causes', () => {
+    const s = apiStatusOf(thrown('GET', '/api/v1/pods?resourceVersionMatch=Exact&continue=x'));
+    expect(s?.message).toBe(
+      'ListOptions.meta.k8s.io "" is invalid: [resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided, resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided]',
+    );
+    expect(s?.details?.causes?.map((c) => c.reason)).toEqual(['FieldValueForbidden', 'FieldValueForbidden']);
+  });
+
+  test('a malformed resourceVersion on a GET or a WATCH is the versioner\'s 500 without a reason, as upstream', () => {
+    for (const url of ['/api/v1/namespaces/default/pods/p?resourceVersion=abc', '/api/v1/pods?watch=1&resourceVersion=-1']) {
+      const s = apiStatusOf(thrown('GET', url));
+      expect(s).toMatchObject({ code: 500, reason: '' });
+      expect(s?.message).toStartWith('resourceVersion: Invalid value: ');
+    }
+  });
+
+  test('every int64 limit is valid: past 2^53 it means no paging; ≤ 0 means none either', () => {
+    expect(parseRequest('GET', '/api/v1/pods?limit=9223372036854775807').limit).toBe(Number.MAX_SAFE_INTEGER);
+    expect(parseRequest('GET', '/api/v1/pods?limit=9007199254740993').limit).toBe(Number.MAX_SAFE_INTEGER);
+    expect(parseRequest('GET', '/api/v1/pods?limit=-9223372036854775808').limit).toBeUndefined();
+    expect(parseRequest('GET', '/api/v1/pods?limit=%2B7').limit).toBe(7);
+  });
 
   test('a bad selector on a DELETE of a collection is rejected too', () => {
     expect(rejection('DELETE', '/api/v1/namespaces/default/pods?labelSelector=%3D')).toStartWith('parse label selector: ');
@@ -171,7 +220,7 @@ describe('parseRequest: only TetherError, whatever the input', () => {
     return seed % n;
   };
 
-  test('2000 generated requests either parse or throw E_BAD_REQUEST', () => {
+  test('2000 generated requests either parse or throw E_BAD_REQUEST or an apiserver Status', () => {
     let parsed = 0;
     let rejected = 0;
     for (let i = 0; i < 2000; i++) {
@@ -184,7 +233,7 @@ describe('parseRequest: only TetherError, whatever the input', () => {
         expect(typeof info.verb).toBe('string');
         parsed++;
       } catch (e) {
-        if (!isTetherError(e, ErrorCode.BadRequest)) throw new Error(`${method} ${url} threw ${String(e)}`);
+        if (!isTetherError(e, ErrorCode.BadRequest) && !(isTetherError(e) && apiStatusOf(e))) throw new Error(`${method} ${url} threw ${String(e)}`);
         rejected++;
       }
     }

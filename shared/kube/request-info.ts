@@ -24,6 +24,7 @@
  */
 import { apiserverBadRequest, badRequest } from './_bad-request.ts';
 import { decodeListOptions, type ListOptions, type ResourceVersionMatch } from './_list-options.ts';
+import { apiStatusError } from './api-status.ts';
 import { pathSegmentNameErrors } from './_names.ts';
 import { decodeTarget } from './_url.ts';
 import { componentOf } from './component.ts';
@@ -218,6 +219,7 @@ export function parseRequest(method: string, url: URL | string, headers?: Reques
   } else if (verb === 'get') {
     info.resourceVersion = query.get('resourceVersion')?.[0] || undefined;
   }
+  if (verb === 'get' || verb === 'list' || verb === 'watch') checkResourceVersion(verb, info.resourceVersion);
   info.verb = verb;
   info.watch = verb === 'watch';
   if (m === 'PATCH' && !viaPrefix) {
@@ -228,6 +230,19 @@ export function parseRequest(method: string, url: URL | string, headers?: Reques
   }
   info.longRunning = verb === 'watch' || verb === 'proxy' || longRunningSubresources.has(subresource);
   return info;
+}
+
+/**
+ * A resourceVersion the apiserver's versioner cannot parse (strconv.ParseUint), answered as it
+ * answers: a LIST gets 400 BadRequest from storage's ValidateListOptions; a GET and a WATCH get the
+ * versioner's error as a 500 without a reason.
+ */
+function checkResourceVersion(verb: 'get' | 'list' | 'watch', rv: string | undefined): void {
+  if (rv === undefined || /^[0-9]+$/.test(rv) && BigInt(rv) < 2n ** 64n) return;
+  const why = /^[0-9]+$/.test(rv) ? 'value out of range' : 'invalid syntax';
+  const message = `resourceVersion: Invalid value: ${JSON.stringify(rv)}: strconv.ParseUint: parsing ${JSON.stringify(rv)}: ${why}`;
+  if (verb === 'list') throw apiserverBadRequest(`invalid resource version: ${message}`);
+  throw apiStatusError({ code: 500, reason: '', message });
 }
 
 /** The list options a RequestInfo carries (the field selector is converted by the caller). */
