@@ -8,7 +8,9 @@
  * NodePools are followed with one LIST and then a WATCH from its resourceVersion (bookmarks on,
  * re-watched from the last one when the apiserver ends it, relisted only on 410 Gone), so a pool
  * change arrives at once and an unchanged cluster costs a bookmark a minute, not a LIST every 10 s.
- * Without the CRDs (404) the LIST is tried again every 10 minutes. The agent starts following on
+ * Without the CRDs (404) the LIST is tried again every 10 minutes. Where the node may not read
+ * NodePools (403, from the LIST or the watch) nothing is asked for 10 minutes, logged once; a
+ * reconnect within those 10 minutes waits out the rest of them too. The agent starts following on
  * every return of the link; a watch the link broke simply ends.
  */
 import type { Logger } from '../shared/log.ts';
@@ -43,6 +45,8 @@ export interface PoolSource {
 }
 
 const NO_CRD_RECHECK_MS = 10 * 60_000;
+/** After a 403: the node's RBAC changes rarely, so a long wait (a reconnect does not cut it short). */
+export const FORBIDDEN_RECHECK_MS = 10 * 60_000;
 const REWATCH_AFTER_ERROR_MS = 5_000;
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -59,8 +63,25 @@ interface OpenWatch {
   write(line: string): void;
 }
 
-export function createTopology(opts: { nodeName: string; store: Store; log: Logger; filtered: Counter; reemitted: Counter }): Topology {
+export function createTopology(opts: {
+  nodeName: string;
+  store: Store;
+  log: Logger;
+  filtered: Counter;
+  reemitted: Counter;
+  /** Clock for the 403 back-off (default Date.now). */
+  now?: () => number;
+}): Topology {
   const { store, log } = opts;
+  const now = opts.now ?? Date.now;
+  /** When the apiserver last said the node may not read NodePools; undefined while it may. */
+  let forbiddenAt: number | undefined;
+  let forbiddenLogged = false;
+  const forbidden = (step: string) => {
+    forbiddenAt = now();
+    if (!forbiddenLogged) log.info(`topology: the node may not ${step} NodePools (403); asking again every ${FORBIDDEN_RECHECK_MS / 60_000} minutes, without the topology filter's pools meanwhile`);
+    forbiddenLogged = true;
+  };
   const filter = createTopologyFilter({ nodeName: opts.nodeName });
   const watches = new Set<OpenWatch>();
 
@@ -130,7 +151,18 @@ export function createTopology(opts: { nodeName: string; store: Store; log: Logg
       };
       const run = async () => {
         while (!stopped.signal.aborted && source.online()) {
+          if (forbiddenAt !== undefined) {
+            const left = forbiddenAt + FORBIDDEN_RECHECK_MS - now();
+            if (left > 0 && !(await wait(left, stopped.signal))) return;
+            if (!source.online()) return;
+          }
           const r = await source.call('GET', `${NODEPOOLS_PATH}?resourceVersion=0`, { accept: 'application/json' });
+          if (r.status === 403) {
+            forbidden('list');
+            continue;
+          }
+          forbiddenAt = undefined;
+          if (r.status === 200) forbiddenLogged = false;
           if (r.status === 404) {
             save(new Map(), ''); // the CRDs are not installed: no pools
             if (!(await wait(NO_CRD_RECHECK_MS, stopped.signal))) return;
@@ -177,6 +209,10 @@ export function createTopology(opts: { nodeName: string; store: Store; log: Logg
               // The link broke (or a reset): the agent starts again on reconnect; a reset on a live link is retried.
               if (!(await wait(REWATCH_AFTER_ERROR_MS, stopped.signal))) return;
               continue;
+            }
+            if (end.status === 403) {
+              forbidden('watch');
+              break;
             }
             log.debug('topology: NodePool watch refused', { status: end.status });
             return;
