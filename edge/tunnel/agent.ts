@@ -10,8 +10,17 @@
  *
  * Streams: `destinations.ts` decides what the hub may reach; refusals are logged and counted.
  *
+ * Api streams (`upstreamViaHub`, edge/upstream/via-hub.ts): `openApiStream()` opens a compressed
+ * stream `kube-apiserver:0` on the current session, which the hub forwards to kube-apiserver as the
+ * node. With no open session (between sessions, after a drain, before the first) it rejects at once
+ * with E_TUNNEL_CLOSED; it never waits for a session that may not come. `onSession` tells the
+ * upstream side when the current session is up, when the hub asked it to drain (its streams still
+ * work; new ones go to the next session) and when it ended (its streams are dead).
+ *
  * Metrics (when a registry is given): tether_tunnel_connected, tether_tunnel_reconnects_total,
- * tether_tunnel_streams_open, tether_tunnel_streams_total{result}.
+ * tether_tunnel_streams_open, tether_tunnel_streams_total{result},
+ * tether_tunnel_api_streams_total{result}, and the api streams' bytes before and after compression,
+ * tether_tunnel_api_bytes_total{direction="in"|"out",stage="raw"|"wire"} (every session since start).
  */
 import type { Duplex } from 'node:stream';
 import { ErrorCode, TetherError, isTetherError, messageOf } from '../../shared/errors.ts';
@@ -49,6 +58,14 @@ export interface TunnelAgentOptions {
   dial?: (host: string, port: number) => Promise<Duplex>;
 }
 
+/** Bytes of the api streams, every session since start: raw = HTTP as the proxy wrote and read it, wire = compressed (ZDATA payloads). */
+export interface ApiStreamBytes {
+  rawIn: number;
+  rawOut: number;
+  wireIn: number;
+  wireOut: number;
+}
+
 export interface TunnelAgentStatus {
   connected: boolean;
   hub?: string;
@@ -56,12 +73,39 @@ export interface TunnelAgentStatus {
   reconnects: number;
   streams: number;
   lastError?: string;
+  /** The compression the current session negotiated for api streams. */
+  compression?: 'deflate' | 'none';
+  /** Api streams' bytes before and after compression (zero unless the upstream goes through the hub). */
+  api: ApiStreamBytes;
+}
+
+/** The current session's life, as the upstream through the hub needs it. */
+export interface TunnelSessionEvent {
+  state: 'up' | 'draining' | 'down';
+  hub: string;
+  reason?: string;
 }
 
 export interface TunnelAgent {
   readonly connected: boolean;
   status(): TunnelAgentStatus;
+  /** A compressed api stream on the current session (rejects E_TUNNEL_CLOSED when there is none). */
+  openApiStream(opts?: { timeoutMs?: number }): Promise<Duplex>;
+  onSession(listener: (ev: TunnelSessionEvent) => void): () => void;
+  apiBytes(): ApiStreamBytes;
   close(): Promise<void>;
+}
+
+/** The api stream's name on the wire (frames.ts: OPEN {kube-apiserver, 0, compress}). */
+export const API_STREAM_HOST = 'kube-apiserver';
+
+/** Opens an api stream on `session`, or rejects E_TUNNEL_CLOSED when it is missing or not usable. */
+export function openApiStreamOn(session: TunnelSession | undefined, timeoutMs = 10_000): Promise<Duplex> {
+  if (!session || (session.state !== 'open' && session.state !== 'handshake')) {
+    const why = session ? `the session is ${session.state}` : 'no session';
+    return Promise.reject(new TetherError(ErrorCode.TunnelClosed, `open api stream: no tunnel session to the hub (${why})`));
+  }
+  return session.open(API_STREAM_HOST, 0, { compress: true, timeoutMs });
 }
 
 const withPath = (u: string) => {
@@ -91,6 +135,40 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
   const openStreams = () => [current?.session, ...draining].reduce((n, s) => n + (s?.stats().streams ?? 0), 0);
   opts.registry?.gauge('tether_tunnel_connected', 'Whether the tunnel to the hub is up', () => [{ value: isUp() ? 1 : 0 }]);
   opts.registry?.gauge('tether_tunnel_streams_open', 'Streams open through the tunnel', () => [{ value: openStreams() }]);
+  const apiResults = opts.registry?.counter('tether_tunnel_api_streams_total', 'Api streams this agent opened to the hub (upstream via the hub), by result (ok, failed)');
+  /** Api bytes of sessions that ended, and the sessions not yet folded in (moved in one step, so the sum never goes down). */
+  const apiDone: ApiStreamBytes = { rawIn: 0, rawOut: 0, wireIn: 0, wireOut: 0 };
+  const unfolded = new Set<TunnelSession>();
+  const apiBytes = (): ApiStreamBytes => {
+    const sum = { ...apiDone };
+    for (const s of unfolded) {
+      const st = s.stats();
+      sum.rawIn += st.apiRawIn;
+      sum.rawOut += st.apiRawOut;
+      sum.wireIn += st.apiWireIn;
+      sum.wireOut += st.apiWireOut;
+    }
+    return sum;
+  };
+  opts.registry?.counterFrom('tether_tunnel_api_bytes_total', 'Bytes of the api streams (the upstream through the hub), by direction and stage: raw = HTTP before compression, wire = after', () => {
+    const b = apiBytes();
+    return [
+      { labels: { direction: 'in', stage: 'raw' }, value: b.rawIn },
+      { labels: { direction: 'out', stage: 'raw' }, value: b.rawOut },
+      { labels: { direction: 'in', stage: 'wire' }, value: b.wireIn },
+      { labels: { direction: 'out', stage: 'wire' }, value: b.wireOut },
+    ];
+  });
+  const sessionListeners = new Set<(ev: TunnelSessionEvent) => void>();
+  const tell = (ev: TunnelSessionEvent) => {
+    for (const l of [...sessionListeners]) {
+      try {
+        l(ev);
+      } catch (e) {
+        log.error('tunnel session listener failed', { error: messageOf(e) });
+      }
+    }
+  };
 
   const onOpen = async (host: string, port: number): Promise<Duplex> => {
     let target: { host: string; port: number };
@@ -145,6 +223,15 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
     });
     const since = new Date();
     current = { session, url, since };
+    unfolded.add(session);
+    void session.closed.then(() => {
+      unfolded.delete(session);
+      const st = session.stats();
+      apiDone.rawIn += st.apiRawIn;
+      apiDone.rawOut += st.apiRawOut;
+      apiDone.wireIn += st.apiWireIn;
+      apiDone.wireOut += st.apiWireOut;
+    });
     if (stopping.signal.aborted) session.close('agent stopping');
     let welcomed = false;
     session.ready.then(
@@ -154,7 +241,8 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
           reconnects++;
           reconnectCounter?.inc();
         }
-        log.info('tunnel connected', { hub: url, node: opts.nodeName, session: session.id });
+        log.info('tunnel connected', { hub: url, node: opts.nodeName, session: session.id, compression: session.compression });
+        if (current?.session === session) tell({ state: 'up', hub: url });
       },
       () => {},
     );
@@ -164,9 +252,11 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       log.info('the hub is draining the tunnel; reconnecting elsewhere', { hub: url, reason: outcome.drain });
       draining.add(session);
       void session.closed.then(() => draining.delete(session));
+      tell({ state: 'draining', hub: url, reason: outcome.drain });
       return true;
     }
     const ended = outcome.closed;
+    tell({ state: 'down', hub: url, reason: ended.reason });
     if (ended.code === 'refused') {
       lastError = `hub ${url} refused the tunnel: ${ended.reason}`;
       log.error('the hub refused the tunnel', { hub: url, reason: ended.reason });
@@ -212,7 +302,26 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       reconnects,
       streams: openStreams(),
       lastError,
+      ...(current && isUp() ? { compression: current.session.compression } : {}),
+      api: apiBytes(),
     }),
+    openApiStream(o = {}) {
+      return openApiStreamOn(current?.session, o.timeoutMs).then(
+        (d) => {
+          apiResults?.inc({ result: 'ok' });
+          return d;
+        },
+        (e) => {
+          apiResults?.inc({ result: 'failed' });
+          throw e;
+        },
+      );
+    },
+    onSession(listener) {
+      sessionListeners.add(listener);
+      return () => void sessionListeners.delete(listener);
+    },
+    apiBytes,
     async close() {
       stopping.abort();
       current?.session.close('agent stopping');

@@ -139,7 +139,7 @@ test('an unhealthy server becomes healthy again after healthyAfter consecutive s
 test('reportFailure of a refused connection marks the upstream unhealthy at once, aborts its watches, and drops its idle sockets', async () => {
   const [a, b] = await servers(2);
   // One probe only (the first round), so that no probe touches the agent's sockets during the test.
-  const p = pool([a!, b!], { quietMs: 60_000 });
+  const p = pool([a!, b!], { quietMs: 60_000, retryMinMs: 60_000, retryMaxMs: 60_000 });
   await p.ready;
   const [ua, ub] = p.all();
   expect((await get(ua!, '/whoami')).reused).toBe(true); // the probe's keep-alive connection
@@ -158,6 +158,18 @@ test('reportFailure of a refused connection marks the upstream unhealthy at once
   const late = new AbortController();
   p.track(ua!, late);
   expect(late.signal.aborted).toBe(true); // tracking on an unhealthy upstream aborts at once
+});
+
+test('after a refused connection the upstream is probed on the down backoff, not after the quiet time, and recovers', async () => {
+  const [a] = await servers(1);
+  const p = pool([a!], { quietMs: 60_000 });
+  await p.ready;
+  const [ua] = p.all();
+  const probes = ua!.probes;
+  p.reportFailure(ua!, Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }));
+  expect(ua!.healthy).toBe(false);
+  await waitFor('healthy again long before quietMs (60 s)', () => ua!.healthy);
+  expect(ua!.probes).toBe(probes + 2); // healthyAfter: 2 probes after the failure
 });
 
 test('reportFailure of an ambiguous error (a reset keep-alive socket) is confirmed by a probe first: a live upstream stays healthy', async () => {

@@ -19,6 +19,9 @@
  *                                        flight finish on the old ones
  *   pool.close(): void                   stop probing, abort tracked requests, destroy every socket
  *
+ * The upstreams' connections come from `createAgent` (default tls.ts: TCP and TLS to each server);
+ * the via-hub mode passes one that opens api streams on the tunnel (via-hub.ts) instead.
+ *
  * When the pool probes (`GET /readyz`, health.ts) — never on a fixed timer while traffic flows:
  * - once at start: the first probe decides (200 → healthy at once; anything else → unhealthy);
  * - quiet: nothing heard from a healthy upstream for `quietMs` (30 s): one probe, so an idle agent
@@ -135,6 +138,11 @@ export interface UpstreamPoolOptions {
   now?: () => number;
   /** Where the default probe's bytes are counted (kind `probe`). */
   meter?: ProbeMeter;
+  /**
+   * Makes an upstream's agent (at start and on setTls). Default tls.ts createAgent; the via-hub
+   * mode gives the hub agent (via-hub.ts), whose connections are api streams of the tunnel.
+   */
+  createAgent?: (url: URL, tls: UpstreamTls) => UpstreamAgent;
   /** Replaces the default `GET /readyz` probe (tests). Must settle; it is aborted on timeout. */
   probe?: (u: Upstream, signal: AbortSignal) => Promise<void>;
 }
@@ -196,9 +204,10 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
   const probe = opts.probe ?? ((u: Upstream, signal: AbortSignal) => probeReadyz(u.url, u.agent, signal, opts.meter));
   if (opts.servers.length === 0) throw new TetherError(ErrorCode.BadConfig, 'upstream pool: no servers');
   checkTls(opts.tls);
+  const agentFor = opts.createAgent ?? createAgent;
   const members = opts.servers
     .map(parseServer)
-    .map((url) => new Member(url, createAgent(url, opts.tls), now(), createRttEstimate(floors)));
+    .map((url) => new Member(url, agentFor(url, opts.tls), now(), createRttEstimate(floors)));
   const listeners = new Set<(ev: UpstreamChange) => void>();
   let cursor = 0;
   let closed = false;
@@ -386,7 +395,11 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
       const m = member(u, 'report failure');
       if (closed) return;
       const definitive = errorCode(err);
-      if (definitive || !m.decided) return markFailed(m, prefixed('request', err));
+      if (definitive || !m.decided) {
+        markFailed(m, prefixed('request', err));
+        // Retry on the down backoff now, not when the quiet timer of a healthy upstream would fire.
+        return schedule(m);
+      }
       if (!m.healthy) return;
       log.info('upstream request failed; probing before deciding', { server: m.url.href, error: messageOf(err) });
       m.lastError = prefixed('request', err);
@@ -414,7 +427,7 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
       if (closed) return;
       for (const m of members) {
         const old = m.agent;
-        m.agent = createAgent(m.url, material);
+        m.agent = agentFor(m.url, material);
         retireAgent(old);
         m.retired = [...m.retired.filter(agentBusy), old];
       }
