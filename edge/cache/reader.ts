@@ -10,15 +10,16 @@
  * ResourceVersionTooLarge cause; continue tokens are this agent's own or the apiserver's. Clients that are not cached components (kubectl) get the best
  * answer the store has, with a Warning header saying it comes from the node's cache.
  *
- * Before anything is read, the caller's identity must have been allowed the request online
- * (access.ts): otherwise the apiserver's 403 it got then, or 503 (not known whether it may). The
- * proxy asks `readGet` with a WATCH too, before serving it from the log: the answer is then only
- * the admission (200 without a body) or the refusal.
+ * An answer is also given only when the caller's identity was allowed the request online
+ * (access.ts): when the apiserver refused it that request, the same 403; when the record cannot
+ * tell, 503 saying so (after the store's own 503, which is the better hint). The proxy asks
+ * `readGet` with a WATCH too, before serving it from the log: the answer is then only the
+ * admission (200 without a body) or the refusal.
  */
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import { type ResourceRequestInfo, apiserverBadRequest, tooLargeResourceVersion } from '../../shared/kube/index.ts';
 import type { KubeObject, Store } from '../store/index.ts';
-import { accessOf } from './access.ts';
+import { type AccessDecision, accessOf, unknownError } from './access.ts';
 import { canPrint, toTable, wantsTable } from './table.ts';
 import { coveringStream, requestMatcher, scopeOf, selectableMatcher } from './scope.ts';
 
@@ -87,20 +88,29 @@ export function apiVersionOf(gvr: string): string {
 /** The apiserver's 403 this identity got online for the request, as the answer. */
 const refused = (refusal: Record<string, unknown>): Answer => ({ status: 403, body: refusal });
 
+/** The store can answer: only when the record says this identity may know the answer (refusals are answered before). */
+function mustBeAllowed(d: AccessDecision): void {
+  if (d.kind === 'unknown') throw unknownError(d);
+}
+
 export function readGet(store: Store, info: ResourceRequestInfo, cachedComponent: boolean): Answer {
   if (info.verb === 'watch') {
     const admitted = accessOf(store).decide(info, cachedComponent);
-    return admitted.ok ? { status: 200, body: undefined } : refused(admitted.refusal);
+    if (admitted.kind === 'refused') return refused(admitted.refusal);
+    if (admitted.kind === 'unknown') throw unknownError(admitted);
+    return { status: 200, body: undefined };
   }
   const obj = store.objects.get(info.gvr, info.namespace, info.name);
-  const allowed = accessOf(store).decide(info, cachedComponent, obj);
-  if (!allowed.ok) return refused(allowed.refusal);
+  const access = accessOf(store).decide(info, cachedComponent, obj);
+  if (access.kind === 'refused') return refused(access.refusal);
+  if (obj) mustBeAllowed(access);
   if (obj) return { status: 200, body: obj, warning: cachedComponent ? undefined : OFFLINE_WARNING };
   // Absent: authoritative only when a listed stream without selectors holds the whole namespace (or all).
   const proof = store.streams
     .all()
     .find((s) => s.listed && s.gvr === info.gvr && (s.namespace === '' || s.namespace === info.namespace) && !s.labelSelector && !s.fieldSelector);
   if (proof) {
+    mustBeAllowed(access);
     return {
       status: 404,
       body: {
@@ -119,8 +129,8 @@ export function readGet(store: Store, info: ResourceRequestInfo, cachedComponent
 }
 
 export function readList(store: Store, info: ResourceRequestInfo, cachedComponent: boolean, accept?: string): Answer {
-  const allowed = accessOf(store).decide(info, cachedComponent);
-  if (!allowed.ok) return refused(allowed.refusal);
+  const access = accessOf(store).decide(info, cachedComponent);
+  if (access.kind === 'refused') return refused(access.refusal);
   const scope = scopeOf(info);
   const stream = coveringStream(store.streams.all(), scope);
   let warning: string | undefined;
@@ -131,6 +141,7 @@ export function readList(store: Store, info: ResourceRequestInfo, cachedComponen
   } else if (!cachedComponent) {
     warning = OFFLINE_WARNING;
   }
+  mustBeAllowed(access);
   const rv = String(stream?.watermark ?? store.streams.watermark(info.gvr));
   // As storage.ValidateListOptions: the token is decoded first, then a resourceVersion beside it refused.
   const from = info.continue ? continueFrom(info.continue, info.namespace) : undefined;

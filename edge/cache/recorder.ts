@@ -7,6 +7,8 @@
  *   WATCH → events are appended to the stream's log in order; BOOKMARKs advance it. A WatchList
  *           (sendInitialEvents=true) is recorded as a LIST up to its initial-events-end BOOKMARK.
  *   discovery and OpenAPI documents → kept for kubectl, for every client.
+ *   the answer's status to a cached client's GET, LIST and WATCH (allowed, or 403 with its Status) →
+ *           the identity's access record (access.ts), so offline answers keep to what it was allowed.
  *
  *   a live Node or Pod status write of a cached client (the kubelet, once the link is back) →
  *           before it is forwarded, what it sets is removed from the outbox entry waiting for that
@@ -22,6 +24,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { RequestInfo, ResourceRequestInfo } from '../../shared/kube/index.ts';
 import type { KubeObject, Store, WatchEvent } from '../store/index.ts';
 import type { Tap } from '../proxy/forward.ts';
+import { accessOf } from './access.ts';
 import { documentKey } from './documents.ts';
 import { scopeOf, streamMatcher } from './scope.ts';
 import { isEmptyDelta, liveCover, trimDelta } from './status-delta.ts';
@@ -35,6 +38,8 @@ export interface RecorderOptions {
   onDecodeError(what: string): void;
   /** Objects of this resource were stored (after the write). */
   onRecorded?(gvr: string): void;
+  /** How long newly learnt access records wait to be written together (ms, default 1000). */
+  accessFlushMs?: number;
 }
 
 interface ListBody {
@@ -208,6 +213,73 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     if (dropped || narrowed) log.info('a live status write supersedes what was queued for the object', { path, dropped, narrowed });
   };
 
+  /** What of a cached client's GET, LIST or WATCH answer goes into the store. */
+  const dataTap = (info: ResourceRequestInfo, accept: string | undefined, cached: boolean): Tap | undefined => {
+    if (!cached || info.subresource !== '') return undefined;
+    if ((accept ?? '').includes('as=Table')) return undefined;
+    if (info.verb === 'list') return bodyTap((text) => recordList(info, text));
+    if (info.verb === 'get') {
+      return bodyTap((text) => {
+        const o = decode<KubeObject>(`get ${info.gvr}`, text);
+        if (o?.metadata?.name) guard('get', () => store.objects.put(info.gvr, o));
+      });
+    }
+    if (info.verb === 'watch') return watchTap(info);
+    return undefined;
+  };
+
+  // What the apiserver allowed or refused a cached identity (access.ts): decided from memory at
+  // once, written in one batch per `accessFlushMs`, and only for requests whose answer changed. A
+  // write that fails is reported, never retried here (the record in memory still holds it).
+  const access = accessOf(store);
+  let accessTimer: ReturnType<typeof setTimeout> | undefined;
+  const flushAccess = () => {
+    accessTimer = undefined;
+    try {
+      access.flush();
+    } catch (e) {
+      log.warn('record access failed', { error: e });
+      opts.onStoreError(e);
+    }
+  };
+  const noteAccess = (info: ResourceRequestInfo, status: number, refusal?: Record<string, unknown>) => {
+    if (!access.answered(info, status, refusal) || accessTimer) return;
+    accessTimer = setTimeout(flushAccess, opts.accessFlushMs ?? 1000);
+    accessTimer.unref?.();
+  };
+  /** Notes the answer's status (and a 403's Status body) around the data tap, if any. */
+  const accessTap = (info: ResourceRequestInfo, inner: Tap | undefined): Tap | undefined => {
+    if ((info.verb !== 'get' && info.verb !== 'list' && info.verb !== 'watch') || info.subresource !== '') return inner;
+    let tapping = false;
+    let refusal: Buffer[] | undefined;
+    return {
+      head: (status, headers) => {
+        if (status === 403) refusal = [];
+        else noteAccess(info, status);
+        tapping = inner?.head(status, headers) ?? false;
+        return tapping || refusal !== undefined;
+      },
+      chunk: (d) => {
+        if (refusal && refusal.length < 64) refusal.push(Buffer.from(d));
+        if (tapping) inner!.chunk(d);
+      },
+      end: (complete) => {
+        if (refusal) {
+          const text = Buffer.concat(refusal).toString('utf8');
+          let body: Record<string, unknown> | undefined;
+          try {
+            const parsed = JSON.parse(text) as Record<string, unknown>;
+            if (parsed?.kind === 'Status') body = parsed;
+          } catch {
+            // not a Status: the 403 is still kept, and answered offline with a Status of the agent's
+          }
+          if (complete) noteAccess(info, 403, body);
+        }
+        if (tapping) inner!.end(complete);
+      },
+    };
+  };
+
   return {
     tapFor(info, accept, cached, body) {
       if (!info.isResourceRequest) {
@@ -231,17 +303,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
         guard('live status write', () => supersede(info, body));
         return undefined;
       }
-      if (!cached || info.subresource !== '') return undefined;
-      if ((accept ?? '').includes('as=Table')) return undefined;
-      if (info.verb === 'list') return bodyTap((text) => recordList(info, text));
-      if (info.verb === 'get') {
-        return bodyTap((text) => {
-          const o = decode<KubeObject>(`get ${info.gvr}`, text);
-          if (o?.metadata?.name) guard('get', () => store.objects.put(info.gvr, o));
-        });
-      }
-      if (info.verb === 'watch') return watchTap(info);
-      return undefined;
+      // Uncached clients are not tapped at all (their answers pass through as they come, gzip included).
+      return cached ? accessTap(info, dataTap(info, accept, cached)) : undefined;
     },
   };
 }

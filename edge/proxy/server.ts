@@ -66,7 +66,11 @@ export interface WatchSink {
 export interface ProxyCache {
   /** `body`: the request's body (writes), so a live status write can narrow what the outbox still holds. */
   tapFor(info: RequestInfo, accept: string | undefined, cached: boolean, body?: Buffer): Tap | undefined;
-  /** Reads answered from the store; throws a TetherError when the store cannot answer. */
+  /**
+   * Reads answered from the store; throws a TetherError when the store cannot answer. Only what the
+   * caller's identity was allowed online is answered (else its 403, or 503); asked with a WATCH, the
+   * answer is that decision alone (200 without a body: serve it from the log).
+   */
   read(info: ResourceRequestInfo, cached: boolean, accept: string | undefined): CachedAnswer;
   watch(info: ResourceRequestInfo, sink: WatchSink): void;
   write(info: ResourceRequestInfo, url: string, contentType: string, body: string, hasCredentials: boolean): CachedAnswer;
@@ -192,6 +196,13 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       throw new TetherError(ErrorCode.UpstreamUnavailable, 'tether-edge: the node is offline, and Secrets are not kept on this node (cacheSecrets: false); they are served again when the apiserver is reachable');
     }
     const filter = opts.filter?.applies(info) ? opts.filter : undefined;
+    // Authorization parity (edge/cache/access.ts): a watch only of a scope this identity listed or watched online.
+    const admitted = info.verb === 'watch' ? cache.read(info, cached, req.headers.accept) : undefined;
+    if (admitted && admitted.status !== 200) {
+      sendAnswer(res, admitted);
+      count(info, admitted.status, 'cache');
+      return;
+    }
     if (info.verb === 'watch') {
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-tether-source': 'cache' });
       res.flushHeaders?.();

@@ -1,4 +1,5 @@
 /** The snapshot store as the rest of the agent sees it: objects, the stream log, the outbox, documents. */
+import { type AccessRecords, createAccessRecords } from './access.ts';
 import { type StoreDb, transact } from './db.ts';
 import { type Documents, createDocuments } from './documents.ts';
 import { type Outbox, createOutbox } from './outbox.ts';
@@ -14,6 +15,8 @@ export interface Store {
   documents: Documents;
   /** What kube-apiserver accepted of bearer tokens online (by hash), for offline checks. */
   tokens: TokenProofs;
+  /** What kube-apiserver allowed or refused each local identity online, for offline authorization. */
+  access: AccessRecords;
   /**
    * Runs `f` as one transaction over all the parts above (both or neither of, say, a local change
    * and its outbox entry persist). `durable`: committed with synchronous=FULL, for writes the
@@ -37,10 +40,12 @@ export function createStore(db: StoreDb, opts: StoreOptions = {}): Store {
     outbox: createOutbox(db, { now: opts.now, maxEvents: opts.maxOutboxEvents }),
     documents: createDocuments(db, opts),
     tokens: createTokenProofs(db),
+    access: createAccessRecords(db, opts),
     transact: (step, f, o) => transact(db, step, f, o),
   };
 }
 
 export type { KubeObject } from './snapshot-store.ts';
 export type { TokenProof } from './tokens.ts';
+export type { AccessRecord, AccessVerb } from './access.ts';
 export type { EventType, LoggedEvent, Scope, WatchEvent } from './stream-log.ts';

@@ -154,6 +154,34 @@ export const tokens = sqliteTable(
   (t) => [index('tokens_expires').on(t.expiresAt)],
 );
 
+/**
+ * What kube-apiserver answered each local identity online, for authorization parity offline
+ * (edge/cache/access.ts): per component (the local certificate's name, or the User-Agent's), per
+ * request — a GET of one object, or a LIST/WATCH of one scope — whether it was allowed (200/404)
+ * or refused (403, with the apiserver's Status kept to answer the same offline). One row per
+ * distinct request, written only when the answer changes.
+ */
+export const access = sqliteTable(
+  'access',
+  {
+    component: text('component').notNull(),
+    verb: text('verb', { enum: ['get', 'list', 'watch'] }).notNull(),
+    gvr: text('gvr').notNull(),
+    namespace: text('namespace').notNull().default(''),
+    /** The object's name for a GET; empty for a LIST/WATCH. */
+    name: text('name').notNull().default(''),
+    /** Canonical selectors of a LIST/WATCH; empty for none (and for a GET). */
+    labelSelector: text('label_selector').notNull().default(''),
+    fieldSelector: text('field_selector').notNull().default(''),
+    /** The apiserver's status code: 200 or 404 (allowed), 403 (refused). */
+    status: integer('status').notNull(),
+    /** The apiserver's Status body of a refusal; null when allowed. */
+    refusal: text('refusal', { mode: 'json' }).$type<Record<string, unknown>>(),
+    updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [uniqueIndex('access_key').on(t.component, t.verb, t.gvr, t.namespace, t.name, t.labelSelector, t.fieldSelector)],
+);
+
 /** Small facts about the store itself (creation time, the agent that wrote it last). */
 export const meta = sqliteTable('meta', {
   key: text('key').primaryKey(),
@@ -165,4 +193,5 @@ export type StreamRow = typeof streams.$inferSelect;
 export type EventRow = typeof events.$inferSelect;
 export type OutboxRow = typeof outbox.$inferSelect;
 export type TokenRow = typeof tokens.$inferSelect;
+export type AccessRow = typeof access.$inferSelect;
 export type NewObjectRow = typeof objects.$inferInsert;

@@ -267,4 +267,27 @@ export function runStoreContract(test: TestFn, openDb: OpenDb): void {
     assert.equal(b.tokens.count(), 0);
     b.db.close();
   }));
+
+  test('access records survive a reopen; a later answer to the same request replaces the earlier one', withDir((dir) => {
+    const path = join(dir, 'tether.db');
+    const a = createStore(openDb({ path }));
+    const base = { component: 'kubelet', gvr: 'v1/configmaps', namespace: '', name: '', labelSelector: '', fieldSelector: '' };
+    const refusal = { kind: 'Status', code: 403, reason: 'Forbidden', message: 'configmaps is forbidden' };
+    a.access.put([
+      { ...base, verb: 'list', status: 403, refusal },
+      { ...base, verb: 'get', namespace: 'app', name: 'cfg', status: 403, refusal },
+      { ...base, component: 'kube-proxy', verb: 'watch', gvr: 'v1/services', status: 200 },
+    ]);
+    a.access.put([{ ...base, verb: 'get', namespace: 'app', name: 'cfg', status: 200 }]);
+    a.db.close();
+    const b = createStore(openDb({ path }));
+    const sorted = b.access.all().sort((x, y) => `${x.component}${x.verb}`.localeCompare(`${y.component}${y.verb}`));
+    assert.deepEqual(sorted, [
+      { ...base, component: 'kube-proxy', verb: 'watch', gvr: 'v1/services', status: 200 },
+      { ...base, verb: 'get', namespace: 'app', name: 'cfg', status: 200 },
+      { ...base, verb: 'list', status: 403, refusal },
+    ]);
+    assert.equal(b.access.count(), 3);
+    b.db.close();
+  }));
 }
