@@ -6,7 +6,12 @@
  *
  * It never throws for an HTTP status (callers look at `status`); a transport failure (refused,
  * reset, timeout, TLS verification) throws E_UPSTREAM_UNAVAILABLE naming the request.
+ *
+ * With `agent` (the upstream through the hub, edge/upstream/via-hub.ts) the request goes on that
+ * agent's connections instead: plain HTTP inside the tunnel to `server` (a name the hub resolves),
+ * and the hub forwards it as the node; `ca`, `cert`, `key` and `insecure` do not apply then.
  */
+import http from 'node:http';
 import https from 'node:https';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import { buildInfo } from '../../shared/version.ts';
@@ -25,6 +30,8 @@ export interface KubeEndpoint {
   key?: string | Buffer;
   /** Bearer token (a bootstrap token). */
   token?: string;
+  /** Send on this agent's connections (the hub agent) instead of a fresh TLS connection. */
+  agent?: http.Agent;
 }
 
 export interface KubeReply {
@@ -48,18 +55,12 @@ export function kubeRequest(
     const payload = body === undefined ? undefined : JSON.stringify(body);
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (ep.token) headers.authorization = `Bearer ${ep.token}`;
-    const req = https.request(
+    const options: https.RequestOptions = ep.agent
+      ? { method, headers, agent: ep.agent, timeout: timeoutMs }
+      : { method, headers, agent: false, ca: ep.ca, cert: ep.cert, key: ep.key, rejectUnauthorized: !ep.insecure, timeout: timeoutMs };
+    const req = (url.protocol === 'http:' ? http.request : https.request)(
       url,
-      {
-        method,
-        headers,
-        agent: false,
-        ca: ep.ca,
-        cert: ep.cert,
-        key: ep.key,
-        rejectUnauthorized: !ep.insecure,
-        timeout: timeoutMs,
-      },
+      options,
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));

@@ -1,7 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:http';
 import { createServer } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMemoryLogger } from '../../shared/log.ts';
@@ -83,6 +85,27 @@ describe('certificate rotation', () => {
     expect(st.problem).toBeNull();
     expect(Date.parse(st.renewAt)).toBeGreaterThan(clock);
     expect(log.lines.map((l) => l.msg)).toContain('node certificate rotated');
+  });
+
+  test('through the hub: the CSR requests go on the given agent (plain HTTP to the via-hub name), and the hub lends the node identity', async () => {
+    const f = nodeFiles('n9');
+    const target = new URL(api.url);
+    let opened = 0;
+    // Stands in for the hub agent: its connections reach the CSR API as the node, as tether-hub forwards them.
+    class HubStandIn extends Agent {
+      override createConnection() {
+        opened++;
+        return tlsConnect({ host: target.hostname, port: Number(target.port), ca: api.caPem, cert: readFileSync(f.certFile), key: readFileSync(f.keyFile) });
+      }
+    }
+    const agent = new HubStandIn({ keepAlive: true });
+    const r = startCertRotation({ nodeName: 'n9', servers: ['http://kube-apiserver.tether/'], agent: () => agent, ...f, log: createMemoryLogger(), onRotated: () => {} });
+    rotations.push(r);
+    await r.renewNow();
+    agent.destroy();
+    expect(r.status().rotations).toBe(1);
+    expect(opened).toBeGreaterThan(0);
+    expect(api.created.at(-1)!.by).toBe('cert:system:node:n9');
   });
 
   test('a server that cannot be reached is skipped for the next one', async () => {

@@ -15,8 +15,13 @@
  * - A failed attempt is retried after a jittered backoff (retryMs doubling up to maxRetryMs; at most
  *   a minute once expired, so a token written by an operator is picked up soon).
  * - Servers are tried in order each attempt; a transport failure moves on to the next.
+ * - Through the hub (`agent`, the upstream's hub agent): the CSR is created and read over the
+ *   tunnel's api streams, and the hub forwards it as the node (a node may create and read its own
+ *   CSRs), so renewal needs no route to the apiserver. An expired certificate's bootstrap-token
+ *   request goes the same way, as a bearer request the hub passes on as it is.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
+import type { Agent } from 'node:http';
 import { ErrorCode, TetherError, isTetherError, messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { type LoadedCert, loadCertPair, recoverCertFiles, writeCertPair } from './cert-files.ts';
@@ -32,6 +37,8 @@ export interface CertRotationOptions {
   nodeName: string;
   /** kube-apiserver URLs to send CSRs to, in order of preference (a function is asked each attempt). */
   servers: readonly string[] | (() => readonly string[]);
+  /** Send the CSR requests on this agent's connections (the hub agent; asked each attempt). */
+  agent?: () => Agent;
   caFile: string;
   certFile: string;
   keyFile: string;
@@ -129,7 +136,7 @@ export function startCertRotation(opts: CertRotationOptions): CertRotation {
     for (const server of servers) {
       try {
         return await requestNodeCertificate({
-          endpoint: { server, ca, ...credentials },
+          endpoint: { server, ca, ...credentials, ...(opts.agent ? { agent: opts.agent() } : {}) },
           nodeName: opts.nodeName,
           timeoutMs: opts.issueTimeoutMs ?? 600_000,
           log,

@@ -17,6 +17,8 @@
  *   pool.setTls(tls): void               certificate rotation (throws E_BAD_CONFIG and changes nothing
  *                                        on bad material); new requests use new agents, requests in
  *                                        flight finish on the old ones
+ *   pool.recheck(u): void                probe u now if it is unhealthy and no probe is in flight (a new
+ *                                        path to it opened: the tunnel reconnected); backoff starts over
  *   pool.close(): void                   stop probing, abort tracked requests, destroy every socket
  *
  * The upstreams' connections come from `createAgent` (default tls.ts: TCP and TLS to each server);
@@ -115,6 +117,7 @@ export interface UpstreamPool {
   onChange(listener: (ev: UpstreamChange) => void): () => void;
   all(): readonly Upstream[];
   setTls(tls: UpstreamTls): void;
+  recheck(u: Upstream): void;
   close(): void;
 }
 
@@ -432,6 +435,12 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
         m.retired = [...m.retired.filter(agentBusy), old];
       }
       log.info('upstream tls replaced', { servers: members.length });
+    },
+    recheck(u) {
+      const m = member(u, 'recheck');
+      if (closed || m.healthy || m.probing) return;
+      m.retryMs = retryMinMs;
+      startProbe(m, 'recheck');
     },
     close() {
       if (closed) return;

@@ -12,7 +12,7 @@ import { createMemoryLogger } from '../../shared/log.ts';
 import { createTransportPair } from '../../shared/tunnel/memory-transport.ts';
 import { createTunnelSession, type OpenInfo, type TunnelSession } from '../../shared/tunnel/session.ts';
 import { openApiStreamOn } from '../tunnel/agent.ts';
-import { createUpstreamPool, type Upstream, type UpstreamPool } from './pool.ts';
+import { createUpstreamPool, type Upstream, type UpstreamPool, type UpstreamPoolOptions } from './pool.ts';
 import { VIA_HUB_SERVER, createHubAgent, followSessions, type SessionEvents } from './via-hub.ts';
 
 export type TestFn = (name: string, fn: () => Promise<void>) => void;
@@ -37,7 +37,7 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
  * The hub side: tunnel sessions whose api streams go to one node:http server, and a tunnel agent
  * stand-in that keeps a current session and tells listeners about its life, as edge/tunnel/agent.ts does.
  */
-async function createRig(o: { ready?: boolean } = {}) {
+async function createRig(o: { ready?: boolean; pool?: Partial<UpstreamPoolOptions> } = {}) {
   const opens: OpenInfo[] = [];
   const watchers = new Set<http.ServerResponse>();
   let authorization: (string | undefined)[] = [];
@@ -109,6 +109,7 @@ async function createRig(o: { ready?: boolean } = {}) {
     retryMinMs: 20,
     retryMaxMs: 40,
     createAgent: () => agent,
+    ...o.pool,
   });
   const unfollow = followSessions(pool, events);
   await pool.ready;
@@ -207,8 +208,9 @@ export function runViaHubContract(test: TestFn): void {
     }
   });
 
-  test('via hub: the session ends → unhealthy at once, watches aborted, idle streams gone, pick() undefined; a new session → healthy', async () => {
-    const rig = await createRig();
+  test('via hub: the session ends → unhealthy at once, watches aborted, idle streams gone, pick() undefined; a new session → probed at once, healthy', async () => {
+    // Retries a minute apart: only the probe on the new session's arrival can make it healthy in time.
+    const rig = await createRig({ pool: { retryMinMs: 60_000, retryMaxMs: 60_000, healthyAfter: 1 } });
     try {
       const first = rig.session!;
       const u = rig.pool.pick()!;

@@ -191,17 +191,19 @@ export interface SessionEvents {
  * Ties the pool's via-hub upstream to the tunnel's sessions: when the current session ends, the
  * upstream is reported failed at once (definitive: unhealthy now, watches aborted, idle streams
  * destroyed, the proxy answers from the store); when the hub drains it, idle api streams are
- * closed, so new requests open streams on the next session instead of reusing the old one's.
- * A new session needs nothing: the pool's next probe goes through it. Returns the unsubscribe.
+ * closed, so new requests open streams on the next session instead of reusing the old one's; when
+ * a new session is up (the link healed, or another replica took the node), the upstream is probed
+ * at once instead of at the end of its backoff. Returns the unsubscribe.
  */
 export function followSessions<U extends { readonly agent: http.Agent }>(
-  pool: { all(): readonly U[]; reportFailure(u: U, err: unknown): void },
+  pool: { all(): readonly U[]; reportFailure(u: U, err: unknown): void; recheck(u: U): void },
   tunnel: SessionEvents,
 ): () => void {
   return tunnel.onSession((ev) => {
     for (const u of pool.all()) {
       if (ev.state === 'down') pool.reportFailure(u, refusedError('tunnel session', new Error(`the session to ${ev.hub} ended${ev.reason ? `: ${ev.reason}` : ''}`)));
       else if (ev.state === 'draining') dropIdleSockets(u.agent);
+      else pool.recheck(u);
     }
   });
 }
