@@ -150,3 +150,60 @@ export function createRestClient(kc: k8s.KubeConfig, opts: RestClientOptions = {
     },
   };
 }
+
+/**
+ * What the hub's api-stream forwarder needs of the kubeconfig: where kube-apiserver is, two
+ * keep-alive agents that trust its CA, and the hub's own credentials.
+ * - `agent('hub')` presents the hub's client certificate when the kubeconfig has one;
+ *   `agent('bearer')` presents none, for requests that carry a pod's bearer token (the apiserver
+ *   tries client certificates first, so the hub's certificate would otherwise win over the token).
+ * - `hubHeaders()` gives the hub's Authorization (bearer token, a token file re-read as it
+ *   rotates, or basic), at most 10 s old.
+ * Neither agent caps its sockets: every watch holds one.
+ */
+export interface ApiUpstream {
+  server: URL;
+  agent(as: 'hub' | 'bearer'): http.Agent;
+  hubHeaders(): Promise<Record<string, string>>;
+  close(): void;
+}
+
+export async function createApiUpstream(kc: k8s.KubeConfig): Promise<ApiUpstream> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new TetherError(ErrorCode.BadConfig, 'api upstream: kubeconfig has no current cluster');
+  const server = new URL(cluster.server.replace(/\/+$/, '') + '/');
+  const read = async () => {
+    const tls: https.RequestOptions = {};
+    await kc.applyToHTTPSOptions(tls);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(tls.headers ?? {})) if (typeof v === 'string') headers[k.toLowerCase()] = v;
+    if (tls.auth) headers.authorization = `Basic ${Buffer.from(tls.auth).toString('base64')}`;
+    return { tls, headers };
+  };
+  let first: Awaited<ReturnType<typeof read>>;
+  try {
+    first = await read();
+  } catch (e) {
+    throw new TetherError(ErrorCode.BadConfig, `api upstream: read the kubeconfig's credentials: ${messageOf(e)}`, { cause: e });
+  }
+  const secure = server.protocol === 'https:';
+  const common = { keepAlive: true, maxFreeSockets: 256, ...(cluster.skipTLSVerify ? { rejectUnauthorized: false } : {}) };
+  const make = (withCert: boolean): http.Agent =>
+    secure
+      ? new https.Agent({ ...common, ca: first.tls.ca, ...(withCert ? { cert: first.tls.cert, key: first.tls.key } : {}) })
+      : new http.Agent({ keepAlive: true, maxFreeSockets: 256 });
+  const agents = { hub: make(true), bearer: make(false) };
+  let cached = { at: Date.now(), headers: first.headers };
+  return {
+    server,
+    agent: (as) => agents[as],
+    async hubHeaders() {
+      if (Date.now() - cached.at > 10_000) cached = { at: Date.now(), headers: (await read()).headers };
+      return cached.headers;
+    },
+    close() {
+      agents.hub.destroy();
+      agents.bearer.destroy();
+    },
+  };
+}
