@@ -3,6 +3,11 @@
  * and the proxy, serves the admin endpoints, and reacts to the link going down and coming back
  * (on reconnect, after a jittered delay: replay the outbox, end offline watches so clients
  * re-watch upstream, refresh the discovery documents). Parts meet only here.
+ *
+ * With `upstreamViaHub` the tunnel agent starts first and the pool's one upstream is
+ * VIA_HUB_SERVER, whose agent opens api streams on the tunnel session (edge/upstream/via-hub.ts):
+ * node and bearer requests, probes, upgrades (exec, port-forward) and certificate renewal all go
+ * through tether-hub; the session's end marks the upstream down at once (followSessions).
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -31,6 +36,7 @@ import { type ProxyCache, type ProxyServer, type Target, createProxyServer } fro
 import { type Store, createStore } from './store/index.ts';
 import { type Upstream, type UpstreamPool, createUpstreamPool } from './upstream/pool.ts';
 import { POOLING } from './upstream/tls.ts';
+import { ApiStreamSocket, VIA_HUB_SERVER, createHubAgent, followSessions } from './upstream/via-hub.ts';
 import { prefetchDiscovery } from './discovery.ts';
 import { type AgentStatus, collectStatus } from './status.ts';
 
@@ -72,7 +78,13 @@ function openStore(dir: string, minFreeBytes: number, log: Logger): { store?: St
 
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const { config, log } = opts;
-  if (config.servers.length === 0) throw new TetherError(ErrorCode.BadConfig, 'invalid configuration: servers: at least one kube-apiserver URL is needed');
+  const viaHub = config.upstreamViaHub;
+  const hubUrls = [...config.hubUrls, ...(config.hubUrl && !config.hubUrls.includes(config.hubUrl) ? [config.hubUrl] : [])];
+  if (viaHub && hubUrls.length === 0) {
+    throw new TetherError(ErrorCode.BadConfig, 'invalid configuration: upstreamViaHub: needs hubUrls (or hubUrl), the tunnel the upstream requests travel on');
+  }
+  if (!viaHub && config.servers.length === 0) throw new TetherError(ErrorCode.BadConfig, 'invalid configuration: servers: at least one kube-apiserver URL is needed');
+  const servers = viaHub ? [VIA_HUB_SERVER] : config.servers;
   // A rotation interrupted between writing the new key and certificate is finished (or undone) first.
   if (config.certFile && config.keyFile) recoverCertFiles({ certFile: config.certFile, keyFile: config.keyFile }, log.child({ part: 'certs' }));
   const tls = { ca: readPem(config.caFile, 'CA file'), cert: readPem(config.certFile, 'certificate'), key: readPem(config.keyFile, 'key') };
@@ -109,17 +121,47 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   );
   registry.counterFrom('tether_upstream_probes_total', 'Health probes sent to each apiserver', () => pool.all().map((u) => ({ labels: { server: u.url.host }, value: u.probes })));
 
-  const pool: UpstreamPool = createUpstreamPool({ servers: config.servers, lbMode: config.lbMode, tls, log: log.child({ part: 'upstream' }), meter: traffic });
-  const httpsServers = config.servers.filter((s) => s.startsWith('https:'));
+  // The tunnel: dial out to the hub so it can reach this node's kubelet (logs, exec, port-forward,
+  // metrics), and, via the hub, carry the upstream requests. Started before the pool, whose first
+  // probe may go through it.
+  const hubCa = readPem(config.hubCaFile, 'hub CA file');
+  const tunnel: TunnelAgent | undefined = hubUrls.length
+    ? startTunnelAgent({
+        hubUrls,
+        nodeName: opts.nodeName,
+        addresses: config.tunnelAddresses.length ? config.tunnelAddresses : undefined,
+        ports: config.tunnelPorts,
+        tls: () => ({ ca: hubCa ?? tls.ca, cert: tls.cert, key: tls.key }), // read per dial: rotated certificates apply
+        log: log.child({ part: 'tunnel' }),
+        registry,
+      })
+    : undefined;
+  const openApiStream = () => tunnel!.openApiStream();
+  if (viaHub) log.info('upstream via the hub: apiserver requests travel as api streams of the tunnel', { hubs: hubUrls });
+
+  const pool: UpstreamPool = createUpstreamPool({
+    servers,
+    lbMode: config.lbMode,
+    tls,
+    log: log.child({ part: 'upstream' }),
+    meter: traffic,
+    ...(viaHub ? { createAgent: () => createHubAgent(openApiStream) } : {}),
+  });
+  const unfollow = viaHub && tunnel ? followSessions(pool, tunnel) : undefined;
+  const httpsServers = servers.filter((s) => s.startsWith('https:'));
   const rotation =
-    config.rotateCertificates && config.caFile && config.certFile && config.keyFile && httpsServers.length
+    config.rotateCertificates && config.caFile && config.certFile && config.keyFile && (httpsServers.length || viaHub)
       ? startCertRotation({
           nodeName: opts.nodeName,
           // The healthy upstream first; all of them when none is (an expired certificate fails every probe).
-          servers: () => {
-            const u = pool.pick();
-            return u ? [u.url.href, ...httpsServers.filter((s) => s !== u.url.href)] : httpsServers;
-          },
+          servers: viaHub
+            ? [VIA_HUB_SERVER]
+            : () => {
+                const u = pool.pick();
+                return u ? [u.url.href, ...httpsServers.filter((s) => s !== u.url.href)] : httpsServers;
+              },
+          // Through the hub, CSRs go on the upstream's api streams (the hub forwards them as the node).
+          ...(viaHub ? { agent: () => pool.all()[0]!.agent as HttpAgent } : {}),
           caFile: config.caFile,
           certFile: config.certFile,
           keyFile: config.keyFile,
@@ -140,7 +182,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     if (!t) {
       const href = u.url.href;
       let bearer = bearerAgents.get(href);
-      if (!bearer) {
+      // Through the hub, bearer requests share the api streams: the hub lends the node's identity
+      // only to requests without `Authorization: Bearer`, and passes the others on as they are.
+      if (!bearer && !viaHub) {
         bearer = u.url.protocol === 'https:' ? new HttpsAgent({ ...POOLING, ca: tls.ca }) : new HttpAgent(POOLING);
         bearerAgents.set(href, bearer);
       }
@@ -149,7 +193,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         get agent() {
           return u.agent;
         },
-        bearerAgent: bearer,
+        get bearerAgent() {
+          return bearer ?? u.agent;
+        },
+        ...(viaHub ? { connect: () => new ApiStreamSocket(openApiStream) } : {}),
         exchange: (kind: ExchangeKind): ForwardExchange => {
           const x = pool.exchange(u, kind === 'watch' ? 'watch' : 'request');
           return {
@@ -355,24 +402,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       proxy: proxy.url,
       certificate: rotation?.status(),
       tunnel: tunnel?.status(),
+      upstreamMode: viaHub ? 'via-hub' : 'direct',
       problems: [garbageProblem(), rotation?.status().problem ?? null, config.insecurePlainHttp ? INSECURE_PLAIN_HTTP_WARNING : null].filter((p) => p !== null),
       link: { total: traffic.total(), lastHour: traffic.last(3_600_000), lastDay: traffic.last(86_400_000), transitions: transitionCount },
     });
-  // The tunnel: dial out to the hub so it can reach this node's kubelet (logs, exec, port-forward, metrics).
-  const hubUrls = [...config.hubUrls, ...(config.hubUrl && !config.hubUrls.includes(config.hubUrl) ? [config.hubUrl] : [])];
-  const hubCa = readPem(config.hubCaFile, 'hub CA file');
-  const tunnel: TunnelAgent | undefined = hubUrls.length
-    ? startTunnelAgent({
-        hubUrls,
-        nodeName: opts.nodeName,
-        addresses: config.tunnelAddresses.length ? config.tunnelAddresses : undefined,
-        ports: config.tunnelPorts,
-        tls: () => ({ ca: hubCa ?? tls.ca, cert: tls.cert, key: tls.key }), // read per dial: rotated certificates apply
-        log: log.child({ part: 'tunnel' }),
-        registry,
-      })
-    : undefined;
-
   const app = createAdminApp({ registry, checks: { store: storeCheck, 'upstream-data': garbageProblem } });
   app.get('/status', (c) => c.json(status()));
   const admin = await serveFetch(app.fetch, config.adminListen);
@@ -382,6 +415,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     admin,
     status,
     async close() {
+      unfollow?.();
       await tunnel?.close();
       rotation?.stop();
       clearTimeout(reconnectTimer);

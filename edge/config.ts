@@ -59,6 +59,12 @@ export const edgeConfigSchema = z.strictObject({
     .default([])
     .describe('wss:// addresses of tether-hub replicas (or one Service), tried in order (hubUrl is added last)'),
   hubCaFile: z.string().optional().describe("CA bundle of the hub's serving certificate (default: caFile)"),
+  upstreamViaHub: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Send every upstream request (watches, probes and certificate renewal included) as a compressed stream of the tunnel to tether-hub, which forwards it to kube-apiserver as this node: the node then needs no route to the apiserver. Needs hubUrls (or hubUrl); servers is then not used",
+    ),
   tunnelPorts: z
     .array(z.number().int().min(1).max(65535))
     .default([])

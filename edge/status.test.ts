@@ -28,3 +28,45 @@ test('status shows what the link cost in the last hour, day and since start, by 
   expect(text).toContain('  last hour: 600 B in / 200 B out (probe 600 B/200 B)');
   expect(text).toContain('  last day:  40.0 MiB in / 200 B out (probe 600 B/200 B, watch 40.0 MiB/0 B)');
 });
+
+test('status shows the via-hub mode and the api streams\' bytes before and after compression', () => {
+  const st = collectStatus({
+    nodeName: 'edge-1',
+    proxy: '127.0.0.1:10261',
+    pool: { online: true, all: () => [{ url: new URL('http://kube-apiserver.tether/'), healthy: true, probes: 2 }] },
+    storeProblem: null,
+    bus: createEventBus(),
+    problems: [],
+    upstreamMode: 'via-hub',
+    tunnel: {
+      connected: true,
+      hub: 'wss://hub-0:8443/tunnel',
+      since: '2026-12-03T10:00:00.000Z',
+      reconnects: 1,
+      streams: 3,
+      compression: 'deflate',
+      api: { rawIn: 2 * 1024 * 1024, wireIn: 256 * 1024, rawOut: 40 * 1024, wireOut: 10 * 1024 },
+    },
+  });
+  expect(st.upstreamMode).toBe('via-hub');
+  expect(st.tunnel?.api).toEqual({ rawIn: 2 * 1024 * 1024, wireIn: 256 * 1024, rawOut: 40 * 1024, wireOut: 10 * 1024 });
+  const text = formatStatus(st);
+  expect(text).toContain('upstreams (via-hub: through tether-hub, as api streams of the tunnel):');
+  expect(text).toContain('  api streams (before → after compression): in 2048 KiB → 256 KiB (0.13×), out 40 KiB → 10 KiB (0.25×)');
+});
+
+test('a direct agent says so, and shows no api stream line while none carried anything', () => {
+  const st = collectStatus({
+    nodeName: 'edge-1',
+    proxy: '127.0.0.1:10261',
+    pool: { online: true, all: () => [{ url: new URL('https://10.0.0.10:6443'), healthy: true }] },
+    storeProblem: null,
+    bus: createEventBus(),
+    problems: [],
+    tunnel: { connected: true, reconnects: 0, streams: 0, api: { rawIn: 0, wireIn: 0, rawOut: 0, wireOut: 0 } },
+  });
+  expect(st.upstreamMode).toBe('direct');
+  const text = formatStatus(st);
+  expect(text).toContain('\nupstreams:\n');
+  expect(text).not.toContain('api streams');
+});

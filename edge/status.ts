@@ -15,10 +15,14 @@ export interface LinkStatus {
   transitions: number;
 }
 
+/** How upstream requests travel: to the apiservers directly, or as api streams of the tunnel through tether-hub. */
+export type UpstreamMode = 'direct' | 'via-hub';
+
 export interface AgentStatus {
   node: string;
   proxy: string;
   online: boolean;
+  upstreamMode: UpstreamMode;
   upstreams: { server: string; healthy: boolean; lastError?: string; rttMs?: number; probes?: number }[];
   store: {
     path?: string;
@@ -48,6 +52,8 @@ interface StatusSources {
   bus: EventBus;
   certificate?: CertRotationStatus;
   tunnel?: TunnelAgentStatus;
+  /** Default 'direct'. */
+  upstreamMode?: UpstreamMode;
   problems: string[];
   link?: LinkStatus;
 }
@@ -82,6 +88,7 @@ export function collectStatus(s: StatusSources): AgentStatus {
     node: s.nodeName,
     proxy: s.proxy,
     online: s.pool.online,
+    upstreamMode: s.upstreamMode ?? 'direct',
     upstreams: s.pool.all().map((u) => ({
       server: u.url.href,
       healthy: u.healthy,
@@ -115,9 +122,15 @@ function linkLine(f: TrafficFigures): string {
   return `${kib(sum(f.received))} in / ${kib(sum(f.sent))} out${kinds.length ? ` (${kinds.join(', ')})` : ''}`;
 }
 
+/** "1.2 MiB → 180 KiB (0.15×)": a direction's api bytes before and after compression. */
+function apiLine(raw: number, wire: number): string {
+  return `${kib(raw)} → ${kib(wire)}${raw > 0 ? ` (${(wire / raw).toFixed(2)}×)` : ''}`;
+}
+
 /** The human-readable form of `tether-edge status`. */
 export function formatStatus(st: AgentStatus): string {
-  const lines = [`node ${st.node}: ${st.online ? 'online' : 'OFFLINE (answering from the store)'}; proxy on ${st.proxy}`, 'upstreams:'];
+  const mode = st.upstreamMode === 'via-hub' ? ' (via-hub: through tether-hub, as api streams of the tunnel)' : '';
+  const lines = [`node ${st.node}: ${st.online ? 'online' : 'OFFLINE (answering from the store)'}; proxy on ${st.proxy}`, `upstreams${mode}:`];
   for (const u of st.upstreams) {
     const rtt = u.rttMs !== undefined ? `  rtt ${u.rttMs} ms` : '';
     lines.push(`  ${u.healthy ? 'healthy  ' : 'unhealthy'} ${u.server}${rtt}${u.probes !== undefined ? `, ${u.probes} probes` : ''}${u.lastError ? `  (${u.lastError})` : ''}`);
@@ -142,6 +155,8 @@ export function formatStatus(st: AgentStatus): string {
   if (st.tunnel) {
     const t = st.tunnel;
     lines.push(`tunnel: ${t.connected ? `connected to ${t.hub} since ${t.since}` : `not connected${t.lastError ? ` (${t.lastError})` : ''}`}; ${t.streams} streams, ${t.reconnects} reconnects`);
+    const a = t.api;
+    if (a && a.rawIn + a.rawOut > 0) lines.push(`  api streams (before → after compression): in ${apiLine(a.rawIn, a.wireIn)}, out ${apiLine(a.rawOut, a.wireOut)}`);
   }
   for (const p of st.problems) lines.push(`PROBLEM: ${p}`);
   return lines.join('\n');

@@ -2,16 +2,24 @@
 import { hostname } from 'node:os';
 import { defineCommand } from 'citty';
 import { configArgs, configFromArgs, guard } from '../../shared/cli.ts';
+import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import { createLogger } from '../../shared/log.ts';
 import { buildInfo } from '../../shared/version.ts';
 import { startAgent } from '../agent.ts';
 import { EDGE_ENV_PREFIX, edgeConfigSchema } from '../config.ts';
 
+const args = configArgs(edgeConfigSchema);
+// A switch, so that `--upstream-via-hub --hub-urls …` does not take the next flag as its value
+// (`--upstream-via-hub=false` or `--no-upstream-via-hub` turn it off over a config file's true).
+args['upstream-via-hub'] = { type: 'boolean', description: (args['upstream-via-hub'] as { description?: string }).description };
+
 export default defineCommand({
   meta: { name: 'run', description: 'Run the edge agent' },
-  args: configArgs(edgeConfigSchema),
+  args,
   run: ({ args }) =>
     guard('tether-edge', async () => {
+      // `--upstream-via-hub false` would leave "false" behind as a word; run takes no words.
+      if (args._.length) throw new TetherError(ErrorCode.BadConfig, `run: unexpected argument ${JSON.stringify(args._[0])} (a switch takes --flag=false, not --flag false)`);
       const config = configFromArgs(edgeConfigSchema, args, process.env, EDGE_ENV_PREFIX);
       const log = createLogger({ level: config.logLevel, format: config.logFormat });
       const nodeName = config.nodeName ?? hostname();

@@ -15,6 +15,11 @@ export interface UpgradeTarget {
   readonly url: URL;
   /** TLS options for a connection with (true) or without (false) the node's client certificate. */
   tlsOptions(withIdentity: boolean): ConnectionOptions;
+  /**
+   * A connection to the upstream other than TCP/TLS to `url` (the via-hub mode: an api stream of the
+   * tunnel, edge/upstream/via-hub.ts). Writable at once; emits 'connect' when open, 'error' if not.
+   */
+  connect?(): Duplex;
 }
 
 function rawHead(req: IncomingMessage, host: string, base: string): string {
@@ -51,8 +56,11 @@ export function passUpgrade(
   const url = target.url;
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-  let upstream: Socket;
-  if (url.protocol === 'https:') {
+  let upstream: Socket | Duplex;
+  const opened = target.connect?.();
+  if (opened) {
+    upstream = opened;
+  } else if (url.protocol === 'https:') {
     upstream = tlsConnect({
       host,
       port,
@@ -64,7 +72,7 @@ export function passUpgrade(
     upstream = netConnect({ host, port });
   }
   let connected = false;
-  upstream.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => {
+  upstream.once(!opened && url.protocol === 'https:' ? 'secureConnect' : 'connect', () => {
     connected = true;
     upstream.write(rawHead(req, url.host, url.pathname.replace(/\/$/, '')));
     if (head.length) upstream.write(head);
