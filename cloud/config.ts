@@ -62,6 +62,18 @@ export const hubConfigSchema = z.strictObject({
   dialTimeoutSeconds: z.number().int().min(1).default(10).describe('Limit on opening a stream or a direct connection'),
   heartbeatSeconds: z.number().int().min(1).default(10).describe('Tunnel heartbeat interval; a peer silent for 3 intervals is gone'),
   shutdownGraceSeconds: z.number().int().min(0).default(10).describe('On SIGTERM, how long open streams may finish after agents were told to reconnect elsewhere'),
+  apiStreams: z
+    .boolean()
+    .default(true)
+    .describe("Accept api streams: agents running with upstreamViaHub send their kube-apiserver requests inside the tunnel, and the hub forwards them as the node (needs deploy/rbac.yaml's tether-hub-node-proxy)"),
+  apiImpersonation: z
+    .enum(['constrained', 'legacy'])
+    .default('constrained')
+    .describe("How the hub acts as a node: 'constrained' (Kubernetes >= 1.36: Impersonate-User only, mode arbitrary-node) or 'legacy' (older clusters: Impersonate-User plus Impersonate-Group system:nodes; needs deploy/rbac-legacy-impersonation.yaml)"),
+  apiAcceptEncoding: z
+    .enum(['edge', 'identity'])
+    .default('edge')
+    .describe("Accept-Encoding of forwarded requests: 'edge' keeps what the agent asked (gzip), 'identity' asks kube-apiserver for uncompressed answers and lets the tunnel's deflate compress them"),
   controllers: controllersConfigSchema.prefault({}).describe('Node pool, pool set, autonomy and CSR controllers'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
   logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),

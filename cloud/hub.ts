@@ -3,6 +3,11 @@
  * by the backend (the apiserver, or a fixed list for benchmarks), the lease keeper, the tunnel
  * table, the router, and the two listeners (agents; CONNECT). Parts meet only here.
  *
+ * Api streams (config apiStreams): streams an agent opens to `kube-apiserver:0` go to the
+ * forwarder (tunnel/api-forward.ts), which sends their requests to kube-apiserver as the node the
+ * session authenticated; its upstream comes from `apiUpstream`, or from the kubeconfig on the
+ * first api stream.
+ *
  * Stopping (SIGTERM): the leases are handed back (holder ""), every session is asked to drain so
  * its agent reconnects to another replica at once while open streams finish (up to
  * shutdownGraceSeconds), then the rest is closed and both listeners close.
@@ -15,6 +20,8 @@ import type { Logger } from '../shared/log.ts';
 import type { Registry } from '../shared/metrics.ts';
 import { splitHostPort } from '../shared/serve.ts';
 import type { HubConfig } from './config.ts';
+import { createApiUpstream, loadKubeConfig } from './kube/client.ts';
+import { type ApiUpstream, createApiForwarder } from './tunnel/api-forward.ts';
 import { startAgentServer } from './tunnel/agent-server.ts';
 import { startConnectServer } from './tunnel/connect-server.ts';
 import { createDirectDialer } from './tunnel/direct-dial.ts';
@@ -37,6 +44,8 @@ export interface HubOptions {
   registry: Registry;
   /** The network seam of direct dials (tests map 198.18.x destinations to a local server); default node:net. */
   directConnect?: (ip: string, port: number) => Socket;
+  /** Where api streams are forwarded (tests); default: kube-apiserver of `config.kubeconfig`, made on the first api stream. */
+  apiUpstream?: ApiUpstream;
 }
 
 export interface RunningHub {
@@ -107,6 +116,15 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
   });
   const tlog = log.child({ part: 'tunnels' });
   const table = createTunnelTable({ directory, keeper: lazyKeeper, log: tlog, metrics });
+  const forwarder = config.apiStreams
+    ? createApiForwarder({
+        upstream: opts.apiUpstream ?? (async () => createApiUpstream(loadKubeConfig(config.kubeconfig))),
+        impersonation: config.apiImpersonation,
+        ...(config.apiAcceptEncoding === 'identity' ? { acceptEncoding: 'identity' } : {}),
+        answered: (_node, code) => metrics.apiAnswered(code),
+        log: log.child({ part: 'api' }),
+      })
+    : undefined;
   const reviewer = backend.tokenReview ? createCachedReviewer(backend.tokenReview) : undefined;
   const route = createRouter({
     directory,
@@ -177,7 +195,11 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
         throw new TetherError(ErrorCode.TunnelDenied, `hello: ${why}`);
       }
     },
-    onSession: (node, session, hello, credential) => table.add(node, session, hello, credential),
+    onSession: (node, session, hello, credential) => {
+      void session.closed.then(() => metrics.sessionEnded(node, session.stats()));
+      table.add(node, session, hello, credential);
+    },
+    ...(forwarder ? { onOpen: (node: string, host: string, port: number) => forwarder.open(node, host, port) } : {}),
     limits,
     heartbeatIntervalMs: config.heartbeatSeconds * 1000,
     heartbeatTimeoutMs: config.heartbeatSeconds * 3000,
@@ -201,6 +223,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
       await lazyKeeper.close({ release: true });
       await table.drainAll('hub replica stopping', config.shutdownGraceSeconds * 1000);
       await agents.close();
+      forwarder?.close();
       await connect.close();
       await Promise.all(watches.map((w) => w.stop()));
       metrics.close();

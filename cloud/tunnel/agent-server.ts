@@ -22,7 +22,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { splitHostPort } from '../../shared/serve.ts';
-import { type Hello, type TunnelSession, createTunnelSession } from '../../shared/tunnel/session.ts';
+import { type Hello, type OpenInfo, type TunnelSession, createTunnelSession } from '../../shared/tunnel/session.ts';
 import { createWsUpgradeHandler, type VerifyResult } from '../../shared/tunnel/ws-transport.ts';
 import { refuse } from './http-head.ts';
 import { authenticate, nodeNameOf, type Identity, type TokenReviewer } from './identity.ts';
@@ -39,6 +39,11 @@ export interface AgentServerOptions {
   admit(node: string, hello: Hello, credential: string | undefined): Promise<void>;
   /** A session that passed HELLO. */
   onSession(node: string, session: TunnelSession, hello: Hello, credential: string | undefined): void;
+  /**
+   * A stream the agent opens (api streams), with the node the session authenticated as; throw a
+   * TetherError to refuse it with that reason. Absent: agents may open no streams.
+   */
+  onOpen?(node: string, host: string, port: number, info: OpenInfo): Promise<Duplex>;
   limits: ListenerLimits;
   heartbeatIntervalMs?: number;
   heartbeatTimeoutMs?: number;
@@ -63,12 +68,15 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     if (!who) return transport.close(1008, 'not authenticated');
     const { node, credential } = who;
     const slog = log.child({ node });
+    const onOpen = opts.onOpen;
     const session: TunnelSession = createTunnelSession({
       transport,
       role: 'hub',
       log: slog,
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
       heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
+      // The session accepts OPENs only once its HELLO was accepted: `node` is then the verified one.
+      ...(onOpen ? { onOpen: (host: string, port: number, info: OpenInfo) => onOpen(node, host, port, info) } : {}),
       onHello: async (hello) => {
         try {
           if (hello.node !== node) {

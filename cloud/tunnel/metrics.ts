@@ -23,6 +23,12 @@
  *   tether_hub_listener_refusals_total{listener,reason} connections closed before a request:
  *                                                       handshake_timeout, header_timeout,
  *                                                       per_source_limit, total_limit
+ *   tether_hub_api_requests_total{code}                 requests on api streams, by the status the
+ *                                                       edge got (0: the edge went away first)
+ *   tether_hub_api_bytes_total{node,direction,stage}    api stream bytes per node: in (agent → hub)
+ *                                                       or out, raw (uncompressed) or wire (ZDATA);
+ *                                                       per node on purpose (one series set per
+ *                                                       node this replica has held)
  *
  * Byte counters are added up in plain numbers on the data path and moved into the registry once a
  * second, so counting costs no allocation per chunk.
@@ -39,7 +45,14 @@ export interface SessionStats {
   bytesIn: number;
   bytesOut: number;
   queuedBytes: Record<number, number>;
+  apiRawIn?: number;
+  apiRawOut?: number;
+  apiWireIn?: number;
+  apiWireOut?: number;
 }
+
+type ApiBytes = { rawIn: number; rawOut: number; wireIn: number; wireOut: number };
+const apiBytesOf = (s: SessionStats): ApiBytes => ({ rawIn: s.apiRawIn ?? 0, rawOut: s.apiRawOut ?? 0, wireIn: s.apiWireIn ?? 0, wireOut: s.apiWireOut ?? 0 });
 
 export interface HubMetricsSource {
   sessions(): Iterable<{ node: string; stats(): SessionStats }>;
@@ -58,6 +71,10 @@ export interface HubMetrics {
   replacement(result: 'accepted' | 'refused'): void;
   claimRefused(reason: ClaimRefusal): void;
   listenerRefused(listener: ListenerName, reason: ListenerRefusal): void;
+  /** A request on an api stream was answered with `code` (0: the edge went away first). */
+  apiAnswered(code: number): void;
+  /** A session ended: its api byte counts move into the node's totals. */
+  sessionEnded(node: string, stats: SessionStats): void;
   close(): void;
 }
 
@@ -73,6 +90,28 @@ export function createHubMetrics(registry: Registry, source: HubMetricsSource): 
   registry.gauge('tether_hub_addresses_contested', 'Addresses listed by several Node objects (routed to none)', () => [{ value: source.contested?.() ?? 0 }]);
   registry.gauge('tether_hub_listener_connections', 'Open connections per listener', () =>
     (source.listeners?.() ?? []).map((l) => ({ labels: { listener: l.listener }, value: l.open })),
+  );
+  const apiRequests = registry.counter('tether_hub_api_requests_total', 'Requests on api streams (agents upstream via the hub), by the status the edge got (0: the edge went away first)');
+  // Totals of ended sessions per node; live sessions are added when scraped.
+  const apiEnded = new Map<string, ApiBytes>();
+  registry.counterFrom(
+    'tether_hub_api_bytes_total',
+    'Api stream bytes per node (one series set per node this replica held): direction in (agent to hub) or out, stage raw (uncompressed) or wire (compressed, as sent)',
+    () => {
+      const sum = new Map<string, ApiBytes>();
+      for (const [node, b] of apiEnded) sum.set(node, { ...b });
+      for (const s of source.sessions()) {
+        const b = apiBytesOf(s.stats());
+        const cur = sum.get(s.node);
+        sum.set(s.node, cur ? { rawIn: cur.rawIn + b.rawIn, rawOut: cur.rawOut + b.rawOut, wireIn: cur.wireIn + b.wireIn, wireOut: cur.wireOut + b.wireOut } : b);
+      }
+      return [...sum].flatMap(([node, b]) => [
+        { labels: { node, direction: 'in', stage: 'raw' }, value: b.rawIn },
+        { labels: { node, direction: 'in', stage: 'wire' }, value: b.wireIn },
+        { labels: { node, direction: 'out', stage: 'raw' }, value: b.rawOut },
+        { labels: { node, direction: 'out', stage: 'wire' }, value: b.wireOut },
+      ]);
+    },
   );
   const open: Record<Route, number> = { tunnel: 0, forward: 0, direct: 0 };
   const pending = new Map<string, number>();
@@ -125,6 +164,13 @@ export function createHubMetrics(registry: Registry, source: HubMetricsSource): 
     replacement: (result) => replacements.inc({ result }),
     claimRefused: (reason) => claims.inc({ reason }),
     listenerRefused: (listener, reason) => listenerRefusals.inc({ listener, reason }),
+    apiAnswered: (code) => apiRequests.inc({ code: String(code) }),
+    sessionEnded(node, stats) {
+      const b = apiBytesOf(stats);
+      if (!b.rawIn && !b.rawOut && !b.wireIn && !b.wireOut) return;
+      const cur = apiEnded.get(node) ?? { rawIn: 0, rawOut: 0, wireIn: 0, wireOut: 0 };
+      apiEnded.set(node, { rawIn: cur.rawIn + b.rawIn, rawOut: cur.rawOut + b.rawOut, wireIn: cur.wireIn + b.wireIn, wireOut: cur.wireOut + b.wireOut });
+    },
     close() {
       clearInterval(timer);
       flush();
