@@ -32,6 +32,10 @@ export default defineCommand({
     'node-name': { type: 'string', description: 'Name of this node (default: the host name, lower-cased)' },
     pool: { type: 'string', description: 'Node pool: the kubelet registers the node with apps.tether.dev/pool=<pool>' },
     hub: { type: 'string', description: 'wss:// address of tether-hub for the tunnel' },
+    'upstream-via-hub': {
+      type: 'boolean',
+      description: "Have the agent send its apiserver requests through the hub's tunnel (needs --hub; the join itself still reaches --server directly)",
+    },
     root: { type: 'string', description: 'Write everything under this directory instead of / (nothing is started)', default: '/' },
     binary: { type: 'string', description: 'tether-edge executable for the systemd unit (default: this one)' },
     timeout: { type: 'string', description: 'How long to wait for the cluster and for the certificate', default: '5m' },
@@ -47,6 +51,7 @@ export default defineCommand({
         nodeName: args['node-name'],
         pool: args.pool,
         hubUrl: args.hub,
+        upstreamViaHub: args['upstream-via-hub'] === true,
         root: resolve(args.root),
         binary: args.binary ?? selfBinary(),
         timeoutMs: parseDuration(args.timeout, '--timeout'),

@@ -40,6 +40,11 @@ export interface JoinOptions {
   nodeName?: string;
   pool?: string;
   hubUrl?: string;
+  /**
+   * Write `upstreamViaHub: true`: the agent sends its apiserver requests through the hub (needs
+   * hubUrl). The join itself (discovery, the bootstrap CSR) still talks to `server` directly.
+   */
+  upstreamViaHub?: boolean;
   /** Directory standing for "/"; default "/". */
   root?: string;
   /** The tether-edge executable the systemd unit runs. */
@@ -82,6 +87,7 @@ export async function joinNode(o: JoinOptions): Promise<JoinResult> {
   const nodeName = checkNodeName(o.nodeName ?? hostname().toLowerCase());
   const pool = o.pool === undefined ? undefined : checkPoolName(o.pool);
   const hubUrl = o.hubUrl === undefined ? undefined : checkUrl(o.hubUrl, ['wss:', 'ws:'], '--hub');
+  if (o.upstreamViaHub && !hubUrl) throw new TetherError(ErrorCode.BadConfig, 'join: --upstream-via-hub needs --hub, the tunnel the agent\'s apiserver requests travel on');
   if (!existsSync(root)) throw new TetherError(ErrorCode.BadConfig, `join: --root ${root} does not exist`);
   if (readManifest(root, PATHS.manifest)) {
     throw new TetherError(ErrorCode.BadConfig, `join: this node has joined already (${join(root, PATHS.manifest)} exists); run \`tether-edge reset\` first`);
@@ -112,7 +118,7 @@ export async function joinNode(o: JoinOptions): Promise<JoinResult> {
     { path: PATHS.ca, content: cluster.caPem, mode: 0o600 },
     { path: PATHS.key, content: issued.keyPem, mode: 0o600 },
     { path: PATHS.cert, content: issued.certPem, mode: 0o600 },
-    { path: PATHS.config, content: agentConfigYaml({ nodeName, server, hubUrl }), mode: 0o644 },
+    { path: PATHS.config, content: agentConfigYaml({ nodeName, server, hubUrl, upstreamViaHub: o.upstreamViaHub }), mode: 0o644 },
     { path: PATHS.unit, content: systemdUnit(o.binary), mode: 0o644 },
     { path: PATHS.kubeletKubeconfig, content: kubeletKubeconfig(credsFor('kubelet'), kubeletConf), mode: 0o600 },
   ];

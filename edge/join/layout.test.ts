@@ -25,6 +25,13 @@ describe('what join writes', () => {
     });
   });
 
+  test('with --upstream-via-hub the configuration turns the mode on, beside the hub URL', () => {
+    const text = agentConfigYaml({ nodeName: 'edge-1', server: 'https://10.0.0.1:6443', hubUrl: 'wss://hub.example:8443', upstreamViaHub: true });
+    const config = edgeConfigSchema.parse(parseYaml(text));
+    expect(config).toMatchObject({ upstreamViaHub: true, hubUrl: 'wss://hub.example:8443' });
+    expect(edgeConfigSchema.parse(parseYaml(agentConfigYaml({ nodeName: 'edge-1', server: 'https://10.0.0.1:6443' }))).upstreamViaHub).toBe(false);
+  });
+
   test('the systemd unit runs the agent with that configuration', () => {
     expect(systemdUnit('/usr/local/bin/tether-edge')).toContain('ExecStart=/usr/local/bin/tether-edge run --config /etc/tether/edge.yaml\n');
   });

@@ -41,6 +41,8 @@ export interface AgentConfigInput {
   nodeName: string;
   server: string;
   hubUrl?: string;
+  /** The agent's upstream goes through the hub (needs hubUrl). */
+  upstreamViaHub?: boolean;
 }
 
 /** The agent's configuration: keys of edge/config.ts edgeConfigSchema. */
@@ -54,6 +56,7 @@ export function agentConfigYaml(i: AgentConfigInput): string {
     dataDir: PATHS.dataDir,
     localCaDir: PATHS.localCaDir,
     ...(i.hubUrl ? { hubUrl: i.hubUrl } : {}),
+    ...(i.upstreamViaHub ? { upstreamViaHub: true } : {}),
   };
   return header('tether-edge configuration (tether-edge run --config /etc/tether/edge.yaml)') + stringify(doc);
 }
