@@ -11,7 +11,7 @@
  * have reads as '' (as fields.Set.Get does). Which fields a resource has, and the apiserver's
  * renames ("spec.host" → "spec.nodeName"), live in fields.ts.
  */
-import { badRequest } from './_bad-request.ts';
+import { apiserverBadRequest } from './_bad-request.ts';
 
 export type FieldOperator = '=' | '!=';
 
@@ -39,7 +39,6 @@ export interface FieldSelector {
   toString(): string;
 }
 
-const step = 'parse field selector';
 
 /** Parses a selector; throws TetherError(E_BAD_REQUEST) on bad input. */
 export function parseFieldSelector(text: string): FieldSelector {
@@ -48,7 +47,7 @@ export function parseFieldSelector(text: string): FieldSelector {
   for (const term of terms) {
     if (term === '') continue;
     const split = splitTerm(term);
-    if (!split) throw badRequest(step, `invalid selector: '${text}'; can't understand '${term}'`);
+    if (!split) throw apiserverBadRequest(`invalid selector: '${text}'; can't understand '${term}'`);
     reqs.push({ field: split.field, operator: split.op === '!=' ? '!=' : '=', value: unescapeValue(split.rhs) });
   }
   return createFieldSelector(reqs);
@@ -117,14 +116,14 @@ function unescapeValue(s: string): string {
   for (const c of s) {
     if (inSlash) {
       if (c !== '\\' && c !== ',' && c !== '=') {
-        throw badRequest(step, `invalid field selector: invalid escape sequence: \\${c}`);
+        throw apiserverBadRequest(`invalid field selector: invalid escape sequence: \\${c}`);
       }
       out += c;
       inSlash = false;
     } else if (c === '\\') inSlash = true;
-    else if (c === ',' || c === '=') throw badRequest(step, `invalid field selector: unescaped character in value: '${c}'`);
+    else if (c === ',' || c === '=') throw apiserverBadRequest(`invalid field selector: unescaped character in value: ${c.charCodeAt(0)}`);
     else out += c;
   }
-  if (inSlash) throw badRequest(step, 'invalid field selector: invalid escape sequence: \\');
+  if (inSlash) throw apiserverBadRequest('invalid field selector: invalid escape sequence: \\');
   return out;
 }

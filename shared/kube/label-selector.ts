@@ -14,7 +14,7 @@
  * so `toString()` is the canonical form the apiserver prints. `!=` and `notin` match an object
  * that lacks the key; `=`, `in`, `>` and `<` do not. The empty selector matches everything.
  */
-import { badRequest } from './_bad-request.ts';
+import { apiserverBadRequest } from './_bad-request.ts';
 import { labelValueErrors, qualifiedNameErrors } from './_names.ts';
 
 export type LabelOperator = '=' | '==' | '!=' | 'in' | 'notin' | 'exists' | '!' | 'gt' | 'lt';
@@ -38,7 +38,6 @@ export interface LabelSelector {
   toString(): string;
 }
 
-const step = 'parse label selector';
 
 /** Parses a selector; throws TetherError(E_BAD_REQUEST) with the apiserver's reason on bad input. */
 export function parseLabelSelector(text: string): LabelSelector {
@@ -184,21 +183,21 @@ class Parser {
       const t = this.peek();
       if (t.tok === 'end') return reqs;
       if (t.tok !== 'id' && t.tok !== '!') {
-        throw badRequest(step, `found '${t.lit}', expected: !, identifier, or 'end of string'`);
+        throw apiserverBadRequest(`found '${t.lit}', expected: !, identifier, or 'end of string'`);
       }
       reqs.push(this.requirement());
       const sep = this.next();
       if (sep.tok === 'end') return reqs;
-      if (sep.tok !== ',') throw badRequest(step, `found '${sep.lit}', expected: ',' or 'end of string'`);
+      if (sep.tok !== ',') throw apiserverBadRequest(`found '${sep.lit}', expected: ',' or 'end of string'`);
       const after = this.peek();
       if (after.tok !== 'id' && after.tok !== '!') {
-        throw badRequest(step, `found '${after.lit}', expected: identifier after ','`);
+        throw apiserverBadRequest(`found '${after.lit}', expected: identifier after ','`);
       }
     }
   }
 
   private requirement(): LabelRequirement {
-    const fail = (what: string) => badRequest(step, `unable to parse requirement: ${what}`);
+    const fail = (what: string) => apiserverBadRequest(`unable to parse requirement: ${what}`);
     let negated = false;
     let t = this.next();
     if (t.tok === '!') {
