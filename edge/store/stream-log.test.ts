@@ -79,8 +79,64 @@ describe('watch continuity', () => {
     s.streams.replaceList(scope, 'kubelet', [], '10', onNode);
     s.streams.watchStarted(scope, '10');
     expect(s.streams.find(scope)!.continuousFrom).toBe(10);
+    s.streams.watchEnded(scope);
     s.streams.watchStarted(scope, '30');
     expect(s.streams.find(scope)!.continuousFrom).toBe(30);
+  });
+
+  test('a watch starting above the watermark while another watch of the scope runs leaves no gap', () => {
+    s.streams.replaceList(scope, 'kubelet', [], '10', onNode);
+    s.streams.watchStarted(scope, '10');
+    s.streams.watchStarted(scope, '30');
+    expect(s.streams.find(scope)!.continuousFrom).toBe(10);
+  });
+
+  test('a later LIST showing no change keeps an older watcher servable (another client, then the same one)', () => {
+    s.streams.replaceList(scope, 'kubelet', [pod('a', 8)], '10', onNode);
+    s.streams.watchStarted(scope, '10');
+    s.streams.applyEvents(scope, [{ type: 'MODIFIED', object: pod('a', 12) }]);
+    s.streams.watchEnded(scope);
+    // Other resources moved the cluster's resourceVersion on; this scope did not change.
+    s.streams.replaceList(scope, 'coredns', [pod('a', 12)], '40', onNode);
+    s.streams.replaceList(scope, 'kubelet', [pod('a', 12)], '55', onNode);
+    const st = s.streams.find(scope)!;
+    expect([st.continuousFrom, st.watermark]).toEqual([10, 55]);
+    expect(s.streams.eventsAfter(st.id, 10).map((e) => e.rvNum)).toEqual([12]);
+  });
+
+  test('a LIST with changes while a watch runs waits for the watch; the log stays continuous when it catches up', () => {
+    s.streams.replaceList(scope, 'kubelet', [pod('a', 8)], '10', onNode);
+    s.streams.watchStarted(scope, '10');
+    // The LIST saw a@20 before the watch delivered it.
+    s.streams.replaceList(scope, 'coredns', [pod('a', 20)], '25', onNode);
+    expect([s.streams.find(scope)!.continuousFrom, s.streams.find(scope)!.watermark]).toEqual([10, 10]);
+    const added = s.streams.applyEvents(scope, [{ type: 'MODIFIED', object: pod('a', 20) }]);
+    expect(added.map((e) => e.rvNum)).toEqual([20]);
+    s.streams.bookmark(scope, '26');
+    s.streams.watchEnded(scope);
+    const st = s.streams.find(scope)!;
+    expect([st.continuousFrom, st.watermark]).toEqual([10, 26]);
+  });
+
+  test('a LIST with changes moves continuousFrom when no watch brings the events in between', () => {
+    s.streams.replaceList(scope, 'kubelet', [pod('a', 8)], '10', onNode);
+    s.streams.replaceList(scope, 'kubelet', [pod('a', 20)], '25', onNode);
+    expect(s.streams.find(scope)!.continuousFrom).toBe(25);
+  });
+
+  test('a LIST showing a deletion is a change', () => {
+    s.streams.replaceList(scope, 'kubelet', [pod('a', 8)], '10', onNode);
+    s.streams.replaceList(scope, 'kubelet', [], '25', onNode);
+    expect(s.streams.find(scope)!.continuousFrom).toBe(25);
+  });
+
+  test('the live watch ending before the log caught up with a LIST: the gap is real, continuousFrom moves then', () => {
+    s.streams.replaceList(scope, 'kubelet', [pod('a', 8)], '10', onNode);
+    s.streams.watchStarted(scope, '10');
+    s.streams.replaceList(scope, 'coredns', [pod('a', 20)], '25', onNode);
+    s.streams.watchEnded(scope);
+    const st = s.streams.find(scope)!;
+    expect([st.continuousFrom, st.watermark]).toEqual([25, 25]);
   });
 
   test('bookmarks advance the watermark only', () => {

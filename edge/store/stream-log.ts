@@ -8,6 +8,16 @@
  * A client resuming a watch from rv X can be served exactly when X >= continuousFrom; older is
  * 410 Gone, as the apiserver answers for a compacted revision.
  *
+ * Continuity is per scope, and only a real gap moves continuousFrom. A LIST (or a watch starting) at a
+ * resourceVersion above the watermark leaves a gap only when the events in between are unknown:
+ *   - a LIST that shows no change since the watermark (every item at or below it, none missing)
+ *     proves the scope did not change in between: the watermark moves up, continuousFrom stays
+ *     (an object created and deleted in between is the one change no LIST can show);
+ *   - while an upstream watch of the scope runs without a gap (watchStarted .. watchEnded), the
+ *     events in between are on their way through it: nothing moves; should the last such watch end
+ *     before the log has caught up with that LIST, the gap is real and continuousFrom moves then.
+ * Which watches are live is kept in memory: after a restart none is.
+ *
  * Contracts:
  *   - replaceList is atomic: the scope's objects become exactly the list, except that an object the
  *     log already holds at a newer resourceVersion than the list (a watch event that arrived first)
@@ -56,8 +66,13 @@ export interface StreamLog {
   all(): StreamRow[];
   /** Replaces the scope's objects with a complete LIST at `listRv`; `inScope` says which stored objects the scope covers. */
   replaceList(scope: Scope, component: string, items: KubeObject[], listRv: string, inScope: (o: KubeObject) => boolean): void;
-  /** An upstream watch of this scope starts at `fromRv`: a start above the watermark leaves a gap in the log. */
+  /**
+   * An upstream watch of this scope starts at `fromRv` and its events will be applied: a start above
+   * the watermark leaves a gap in the log, unless another live watch of the scope fills it.
+   */
   watchStarted(scope: Scope, fromRv: string): void;
+  /** That upstream watch ended (each watchStarted is followed by one watchEnded). */
+  watchEnded(scope: Scope): void;
   /** Applies upstream events in order; returns the ones that were new. */
   applyEvents(scope: Scope, evs: WatchEvent[]): LoggedEvent[];
   /** A BOOKMARK: nothing changed in the scope up to `rv`. */
@@ -82,6 +97,16 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
   const now = opts.now ?? Date.now;
   const retain = opts.retainEvents ?? 5000;
   const wrap = <T>(step: string, f: () => T): T => guarded(store, step, f);
+  // Per stream id: upstream watches applying events without a gap; and the rv of a LIST the log has
+  // not caught up with yet (a live watch is bringing the events in between).
+  const live = new Map<number, number>();
+  const behind = new Map<number, number>();
+  const isLive = (id: number) => (live.get(id) ?? 0) > 0;
+  /** The log caught up to `watermark`: a LIST it was behind is covered now. */
+  const caughtUp = (id: number, watermark: number) => {
+    const b = behind.get(id);
+    if (b !== undefined && watermark >= b) behind.delete(id);
+  };
   // Objects go through the snapshot store (one copy each, never moved backwards); the log keeps the history.
   const scopeWhere = (s: Scope) =>
     and(
@@ -163,9 +188,12 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
           const listNum = rvNumber(listRv) ?? 0;
           // Write only what changed: an object already stored at the same version is the same object.
           const stored = objects_.versions(scope.gvr, scope.namespace || undefined);
+          // Whether the list shows a change the log does not hold: an item above the watermark, or gone.
+          let changed = false;
           for (const item of items) {
             const key = `${item.metadata.namespace ?? ''}/${item.metadata.name}`;
             const rv = rvNumber(item.metadata.resourceVersion);
+            if (rv === null || rv > s.watermark) changed = true;
             if (rv === null || stored.get(key) !== rv) objects_.put(scope.gvr, item, { replace: 'newer' });
             stored.delete(key);
           }
@@ -174,11 +202,23 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
             if (rv !== null && rv > listNum) continue;
             const [ns, name] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
             const o = objects_.get(scope.gvr, ns, name);
-            if (o && inScope(o)) objects_.delete(scope.gvr, ns, name, listNum);
+            if (o && inScope(o)) {
+              objects_.delete(scope.gvr, ns, name, listNum);
+              changed = true;
+            }
           }
-          // A list newer than the log's watermark means events in between are unknown: the log restarts there.
-          const continuousFrom = listNum > s.watermark ? listNum : s.continuousFrom;
-          setMarks(s.id, continuousFrom, Math.max(s.watermark, listNum), { listed: true, listRv });
+          // A list newer than the log's watermark: are the events in between known?
+          let continuousFrom = s.continuousFrom;
+          let watermark = Math.max(s.watermark, listNum);
+          if (listNum > s.watermark) {
+            if (s.watermark === 0) continuousFrom = listNum; // nothing known of the scope yet: the log starts here
+            else if (!changed) caughtUp(s.id, watermark); // nothing changed in between: still continuous
+            else if (isLive(s.id)) {
+              watermark = s.watermark; // the live watch brings the events in between, above the watermark
+              behind.set(s.id, Math.max(behind.get(s.id) ?? 0, listNum));
+            } else continuousFrom = listNum; // unknown events in between: the log restarts here
+          }
+          setMarks(s.id, continuousFrom, watermark, { listed: true, listRv });
           db.insert(views)
             .values({ component, streamId: s.id, listRv, updatedAt: new Date(now()) })
             .onConflictDoUpdate({ target: [views.component, views.streamId], set: { listRv, updatedAt: new Date(now()) } })
@@ -192,7 +232,23 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
         const s = ensure(scope);
         const from = rvNumber(fromRv);
         if (from === null) return; // "" or "0": the watch starts at "now", its first events are synthetic ADDEDs
-        if (from > s.watermark) setMarks(s.id, from, from);
+        // Above the watermark with no live watch of the scope: the events in between are unknown.
+        if (from > s.watermark && !isLive(s.id)) setMarks(s.id, from, from);
+        live.set(s.id, (live.get(s.id) ?? 0) + 1);
+      });
+    },
+
+    watchEnded(scope) {
+      wrap('record watch end', () => {
+        const s = find(scope);
+        if (!s || !isLive(s.id)) return;
+        const n = live.get(s.id)! - 1;
+        if (n > 0) return void live.set(s.id, n);
+        live.delete(s.id);
+        // The last live watch ended before the log caught up with a LIST: the events in between are lost.
+        const b = behind.get(s.id);
+        behind.delete(s.id);
+        if (b !== undefined && b > s.watermark) setMarks(s.id, b, b);
       });
     },
 
@@ -212,6 +268,7 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
             watermark = rv;
           }
           if (watermark !== s.watermark) setMarks(s.id, s.continuousFrom, watermark);
+          caughtUp(s.id, watermark);
           if (out.length) prune(s);
           return out;
         }),
@@ -222,7 +279,10 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
       wrap('record bookmark', () => {
         const s = find(scope);
         const n = rvNumber(rv);
-        if (s && n !== null && n > s.watermark) setMarks(s.id, s.continuousFrom, n);
+        if (s && n !== null && n > s.watermark) {
+          setMarks(s.id, s.continuousFrom, n);
+          caughtUp(s.id, n);
+        }
       });
     },
 
