@@ -128,6 +128,13 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     let partial = '';
     let pending: WatchEvent[] = [];
     let scheduled = false;
+    // Whether this watch counts as a live, gap-free source of the scope's events (stream-log.ts).
+    let started = false;
+    const start = (rv: string) =>
+      guard('watch start', () => {
+        store.streams.watchStarted(scope, rv);
+        started = true;
+      });
     const flush = () => {
       scheduled = false;
       const batch = pending;
@@ -149,6 +156,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
           initial = undefined;
           flush();
           guard('watch-list', () => store.streams.replaceList(scope, info.component, items, rv, streamMatcher(scope)), scope.gvr);
+          start(rv);
         } else if (!initial) {
           flush();
           guard('bookmark', () => store.streams.bookmark(scope, rv));
@@ -169,7 +177,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     return {
       head: (status, headers) => {
         if (status !== 200 || !isJson(headers)) return false;
-        if (!asList && !fromNow) guard('watch start', () => store.streams.watchStarted(scope, info.resourceVersion ?? ''));
+        if (!asList && !fromNow) start(info.resourceVersion ?? '');
         guard('view', () => store.streams.recordView(info.component, store.streams.ensure(scope).id, ''));
         return true;
       },
@@ -183,6 +191,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
         if (partial.trim()) onLine(partial);
         partial = '';
         flush();
+        if (started) guard('watch end', () => store.streams.watchEnded(scope));
+        started = false;
       },
     };
   };
