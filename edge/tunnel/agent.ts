@@ -12,8 +12,10 @@
  *
  * Api streams (`upstreamViaHub`, edge/upstream/via-hub.ts): `openApiStream()` opens a compressed
  * stream `kube-apiserver:0` on the current session, which the hub forwards to kube-apiserver as the
- * node. With no open session (between sessions, after a drain, before the first) it rejects at once
- * with E_TUNNEL_CLOSED; it never waits for a session that may not come. `onSession` tells the
+ * node. Right after a session that worked ended or was drained, while the agent dials the next
+ * replica at once, it waits for that dial (up to `moveWaitMs`, default 3 s) and opens on the new
+ * session; otherwise, with no session (before the first, during backoff) it rejects at once with
+ * E_TUNNEL_CLOSED: it never waits for a session that may not come. `onSession` tells the
  * upstream side when the current session is up, when the hub asked it to drain (its streams still
  * work; new ones go to the next session) and when it ended (its streams are dead).
  *
@@ -56,6 +58,8 @@ export interface TunnelAgentOptions {
   heartbeatTimeoutMs?: number;
   /** How a stream's destination is dialed (default TCP). */
   dial?: (host: string, port: number) => Promise<Duplex>;
+  /** How long openApiStream waits for the next session while moving to another replica. Default 3000 ms. */
+  moveWaitMs?: number;
 }
 
 /** Bytes of the api streams, every session since start: raw = HTTP as the proxy wrote and read it, wire = compressed (ZDATA payloads). */
@@ -159,6 +163,24 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       { labels: { direction: 'out', stage: 'wire' }, value: b.wireOut },
     ];
   });
+  const moveWaitMs = opts.moveWaitMs ?? 3000;
+  /** Until when the agent is moving to another replica (dialing at once after a session that worked). */
+  let movingUntil = 0;
+  const currentWaiters = new Set<() => void>();
+  const wake = () => {
+    for (const w of [...currentWaiters]) w();
+  };
+  /** Resolves when a session is current, the move ended (a failed dial) or `ms` passed. */
+  const waitForCurrent = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        currentWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      currentWaiters.add(done);
+    });
   const sessionListeners = new Set<(ev: TunnelSessionEvent) => void>();
   const tell = (ev: TunnelSessionEvent) => {
     for (const l of [...sessionListeners]) {
@@ -223,6 +245,8 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
     });
     const since = new Date();
     current = { session, url, since };
+    movingUntil = 0;
+    wake();
     unfolded.add(session);
     void session.closed.then(() => {
       unfolded.delete(session);
@@ -247,6 +271,9 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       () => {},
     );
     const outcome = await Promise.race([session.closed.then((c) => ({ closed: c })), drainAsked.then((reason) => ({ drain: reason }))]);
+    // A session that was welcomed and lasted a while counts as working; one that flaps backs off.
+    const worked = 'drain' in outcome || (welcomed && outcome.closed.code !== 'refused' && Date.now() - since.getTime() >= 1000);
+    if (worked && !stopping.signal.aborted) movingUntil = Date.now() + moveWaitMs; // the loop dials the next replica at once
     current = undefined;
     if ('drain' in outcome) {
       log.info('the hub is draining the tunnel; reconnecting elsewhere', { hub: url, reason: outcome.drain });
@@ -264,8 +291,7 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       lastError = `tunnel to ${url} closed: ${ended.reason}`;
       log.warn('tunnel closed; reconnecting', { hub: url, reason: ended.reason, by: ended.by });
     }
-    // A session that was welcomed and lasted a while counts as working; one that flaps backs off.
-    return welcomed && ended.code !== 'refused' && Date.now() - since.getTime() >= 1000;
+    return worked;
   };
 
   const loop = async () => {
@@ -276,6 +302,8 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
         worked = await serve(url);
       } catch (e) {
         current = undefined;
+        movingUntil = 0;
+        wake();
         if (stopping.signal.aborted) break;
         lastError = `dial ${url}: ${messageOf(e)}`;
         // dialTunnel reports an HTTP refusal as "… refused: 401 …" (bad credentials, not a node).
@@ -305,7 +333,8 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       ...(current && isUp() ? { compression: current.session.compression } : {}),
       api: apiBytes(),
     }),
-    openApiStream(o = {}) {
+    async openApiStream(o = {}) {
+      if (!current && Date.now() < movingUntil && !stopping.signal.aborted) await waitForCurrent(movingUntil - Date.now());
       return openApiStreamOn(current?.session, o.timeoutMs).then(
         (d) => {
           apiResults?.inc({ result: 'ok' });
@@ -324,6 +353,8 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
     apiBytes,
     async close() {
       stopping.abort();
+      movingUntil = 0;
+      wake();
       current?.session.close('agent stopping');
       for (const s of draining) s.close('agent stopping');
       await running;
