@@ -13,6 +13,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { createApiUpstream, loadKubeConfig, type ApiUpstream } from '../cloud/kube/client.ts';
 import { createApiForwarder, type ApiForwarder } from '../cloud/tunnel/api-forward.ts';
 import { createMemoryLogger } from '../shared/log.ts';
@@ -213,6 +214,40 @@ describe('hub api streams on the real control plane (deploy/rbac.yaml)', () => {
     expect(res!.complete).toBe(false);
     expect(events.find((e) => e.object?.metadata?.labels?.['fwd-test'] === 'yes')?.type).toBe('MODIFIED');
     req.destroy();
+  });
+
+  test('legacy impersonation is refused with deploy/rbac.yaml alone, and works with deploy/rbac-legacy-impersonation.yaml', async () => {
+    const legacy = createApiForwarder({ upstream, impersonation: 'legacy', log: createMemoryLogger('info') });
+    const [ta, th] = createTransportPair();
+    const log = createMemoryLogger('info');
+    createTunnelSession({ transport: th, role: 'hub', log, onOpen: (host, port) => legacy.open(node, host, port) });
+    const a2 = createTunnelSession({ transport: ta, role: 'agent', log, hello: { node, addresses: [], version: 'e2e' } });
+    await a2.ready;
+    const via = viaSession(a2);
+    const file = fileURLToPath(new URL('../deploy/rbac-legacy-impersonation.yaml', import.meta.url));
+    try {
+      const refused = await request(via, 'POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', whoami);
+      expect(refused.status).toBe(403);
+      expect(refused.body.message).toContain('system:serviceaccount:tether-system:tether-hub');
+      const applied = await cluster.kubectl(['apply', '-f', file]);
+      expect(applied.code).toBe(0);
+      let a: Answer = refused;
+      const deadline = Date.now() + 30_000;
+      while (a.status !== 201 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        a = await request(via, 'POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', whoami);
+      }
+      expect(a.status).toBe(201);
+      expect(a.body.status.userInfo.username).toBe(`system:node:${node}`);
+      expect(a.body.status.userInfo.groups).toEqual(expect.arrayContaining(['system:nodes', 'system:authenticated']));
+      const secretRefused = await request(via, 'GET', `/api/v1/namespaces/${ns}/secrets/${secret}`);
+      expect(secretRefused.status).toBe(403);
+    } finally {
+      await cluster.kubectl(['delete', '--ignore-not-found', '-f', file]);
+      via.destroy();
+      a2.close('done');
+      legacy.close();
+    }
   });
 
   test('every answer was counted, and the api bytes went compressed', () => {
