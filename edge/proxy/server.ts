@@ -37,6 +37,7 @@ import { type LocalTls, createListener } from './listener.ts';
 import { FLAPPING_RETRY_SECONDS, rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
 import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
 import type { Tap } from './forward.ts';
+import { type RelaySink, type WatchRelayOptions, relayWatch } from './watch-relay.ts';
 
 export type Target = ForwardTarget & UpgradeTarget;
 
@@ -175,7 +176,34 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
   const count = (info: RequestInfo | undefined, code: number, source: 'upstream' | 'cache' | 'proxy') =>
     opts.requests.inc({ verb: info?.verb ?? 'unknown', code: String(code), source });
 
-  const serveFromCache = (info: RequestInfo, req: IncomingMessage, res: ServerResponse, cached: boolean, body: Buffer | undefined, who: ClientIdentity) => {
+  /** A watch served from the log, to a caller the offline rules admit; throws otherwise (the relay then ends the stream). */
+  const watchFromLog = (info: ResourceRequestInfo, req: IncomingMessage, who: ClientIdentity, cached: boolean, sink: RelaySink) => {
+    if (who.kind === 'bearer') {
+      const d = tokens.authorize(String(req.headers.authorization), info, podExists);
+      if (!d.ok) throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and this watch may not be served from the node's cache: ${d.message}`);
+    }
+    const admitted = cache.read(info, cached, req.headers.accept);
+    if (admitted.status !== 200) throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and this watch may not be served from the node's cache (${admitted.status})`);
+    cache.watch(info, sink);
+  };
+  /** What a client's watch needs to live through cuts and heals (watch-relay.ts). */
+  const watchRelayOptions = (info: ResourceRequestInfo, req: IncomingMessage, who: ClientIdentity, cached: boolean, filter: ResponseFilter | undefined, accept?: string): WatchRelayOptions<Target> => {
+    const json = accept ?? jsonAccept(req.headers.accept);
+    return {
+      info,
+      url: req.url ?? info.path,
+      headers: req.headers,
+      upstreams,
+      accept: json,
+      tapFor: (leg) => cache.tapFor(leg, json ?? req.headers.accept, cached),
+      line: filter?.line.bind(filter),
+      onResponse: (status) => count(info, status, 'upstream'),
+      serveLog: (leg, sink) => watchFromLog(leg, req, who, cached, sink),
+      log,
+    };
+  };
+
+  const serveFromCache = (info: RequestInfo, req: IncomingMessage, res: ServerResponse, cached: boolean, body: Buffer | undefined, who: ClientIdentity): void | Promise<void> => {
     if (who.kind === 'bearer') {
       const d = tokens.authorize(String(req.headers.authorization), info, podExists);
       if (!d.ok) {
@@ -204,17 +232,14 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       return;
     }
     if (info.verb === 'watch') {
-      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-tether-source': 'cache' });
-      res.flushHeaders?.();
-      const unregister = filter?.openWatch(info, (line) => res.write(line));
-      if (unregister) res.on('close', unregister);
-      cache.watch(info, {
-        write: (line) => res.write(filter ? `${filter.line(line.replace(/\n$/, ''))}\n` : line),
-        end: () => res.end(),
-        onClose: (fn) => res.on('close', fn),
+      // Served from the log, and upstream again once it is back, in the same response (watch-relay.ts).
+      const unregister = filter?.openWatch(info, (line) => {
+        if (res.headersSent && !res.writableEnded) res.write(line);
       });
-      count(info, 200, 'cache');
-      return;
+      if (unregister) res.on('close', unregister);
+      const relayed = relayWatch(watchRelayOptions(info, req, who, cached, filter), res, 'log');
+      if (res.headersSent) count(info, 200, 'cache');
+      return relayed;
     }
     let a: CachedAnswer;
     if ((info.verb === 'get' && info.subresource === '') || info.verb === 'list') a = cache.read(info, cached, req.headers.accept);
@@ -309,6 +334,14 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
               })
             : undefined;
         try {
+          if (isWatch) {
+            const o = watchRelayOptions(info as ResourceRequestInfo, req, who, cached, filter, accept);
+            await relayWatch({ ...o, onResponse: (status) => {
+              o.onResponse?.(status);
+              if (who.kind === 'bearer') tokens.accepted(String(req.headers.authorization), parsed, status);
+            } }, res, { upstream: target, signal: abort.signal });
+            return;
+          }
           await forward(target, req, res, {
             transform: filter ? (isWatch ? { line: filter.line } : { body: filter.body }) : undefined,
             signal: abort.signal,
@@ -333,7 +366,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
         }
       }
       releaseList?.();
-      serveFromCache(info, req, res, cached, body, who);
+      await serveFromCache(info, req, res, cached, body, who);
     } catch (e) {
       let status = statusOf(e);
       if (upstreamFailed && status.code === 503 && !status.details?.retryAfterSeconds) {
