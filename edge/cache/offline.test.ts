@@ -58,10 +58,14 @@ describe('reader', () => {
     expect((err as Error).message).toContain('is not in the node');
   });
 
-  test("gives other clients what the store has, with a Warning", () => {
-    const a = readList(store, req('/api/v1/pods?labelSelector=app%3Dweb'), false);
+  test("gives other clients what the store has, with a Warning, within what a cached identity was allowed online", () => {
+    // The kubelet was allowed this list online (access.ts), though the store holds no complete list of it.
+    store.access.put([{ component: 'kubelet', verb: 'list', gvr: 'v1/pods', namespace: 'default', name: '', labelSelector: 'app=web', fieldSelector: '', status: 200 }]);
+    const a = readList(store, req('/api/v1/namespaces/default/pods?labelSelector=app%3Dweb'), false);
     expect(names(a)).toEqual(['a', 'c']);
     expect(a.warning).toContain('holds only what the node has cached');
+    // Wider than anything an identity was allowed: not answered.
+    expect(() => readList(store, req('/api/v1/pods?labelSelector=app%3Dweb'), false)).toThrow('not known whether kubelet may list pods in all namespaces');
   });
 
   test('pages with limit and continue, without gaps or repeats', () => {
@@ -78,7 +82,7 @@ describe('reader', () => {
     expect(readGet(store, req('/api/v1/namespaces/default/pods/a'), true).status).toBe(200);
     expect(() => readGet(store, req('/api/v1/namespaces/default/pods/zzz'), true)).toThrow('not in the node');
     const all = { gvr: 'v1/pods', namespace: 'default', labelSelector: '', fieldSelector: '' };
-    store.streams.replaceList(all, 'kube-proxy', [pod('a', 5)], '11', streamMatcher(all));
+    store.streams.replaceList(all, 'kubelet', [pod('a', 5)], '11', streamMatcher(all)); // the kubelet listed the namespace: it may know
     const a = readGet(store, req('/api/v1/namespaces/default/pods/zzz'), true);
     expect(a.status).toBe(404);
     expect((a.body as { reason: string }).reason).toBe('NotFound');
