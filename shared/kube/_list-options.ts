@@ -64,6 +64,7 @@ export function decodeListOptions(q: Query): ListOptions {
   const rawFieldSelector = first(q, 'fieldSelector') ?? '';
   const match = first(q, 'resourceVersionMatch') ?? '';
   const limit = queryInt(q, 'limit');
+  const timeoutSeconds = queryInt(q, 'timeoutSeconds');
   const opts: ListOptions = {
     rawLabelSelector,
     labelSelector: rawLabelSelector === '' ? everyLabel : parseLabelSelector(rawLabelSelector),
@@ -73,7 +74,8 @@ export function decodeListOptions(q: Query): ListOptions {
     allowWatchBookmarks: queryBool(q, 'allowWatchBookmarks') ?? false,
     resourceVersion: first(q, 'resourceVersion') || undefined,
     resourceVersionMatch: match === 'NotOlderThan' || match === 'Exact' ? match : undefined,
-    timeoutSeconds: queryInt(q, 'timeoutSeconds'),
+    // The watch handler treats 0 as unset (its own 30–60 min default).
+    timeoutSeconds: timeoutSeconds === 0 ? undefined : timeoutSeconds,
     // The apiserver pages only for limit > 0.
     limit: limit !== undefined && limit > 0 ? limit : undefined,
     continue: first(q, 'continue') || undefined,

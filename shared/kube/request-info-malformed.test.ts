@@ -47,7 +47,7 @@ describe('parseRequest: query options', () => {
     expect(list('limit=0').limit).toBeUndefined();
     expect(list('limit=-3').limit).toBeUndefined();
     expect(list('limit=5&limit=x').limit).toBe(5);
-    expect(list('watch=1&timeoutSeconds=0').timeoutSeconds).toBe(0);
+    expect(list('watch=1&timeoutSeconds=0').timeoutSeconds).toBeUndefined(); // the watch handler's default
     expect(list('watch=1&timeoutSeconds=342').timeoutSeconds).toBe(342);
     expect(list('').timeoutSeconds).toBeUndefined();
   });
@@ -188,6 +188,12 @@ describe('parseRequest: malformed requests are BadRequest', () => {
       expect(s).toMatchObject({ code: 500, reason: '' });
       expect(s?.message).toStartWith('resourceVersion: Invalid value: ');
     }
+  });
+
+  test('timeoutSeconds=0 is unset, as the watch handler reads it; a negative one stays (the watch ends at once)', () => {
+    expect(parseRequest('GET', '/api/v1/pods?watch=1&timeoutSeconds=0').timeoutSeconds).toBeUndefined();
+    expect(parseRequest('GET', '/api/v1/pods?watch=1&timeoutSeconds=-1').timeoutSeconds).toBe(-1);
+    expect(parseRequest('GET', '/api/v1/pods?watch=1&timeoutSeconds=30').timeoutSeconds).toBe(30);
   });
 
   test('every int64 limit is valid: past 2^53 it means no paging; ≤ 0 means none either', () => {
