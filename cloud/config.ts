@@ -74,6 +74,10 @@ export const hubConfigSchema = z.strictObject({
     .enum(['edge', 'identity'])
     .default('edge')
     .describe("Accept-Encoding of forwarded requests: 'edge' keeps what the agent asked (gzip), 'identity' asks kube-apiserver for uncompressed answers and lets the tunnel's deflate compress them"),
+  apiTopologyFilter: z
+    .boolean()
+    .default(true)
+    .describe("Filter api streams' EndpointSlices and Endpoints answers by service topology before they cross the link (Service and NodePool informers on the hub)"),
   controllers: controllersConfigSchema.prefault({}).describe('Node pool, pool set, autonomy and CSR controllers'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
   logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),

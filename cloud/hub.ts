@@ -22,6 +22,8 @@ import { splitHostPort } from '../shared/serve.ts';
 import type { HubConfig } from './config.ts';
 import { createApiUpstream, loadKubeConfig } from './kube/client.ts';
 import { type ApiUpstream, createApiForwarder } from './tunnel/api-forward.ts';
+import { type HubTopology, createHubTopology } from './tunnel/api-topology.ts';
+import { watchTopology } from './tunnel/kube-backend.ts';
 import { startAgentServer } from './tunnel/agent-server.ts';
 import { startConnectServer } from './tunnel/connect-server.ts';
 import { createDirectDialer } from './tunnel/direct-dial.ts';
@@ -46,6 +48,8 @@ export interface HubOptions {
   directConnect?: (ip: string, port: number) => Socket;
   /** Where api streams are forwarded (tests); default: kube-apiserver of `config.kubeconfig`, made on the first api stream. */
   apiUpstream?: ApiUpstream;
+  /** The topology state api streams are filtered with (tests feed it); default: fed by informers started with the default upstream. */
+  apiTopology?: HubTopology;
 }
 
 export interface RunningHub {
@@ -116,9 +120,17 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
   });
   const tlog = log.child({ part: 'tunnels' });
   const table = createTunnelTable({ directory, keeper: lazyKeeper, log: tlog, metrics });
+  const topology = config.apiTopologyFilter ? (opts.apiTopology ?? createHubTopology()) : undefined;
+  const defaultUpstream = async () => {
+    const kc = loadKubeConfig(config.kubeconfig);
+    const u = await createApiUpstream(kc);
+    if (topology && !opts.apiTopology) watches.push(...watchTopology(kc, topology, log.child({ part: 'kube' })));
+    return u;
+  };
   const forwarder = config.apiStreams
     ? createApiForwarder({
-        upstream: opts.apiUpstream ?? (async () => createApiUpstream(loadKubeConfig(config.kubeconfig))),
+        upstream: opts.apiUpstream ?? defaultUpstream,
+        ...(topology ? { topology } : {}),
         impersonation: config.apiImpersonation,
         ...(config.apiAcceptEncoding === 'identity' ? { acceptEncoding: 'identity' } : {}),
         answered: (_node, code) => metrics.apiAnswered(code),

@@ -17,6 +17,9 @@
  * - Errors are Kubernetes Status JSON, written in `sendStatus` only: malformed HTTP on the stream
  *   400 (then the stream is closed); the apiserver unreachable 503; the hub's credentials
  *   unreadable 500. Every request is counted once with the status the edge saw (`answered`).
+ * - With `topology`, GET/LIST/WATCH answers of EndpointSlices and Endpoints are filtered for the
+ *   node (api-filter.ts; such requests ask the apiserver for uncompressed answers); protobuf,
+ *   Tables and error answers pass unfiltered.
  * - `close()` destroys every api stream and the upstream agents' sockets.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -26,7 +29,9 @@ import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { OpenInfo } from '../../shared/tunnel/session.ts';
 import { downstreamHeaders, type ImpersonationMode, upstreamHeaders } from './api-headers.ts';
+import { writeFiltered } from './api-filter.ts';
 import { createApiSocketPair } from './api-socket.ts';
+import type { EndpointsRequest, HubTopology } from './api-topology.ts';
 
 /** The host an agent opens for api streams (edge/tunnel/agent.ts API_STREAM_HOST); port 0. */
 export const API_STREAM_HOST = 'kube-apiserver';
@@ -45,6 +50,11 @@ export interface ApiForwarderOptions {
   impersonation: ImpersonationMode;
   /** Replace the edge's Accept-Encoding upstream (e.g. 'identity': the tunnel's deflate compresses); absent: keep it. */
   acceptEncoding?: string;
+  /**
+   * The service-topology filter before the link (api-topology.ts): EndpointSlices/Endpoints JSON
+   * answers are filtered for the node once it is synced. Absent: answers pass as they are.
+   */
+  topology?: HubTopology;
   /** Every request once, with the status the edge got (0: the stream went away before an answer). */
   answered?(node: string, code: number): void;
   log: Logger;
@@ -115,9 +125,10 @@ export function createApiForwarder(opts: ApiForwarderOptions): ApiForwarder {
     return new URL(u.server.pathname.replace(/\/+$/, '') + path, u.server);
   };
 
-  const prepare = async (node: string, req: IncomingMessage, upgrade?: string) => {
+  const prepare = async (node: string, req: IncomingMessage, upgrade?: string, filtered?: EndpointsRequest) => {
     const u = upstream!;
-    const { bearer, headers } = upstreamHeaders(req.rawHeaders, { node, mode: opts.impersonation, upgrade, acceptEncoding: opts.acceptEncoding });
+    const acceptEncoding = filtered ? 'identity' : opts.acceptEncoding;
+    const { bearer, headers } = upstreamHeaders(req.rawHeaders, { node, mode: opts.impersonation, upgrade, acceptEncoding });
     if (!bearer) Object.assign(headers, await u.hubHeaders());
     const url = target(u, req.url);
     const client = url.protocol === 'https:' ? https : http;
@@ -132,9 +143,11 @@ export function createApiForwarder(opts: ApiForwarderOptions): ApiForwarder {
       sent = true;
       answered(node, code);
     };
+    const topology = opts.topology;
+    const ep = topology?.synced ? topology.classify(req.method, req.url) : undefined;
     let p: Awaited<ReturnType<typeof prepare>>;
     try {
-      p = await prepare(node, req);
+      p = await prepare(node, req, undefined, ep);
     } catch (e) {
       log.warn('api stream: read the hub credentials failed', { node, error: messageOf(e) });
       count(500);
@@ -150,6 +163,8 @@ export function createApiForwarder(opts: ApiForwarderOptions): ApiForwarder {
     up.on('response', (ur) => {
       const code = ur.statusCode ?? 502;
       count(code);
+      const json = /^application\/json\b/.test(ur.headers['content-type'] ?? '') && !ur.headers['content-encoding'];
+      if (ep && topology && code === 200 && json) return writeFiltered(ur, res, code, downstreamHeaders(ur.rawHeaders), topology, node, ep);
       res.writeHead(code, ur.statusMessage, downstreamHeaders(ur.rawHeaders));
       // Watches: send the head now, and each chunk as it comes.
       res.flushHeaders();

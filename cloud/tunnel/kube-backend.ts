@@ -4,7 +4,8 @@
  * - a Service informer feeding it the Services' ClusterIPs and names, which no node may claim;
  * - a Lease informer (label tether.dev/role=tunnel, one namespace) feeding the lease view;
  * - the LeaseApi the keeper writes with (creating the namespace when it is missing);
- * - TokenReview for bearer tokens; a direct Node GET for a node the informer has not seen yet.
+ * - TokenReview for bearer tokens; a direct Node GET for a node the informer has not seen yet;
+ * - for api streams, Services and NodePools feeding the topology filter (`watchTopology`).
  *
  * Informers that fail (a watch error, the apiserver away) are restarted with a growing delay
  * (1 s doubling to 30 s); the directory and view keep their last state meanwhile.
@@ -19,6 +20,7 @@ import {
   type V1Lease,
   type V1Node,
   kube,
+  makeClients,
   makeInformer,
   statusCodeOf,
 } from '../kube/client.ts';
@@ -229,4 +231,39 @@ export function kubeTokenReview(clients: KubeClients): (token: string) => Promis
     if (!st?.authenticated || !st.user?.username) return { error: st?.error || 'not authenticated' };
     return { user: st.user.username, groups: st.user.groups ?? [] };
   };
+}
+
+/** What the api streams' topology filter is fed (api-topology.ts HubTopology). */
+export interface TopologySink {
+  observeService(type: 'ADDED' | 'MODIFIED' | 'DELETED', service: KubernetesObject): void;
+  observeNodePool(type: 'ADDED' | 'MODIFIED' | 'DELETED', pool: KubernetesObject & { status?: { nodes?: string[] | null } | null }): void;
+  markSynced(what: 'services' | 'nodepools'): void;
+}
+
+/**
+ * Services (their topology annotation) and NodePools (status.nodes) for the filter the hub applies
+ * to api streams' EndpointSlices (RBAC: the tunnel's services list/watch, the controllers'
+ * nodepools get/list/watch). A missing NodePool CRD keeps the NodePool informer retrying; until
+ * both have listed once, answers pass unfiltered.
+ */
+export function watchTopology(kc: KubeConfig, topology: TopologySink, log: Logger): Watching[] {
+  const clients = makeClients(kc);
+  const services = makeInformer<V1Service>(kc, '/api/v1/services', () => clients.core.listServiceForAllNamespaces());
+  services.on('add', (s) => topology.observeService('ADDED', s));
+  services.on('update', (s) => topology.observeService('MODIFIED', s));
+  services.on('delete', (s) => topology.observeService('DELETED', s));
+  type Pool = KubernetesObject & { status?: { nodes?: string[] | null } | null };
+  const pools = makeInformer<Pool>(
+    kc,
+    '/apis/apps.tether.dev/v1alpha1/nodepools',
+    () => clients.custom.listClusterCustomObject({ group: 'apps.tether.dev', version: 'v1alpha1', plural: 'nodepools' }) as Promise<kube.KubernetesListObject<Pool>>,
+  );
+  pools.on('add', (p) => topology.observeNodePool('ADDED', p));
+  pools.on('update', (p) => topology.observeNodePool('MODIFIED', p));
+  pools.on('delete', (p) => topology.observeNodePool('DELETED', p));
+  const s = run('Service (topology)', services, log);
+  const p = run('NodePool (topology)', pools, log);
+  void s.synced.then(() => topology.markSynced('services'));
+  void p.synced.then(() => topology.markSynced('nodepools'));
+  return [s, p];
 }
