@@ -5,8 +5,9 @@
  *   - resourceVersion X: the logged events after X, then live events; X older than what the log
  *     retains gets an ERROR event with a 410 Expired Status, as the apiserver's watch cache answers;
  *   - BOOKMARKs (when allowWatchBookmarks) every `bookmarkIntervalMs` at the stream's watermark;
- *   - timeoutSeconds ends the stream; so does the upstream coming back (bus.endAll), cleanly, so
- *     clients re-watch there from the last resourceVersion they saw, which the apiserver issued.
+ *   - timeoutSeconds ends the stream; so does the upstream coming back (bus.endAll): the proxy's
+ *     watch relay (edge/proxy/watch-relay.ts) then re-watches upstream from the last resourceVersion
+ *     this stream delivered, in the same client response.
  * Events are filtered by the request's own selectors when the stream is broader than the request.
  * The watch writes lines to a sink; it never sees the HTTP request.
  */
