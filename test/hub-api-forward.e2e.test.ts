@@ -8,7 +8,9 @@
  * (SelfSubjectReview says system:node:<name> with the groups the apiserver gave it, even when the
  * edge asks to impersonate someone else); another node's pod's Secret, listing all Secrets and
  * creating a ClusterRoleBinding are refused 403 by the apiserver; a pod's bearer token passes as
- * the pod's identity; a watch streams events as they happen.
+ * the pod's identity; a watch streams events as they happen. With the topology filter fed by the
+ * hub's own informers (as the tether-hub ServiceAccount), an EndpointSlice LIST crosses the link
+ * with the node's pool's endpoints only, and a pool change ends an open watch with 410 Expired.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import http, { type IncomingMessage } from 'node:http';
@@ -16,10 +18,13 @@ import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createApiUpstream, loadKubeConfig, type ApiUpstream } from '../cloud/kube/client.ts';
 import { createApiForwarder, type ApiForwarder } from '../cloud/tunnel/api-forward.ts';
+import { createHubTopology } from '../cloud/tunnel/api-topology.ts';
+import { watchTopology, type Watching } from '../cloud/tunnel/kube-backend.ts';
 import { createMemoryLogger } from '../shared/log.ts';
 import { createTransportPair } from '../shared/tunnel/memory-transport.ts';
 import { createTunnelSession, type TunnelSession } from '../shared/tunnel/session.ts';
 import { hubKubeconfig, sharedCluster, type Cluster } from './support/cluster.ts';
+import { crdDir } from './support/pools.ts';
 
 const id = `${process.pid}`;
 const node = `fwd-a-${id}`;
@@ -255,5 +260,123 @@ describe('hub api streams on the real control plane (deploy/rbac.yaml)', () => {
     expect(codes).toContain(403);
     const s = hub.stats();
     expect(s.apiRawOut).toBeGreaterThan(s.apiWireOut);
+  });
+});
+
+describe('hub api streams: the topology filter before the link (real informers)', () => {
+  let cluster: Cluster;
+  let forwarder: ApiForwarder;
+  let upstream: ApiUpstream;
+  let informers: Watching[] = [];
+  let agentSession: TunnelSession;
+  let edge: http.Agent;
+  let token: string;
+  const [me, peer, far] = [`topo-hub-a1-${id}`, `topo-hub-a2-${id}`, `topo-hub-b1-${id}`];
+  const [poolA, poolB] = [`topo-hub-a-${id}`, `topo-hub-b-${id}`];
+  const svc = `topo-hub-svc-${id}`;
+  const setMembers = async (pool: string, nodes: string[]) => {
+    const r = await cluster.admin.request('PATCH', `/apis/apps.tether.dev/v1alpha1/nodepools/${pool}/status`, { status: { nodes } });
+    if (r.status !== 200) throw new Error(`patch ${pool} status: ${r.status} ${JSON.stringify(r.body)}`);
+  };
+  const nodesOf = (slices: { endpoints?: { nodeName?: string }[] }[]) => slices.flatMap((x) => (x.endpoints ?? []).map((e) => e.nodeName)).sort();
+
+  beforeAll(async () => {
+    cluster = await sharedCluster();
+    const apply = await cluster.kubectl(['apply', '--server-side', '--force-conflicts', '-f', crdDir]);
+    if (apply.code !== 0) throw new Error(apply.stderr);
+    for (let i = 0; (await cluster.admin.request('GET', '/apis/apps.tether.dev/v1alpha1/nodepools')).status !== 200; i++) {
+      if (i > 600) throw new Error('NodePool CRD not served');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const n of [me, peer, far]) await cluster.admin.ensure('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n } });
+    for (const p of [poolA, poolB]) await cluster.admin.ensure('/apis/apps.tether.dev/v1alpha1/nodepools', { apiVersion: 'apps.tether.dev/v1alpha1', kind: 'NodePool', metadata: { name: p }, spec: { type: 'Edge' } });
+    await setMembers(poolA, [me, peer].sort());
+    await setMembers(poolB, [far]);
+    await cluster.admin.ensure(`/api/v1/namespaces/${ns}/services`, {
+      apiVersion: 'v1', kind: 'Service', metadata: { name: svc, annotations: { 'apps.tether.dev/topology': 'apps.tether.dev/pool' } }, spec: { ports: [{ port: 80 }] },
+    });
+    await cluster.admin.ensure(`/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`, {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name: `${svc}-1`, labels: { 'kubernetes.io/service-name': svc, 'endpointslice.kubernetes.io/managed-by': 'tether-e2e' } },
+      addressType: 'IPv4', ports: [{ port: 80 }], endpoints: [me, peer, far].map((n, i) => ({ addresses: [`198.18.201.${i + 1}`], nodeName: n, conditions: { ready: true } })),
+    });
+    // kube-proxy's identity: a service account bound to system:node-proxier; its token passes through the hub.
+    const sa = `topo-hub-proxy-${id}`;
+    await cluster.admin.ensure('/api/v1/namespaces/kube-system/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: sa } });
+    await cluster.admin.ensure('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: sa },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:node-proxier' },
+      subjects: [{ kind: 'ServiceAccount', name: sa, namespace: 'kube-system' }],
+    });
+    const tr = await cluster.admin.request('POST', `/api/v1/namespaces/kube-system/serviceaccounts/${sa}/token`, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } });
+    token = tr.body.status.token;
+
+    const kc = loadKubeConfig(await hubKubeconfig(cluster));
+    upstream = await createApiUpstream(kc);
+    const topology = createHubTopology();
+    informers = watchTopology(kc, topology, createMemoryLogger('info'));
+    await Promise.all(informers.map((w) => w.synced));
+    forwarder = createApiForwarder({ upstream, impersonation: 'constrained', topology, log: createMemoryLogger('info') });
+    const [ta, th] = createTransportPair();
+    const log = createMemoryLogger('info');
+    createTunnelSession({ transport: th, role: 'hub', log, onOpen: (host, port) => forwarder.open(me, host, port) });
+    agentSession = createTunnelSession({ transport: ta, role: 'agent', log, hello: { node: me, addresses: [], version: 'e2e' } });
+    await agentSession.ready;
+    edge = viaSession(agentSession);
+  }, 180_000);
+
+  afterAll(async () => {
+    edge?.destroy();
+    agentSession?.close('done');
+    forwarder?.close();
+    await Promise.all(informers.map((w) => w.stop()));
+    if (!cluster) return;
+    await cluster.admin.request('DELETE', `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices/${svc}-1`);
+    await cluster.admin.request('DELETE', `/api/v1/namespaces/${ns}/services/${svc}`);
+    for (const p of [poolA, poolB]) await cluster.admin.request('DELETE', `/apis/apps.tether.dev/v1alpha1/nodepools/${p}`);
+    for (const n of [me, peer, far]) await cluster.admin.request('DELETE', `/api/v1/nodes/${n}`);
+    await cluster.admin.request('DELETE', `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/topo-hub-proxy-${id}`);
+    await cluster.admin.request('DELETE', `/api/v1/namespaces/kube-system/serviceaccounts/topo-hub-proxy-${id}`);
+  });
+
+  test("a LIST of the Service's EndpointSlices crosses the link with the node's pool's endpoints only", async () => {
+    const path = `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D${svc}`;
+    const a = await request(edge, 'GET', path, undefined, { authorization: `Bearer ${token}`, 'accept-encoding': 'gzip' });
+    expect(a.status).toBe(200);
+    expect(nodesOf(a.body.items)).toEqual([me, peer].sort());
+    // Directly, the apiserver has all three: the filter is the hub's.
+    expect(nodesOf((await cluster.admin.request('GET', path)).body.items)).toEqual([me, peer, far].sort());
+  });
+
+  test('a pool change ends an open watch of the node with 410 Expired, and the relist shows the new pool', { timeout: 60_000 }, async () => {
+    const base = `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D${svc}`;
+    const list = await request(edge, 'GET', base, undefined, { authorization: `Bearer ${token}` });
+    const events: any[] = [];
+    let ended = false;
+    let open = false;
+    const req = http.get({ host: 'x', path: `${base}&watch=true&resourceVersion=${list.body.metadata.resourceVersion}`, agent: edge, headers: { accept: 'application/json', authorization: `Bearer ${token}` } }, (r) => {
+      open = r.statusCode === 200;
+      let buf = '';
+      r.on('data', (c: Buffer) => {
+        buf += c;
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          events.push(JSON.parse(buf.slice(0, i)));
+          buf = buf.slice(i + 1);
+        }
+      });
+      r.on('end', () => (ended = true));
+    });
+    req.on('error', () => {});
+    const deadline = Date.now() + 20_000;
+    // The answer's head comes once the apiserver started the watch and the hub registered it.
+    while (!open && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(open).toBe(true);
+    await setMembers(poolA, [me]);
+    while (!ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(ended).toBe(true);
+    expect(events.at(-1)).toMatchObject({ type: 'ERROR', object: { kind: 'Status', reason: 'Expired', code: 410 } });
+    let relist = await request(edge, 'GET', base, undefined, { authorization: `Bearer ${token}` });
+    while (nodesOf(relist.body.items).length !== 1 && Date.now() < deadline) relist = await request(edge, 'GET', base, undefined, { authorization: `Bearer ${token}` });
+    expect(nodesOf(relist.body.items)).toEqual([me]);
   });
 });
