@@ -58,17 +58,40 @@ async function start(server: string, dataDir = mkdtempSync(join(tmpdir(), 'tethe
 const kubelet = { 'user-agent': 'kubelet/v1.34.4 (linux/amd64) kubernetes/abc' };
 
 describe('malformed requests', () => {
-  test('get a Kubernetes Status with 400 and the agent keeps serving', async () => {
-    const { proxy } = await start(await fakeApiserver({ '/version': () => ({ body: '{"gitVersion":"v1.34.4"}' }) }));
-    for (const path of ['/api/v1/pods?limit=abc', '/api/v1/pods?labelSelector=a%20in%20(', '/api/v1/pods?fieldSelector=spec.bogus%3Dx', '/api/v1/namespaces/a/pods?resourceVersionMatch=Sometimes&resourceVersion=1', '/api/v1/pods?x=%zz']) {
+  const MALFORMED = ['/api/v1/pods?limit=abc', '/api/v1/pods?labelSelector=a%20in%20(', '/api/v1/pods?fieldSelector=spec.bogus%3Dx', '/api/v1/namespaces/a/pods?resourceVersionMatch=Sometimes&resourceVersion=1', '/api/v1/pods?x=%zz'];
+
+  test('online, they go upstream unchanged and the apiserver answers them', async () => {
+    const seen: string[] = [];
+    const answer = (u: URL) => {
+      seen.push(u.pathname + u.search);
+      return { status: 400, body: JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'BadRequest', code: 400, message: 'from upstream' }) };
+    };
+    const { proxy } = await start(await fakeApiserver({ '/api/v1/pods': answer, '/api/v1/namespaces/a/pods': answer }));
+    for (const path of MALFORMED) {
       const r = await fetch(proxy + path, { headers: kubelet });
       expect(r.status).toBe(400);
+      expect(((await r.json()) as { message: string }).message).toBe('from upstream');
+    }
+    expect(seen).toEqual(MALFORMED);
+  });
+
+  test('offline, they get a Kubernetes Status (400 or 422) from the agent, and the agent keeps serving', async () => {
+    const server = await fakeApiserver({ '/version': () => ({ body: '{"gitVersion":"v1.34.4"}' }) });
+    const { proxy } = await start(server);
+    await new Promise<void>((r) => upstream!.close(() => r()));
+    upstream!.closeAllConnections?.();
+    upstream = undefined;
+    // The first request finds the upstream gone (connection refused: declared dead at once).
+    for (const path of MALFORMED) {
+      const r = await fetch(proxy + path, { headers: kubelet });
+      expect([400, 422]).toContain(r.status);
       const body = (await r.json()) as { kind: string; reason: string; message: string };
       expect(body.kind).toBe('Status');
-      expect(body.reason).toBe('BadRequest');
+      expect(['BadRequest', 'Invalid']).toContain(body.reason);
       expect(body.message.length).toBeGreaterThan(0);
     }
-    expect(await (await fetch(`${proxy}/version`)).json()).toEqual({ gitVersion: 'v1.34.4' });
+    expect(agent!.status().online).toBe(false);
+    expect((await fetch(`${proxy}/api/v1/pods`, { headers: kubelet })).headers.get('content-type')).toContain('application/json');
   });
 });
 

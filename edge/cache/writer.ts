@@ -68,7 +68,7 @@ export function coalesced(row: { method: string; contentType: string; body: stri
 const PATCH_TYPES: Record<string, PatchType> = { 'strategic-merge-patch': 'strategic', 'merge-patch': 'merge', 'json-patch': 'json' };
 
 const refuse = (what: string) =>
-  new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline: ${what} cannot be accepted until the apiserver is reachable; retry later`);
+  new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline: ${what} cannot be accepted while the node is offline; it is accepted again once the apiserver is reachable`);
 
 function parse(body: string): unknown {
   try {
