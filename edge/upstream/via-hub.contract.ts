@@ -13,7 +13,7 @@ import { createTransportPair } from '../../shared/tunnel/memory-transport.ts';
 import { createTunnelSession, type OpenInfo, type TunnelSession } from '../../shared/tunnel/session.ts';
 import { openApiStreamOn } from '../tunnel/agent.ts';
 import { createUpstreamPool, type Upstream, type UpstreamPool, type UpstreamPoolOptions } from './pool.ts';
-import { VIA_HUB_SERVER, createHubAgent, followSessions, type SessionEvents } from './via-hub.ts';
+import { ApiStreamSocket, VIA_HUB_SERVER, createHubAgent, followSessions, type SessionEvents } from './via-hub.ts';
 
 export type TestFn = (name: string, fn: () => Promise<void>) => void;
 
@@ -255,6 +255,28 @@ export function runViaHubContract(test: TestFn): void {
     } finally {
       await rig.dispose();
     }
+  });
+
+  test('via hub: setTimeout is an idle timeout (node:http relies on it for request and keep-alive timeouts): one timeout event, the socket left to its owner', async () => {
+    const [mine, theirs] = duplexPair();
+    theirs.on('error', () => {});
+    const socket = new ApiStreamSocket(async () => mine);
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('connect', r));
+    let timeouts = 0;
+    // The idle timer is unref'd (as a socket's is; the tunnel's connection keeps the process up): hold the loop here.
+    const hold = setInterval(() => {}, 1000);
+    const fired = new Promise<void>((resolve) => socket.setTimeout(30, () => (timeouts++, resolve())));
+    socket.write('ping');
+    let got = '';
+    theirs.on('data', (c: Buffer) => (got += c.toString()));
+    await fired;
+    clearInterval(hold);
+    assert.equal(timeouts, 1);
+    assert.equal(got, 'ping');
+    assert.equal(socket.destroyed, false, 'a timeout only tells; the owner decides (node:http destroys)');
+    socket.setTimeout(0);
+    socket.destroy();
   });
 
   test('via hub: a request written before the stream is open is sent once it is; a peer reset fails the request', async () => {
