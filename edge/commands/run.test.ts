@@ -103,6 +103,9 @@ test('run --upstream-via-hub with hubUrls and no servers comes online through th
   expect(metrics).toMatch(/^tether_tunnel_api_bytes_total\{direction="in",stage="raw"\} [1-9]/m);
   expect(metrics).toMatch(/^tether_tunnel_api_bytes_total\{direction="in",stage="wire"\} [1-9]/m);
   expect(metrics).toMatch(/^tether_tunnel_api_streams_total\{result="ok"\} [1-9]/m);
+  // The HTTP-level byte meter counts as it does without the hub.
+  expect(metrics).toMatch(/^tether_upstream_bytes_total\{direction="received",kind="request"\} [1-9]/m);
+  expect(metrics).toMatch(/^tether_upstream_bytes_total\{direction="received",kind="probe"\} [1-9]/m);
 }, 60_000);
 
 test('run --upstream-via-hub without any hub URL is refused with a clear error', async () => {
