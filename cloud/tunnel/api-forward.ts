@@ -120,9 +120,14 @@ export function createApiForwarder(opts: ApiForwarderOptions): ApiForwarder {
   };
   const answered = (node: string, code: number) => opts.answered?.(node, code);
 
+  /** Always the apiserver: only path and query come from the edge (never a host, even from "//host/…"). */
   const target = (u: ApiUpstream, url: string | undefined): URL => {
-    const path = url && url.startsWith('/') ? url : '/';
-    return new URL(u.server.pathname.replace(/\/+$/, '') + path, u.server);
+    const raw = url && url.startsWith('/') ? url : '/';
+    const q = raw.indexOf('?');
+    const t = new URL(u.server.href);
+    t.pathname = u.server.pathname.replace(/\/+$/, '') + (q < 0 ? raw : raw.slice(0, q));
+    t.search = q < 0 ? '' : raw.slice(q);
+    return t;
   };
 
   const prepare = async (node: string, req: IncomingMessage, upgrade?: string, filtered?: EndpointsRequest) => {
