@@ -62,6 +62,10 @@ export const hubConfigSchema = z.strictObject({
   dialTimeoutSeconds: z.number().int().min(1).default(10).describe('Limit on opening a stream or a direct connection'),
   heartbeatSeconds: z.number().int().min(1).default(10).describe('Tunnel heartbeat interval; a peer silent for 3 intervals is gone'),
   shutdownGraceSeconds: z.number().int().min(0).default(10).describe('On SIGTERM, how long open streams may finish after agents were told to reconnect elsewhere'),
+  admitUnregisteredNodes: z
+    .boolean()
+    .default(false)
+    .describe('Accept the tunnel of an authenticated node whose Node object does not exist yet (nodes with upstreamViaHub register their Node through it; it is routed no address until its Node object lists some)'),
   apiStreams: z
     .boolean()
     .default(true)

@@ -192,8 +192,13 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     admit: async (node, _hello, credential) => {
       if (!directory.hasNode(node)) {
         const addresses = await backend.nodeAddresses(node);
-        if (!addresses) throw new TetherError(ErrorCode.TunnelDenied, `hello: Node ${node} does not exist; the node must be registered before its tunnel connects`);
-        directory.setNode(node, addresses);
+        if (addresses) directory.setNode(node, addresses);
+        else if (!config.admitUnregisteredNodes) {
+          throw new TetherError(ErrorCode.TunnelDenied, `hello: Node ${node} does not exist; the node must be registered before its tunnel connects (or the hub run with admitUnregisteredNodes)`);
+        } else {
+          // It owns no address until its Node object lists some (node-directory.ts); it may register through its api streams.
+          log.info('agent of a node not registered yet accepted', { node });
+        }
       }
       const elsewhere = backend.leases ? view.owner(node) : undefined;
       const why =

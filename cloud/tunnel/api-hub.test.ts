@@ -73,7 +73,7 @@ function get(open: () => Promise<Duplex>, path: string): Promise<{ status: numbe
   });
 }
 
-async function hubWith(config: Record<string, unknown>): Promise<{ h: RunningHub; registry: Registry; a: TunnelAgent; close(): Promise<void> }> {
+async function hubWith(config: Record<string, unknown>, node = 'n1'): Promise<{ h: RunningHub; registry: Registry; a: TunnelAgent; close(): Promise<void> }> {
   const registry = new Registry();
   const h = await startHub({
     config: hubConfigSchema.parse({ replicaId: 'hub-0', listen: '127.0.0.1:0', connectListen: '127.0.0.1:0', tlsCertFile: pki.hub.certFile, tlsKeyFile: pki.hub.keyFile, clientCaFile: pki.caFile, ...config }),
@@ -82,17 +82,17 @@ async function hubWith(config: Record<string, unknown>): Promise<{ h: RunningHub
     registry,
     apiUpstream: upstream,
   });
-  const creds = await pki.node('n1');
+  const creds = await pki.node(node);
   const a = startTunnelAgent({
     hubUrls: [`wss://${h.agentAddress}`],
-    nodeName: 'n1',
-    addresses: ['198.18.99.1'],
+    nodeName: node,
+    addresses: [],
     ports: [],
     tls: () => ({ ca: readFileSync(pki.caFile), cert: readFileSync(creds.certFile), key: readFileSync(creds.keyFile) }),
     backoff: { initialMs: 20, maxMs: 100 },
     log: createMemoryLogger('info'),
   });
-  await until('agent connected', () => a.connected);
+  await until('agent connected or refused', () => a.connected || !!a.status().lastError);
   return { h, registry, a, close: async () => (await a.close(), await h.close()) };
 }
 
@@ -124,6 +124,26 @@ describe('api streams through the hub', () => {
     const after = /tether_hub_api_bytes_total\{node="n1",direction="out",stage="raw"\} (\d+)/.exec(registry.render())?.[1];
     expect(Number(before)).toBeGreaterThan(0);
     expect(after).toBe(before!);
+  });
+
+  test('with admitUnregisteredNodes, a node without a Node object connects and can register through its api streams', async () => {
+    const { a, close } = await hubWith({ admitUnregisteredNodes: true }, 'fresh');
+    try {
+      expect(a.connected).toBe(true);
+      const r = await get(() => a.openApiStream(), '/api/v1/nodes');
+      expect(r.status).toBe(200);
+      expect(seen.at(-1)!['impersonate-user']).toBe('system:node:fresh');
+    } finally {
+      await close();
+    }
+    const refused = await hubWith({}, 'fresh');
+    try {
+      await until('refusal', () => !!refused.a.status().lastError);
+      expect(refused.a.status().lastError).toContain('hello: Node fresh does not exist');
+      expect(refused.a.connected).toBe(false);
+    } finally {
+      await refused.close();
+    }
   });
 
   test('apiStreams: false refuses api streams', async () => {
