@@ -136,7 +136,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         registry,
       })
     : undefined;
-  const openApiStream = () => tunnel!.openApiStream();
+  const openApiStream = (o?: { compress?: boolean }) => tunnel!.openApiStream(o);
   if (viaHub) log.info('upstream via the hub: apiserver requests travel as api streams of the tunnel', { hubs: hubUrls });
 
   const pool: UpstreamPool = createUpstreamPool({
@@ -182,10 +182,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     if (!t) {
       const href = u.url.href;
       let bearer = bearerAgents.get(href);
-      // Through the hub, bearer requests share the api streams: the hub lends the node's identity
-      // only to requests without `Authorization: Bearer`, and passes the others on as they are.
-      if (!bearer && !viaHub) {
-        bearer = u.url.protocol === 'https:' ? new HttpsAgent({ ...POOLING, ca: tls.ca }) : new HttpAgent(POOLING);
+      // Through the hub, bearer requests go on api streams too (the hub lends the node's identity only
+      // to requests without `Authorization: Bearer`, and passes the others on as they are), but on
+      // uncompressed ones: a pod's token must never share a compression context with bytes another
+      // local client chose (CRIME); the same for answers that carry Secrets or tokens.
+      if (!bearer) {
+        bearer = viaHub
+          ? createHubAgent(() => openApiStream({ compress: false }))
+          : u.url.protocol === 'https:'
+            ? new HttpsAgent({ ...POOLING, ca: tls.ca })
+            : new HttpAgent(POOLING);
         bearerAgents.set(href, bearer);
       }
       t = {
@@ -194,9 +200,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           return u.agent;
         },
         get bearerAgent() {
-          return bearer ?? u.agent;
+          return bearer;
         },
-        ...(viaHub ? { connect: () => new ApiStreamSocket(openApiStream) } : {}),
+        ...(viaHub ? { sensitiveAgent: bearer, connect: () => new ApiStreamSocket(() => openApiStream({ compress: false })) } : {}),
         exchange: (kind: ExchangeKind): ForwardExchange => {
           const x = pool.exchange(u, kind === 'watch' ? 'watch' : 'request');
           return {

@@ -31,6 +31,12 @@ export interface ForwardTarget {
   readonly agent: Agent;
   /** Connections without a client certificate, for requests that bring their own credentials. */
   readonly bearerAgent: Agent;
+  /**
+   * Connections for answers that carry credentials (Secrets, service-account tokens), when `agent`'s
+   * connections compress in a context shared with other requests (the via-hub api streams): a secret
+   * compressed beside bytes someone else chose would leak through the compressed length (CRIME).
+   */
+  readonly sensitiveAgent?: Agent;
   /** Begins watching one request to this target (health and byte counts); optional. */
   exchange?(kind: ExchangeKind): ForwardExchange;
 }
@@ -48,6 +54,12 @@ export interface ForwardExchange {
   /** The answer had started and broke with an error that is not the client's doing. */
   broken(err: unknown): void;
   end(): void;
+}
+
+/** Secrets (any namespace, list or get or watch) and service-account token requests: answers that hold credentials. */
+export function carriesCredentials(target: string): boolean {
+  const path = target.split('?')[0] ?? '';
+  return /^\/api\/v1\/(namespaces\/[^/]+\/)?secrets(\/|$)/.test(path) || /^\/api\/v1\/namespaces\/[^/]+\/serviceaccounts\/[^/]+\/token$/.test(path);
 }
 
 function acceptsGzip(v: string | string[] | undefined): boolean {
@@ -137,7 +149,7 @@ function lineSplitter(onLine: (line: string) => void) {
 export function forward(target: ForwardTarget, req: IncomingMessage, res: ServerResponse, opts: ForwardOptions = {}): Promise<void> {
   const url = target.url;
   const useTls = url.protocol === 'https:';
-  const agent = req.headers.authorization ? target.bearerAgent : target.agent;
+  const agent = req.headers.authorization ? target.bearerAgent : target.sensitiveAgent && carriesCredentials(req.url ?? '/') ? target.sensitiveAgent : target.agent;
   const base = url.pathname.replace(/\/$/, '');
   const ex = target.exchange?.(opts.watch ? 'watch' : 'request');
   // Decode a gzip answer unless it can go to the client as it is.

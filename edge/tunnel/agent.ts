@@ -93,8 +93,11 @@ export interface TunnelSessionEvent {
 export interface TunnelAgent {
   readonly connected: boolean;
   status(): TunnelAgentStatus;
-  /** A compressed api stream on the current session (rejects E_TUNNEL_CLOSED when there is none). */
-  openApiStream(opts?: { timeoutMs?: number }): Promise<Duplex>;
+  /**
+   * An api stream on the current session (rejects E_TUNNEL_CLOSED when there is none), compressed
+   * unless `compress: false` (credentials and Secrets never share the session's compression context).
+   */
+  openApiStream(opts?: { timeoutMs?: number; compress?: boolean }): Promise<Duplex>;
   onSession(listener: (ev: TunnelSessionEvent) => void): () => void;
   apiBytes(): ApiStreamBytes;
   close(): Promise<void>;
@@ -104,12 +107,12 @@ export interface TunnelAgent {
 export const API_STREAM_HOST = 'kube-apiserver';
 
 /** Opens an api stream on `session`, or rejects E_TUNNEL_CLOSED when it is missing or not usable. */
-export function openApiStreamOn(session: TunnelSession | undefined, timeoutMs = 10_000): Promise<Duplex> {
+export function openApiStreamOn(session: TunnelSession | undefined, timeoutMs = 10_000, compress = true): Promise<Duplex> {
   if (!session || (session.state !== 'open' && session.state !== 'handshake')) {
     const why = session ? `the session is ${session.state}` : 'no session';
     return Promise.reject(new TetherError(ErrorCode.TunnelClosed, `open api stream: no tunnel session to the hub (${why})`));
   }
-  return session.open(API_STREAM_HOST, 0, { compress: true, timeoutMs });
+  return session.open(API_STREAM_HOST, 0, { compress, timeoutMs });
 }
 
 const withPath = (u: string) => {
@@ -335,7 +338,7 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
     }),
     async openApiStream(o = {}) {
       if (!current && Date.now() < movingUntil && !stopping.signal.aborted) await waitForCurrent(movingUntil - Date.now());
-      return openApiStreamOn(current?.session, o.timeoutMs).then(
+      return openApiStreamOn(current?.session, o.timeoutMs, o.compress ?? true).then(
         (d) => {
           apiResults?.inc({ result: 'ok' });
           return d;
