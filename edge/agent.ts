@@ -176,6 +176,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         })
       : undefined;
   const bearerAgents = new Map<string, HttpAgent>();
+  // Via the hub: answers that carry credentials (Secrets, tokens) and upgrades go on api streams of
+  // their own, never compressed (forward.ts carriesCredentials).
+  const sensitiveViaHub = viaHub ? createHubAgent(() => openApiStream({ compress: false })) : undefined;
   const targets = new Map<Upstream, Target>();
   const targetOf = (u: Upstream): Target => {
     let t = targets.get(u);
@@ -202,7 +205,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         get bearerAgent() {
           return bearer;
         },
-        ...(viaHub ? { sensitiveAgent: bearer, connect: () => new ApiStreamSocket(() => openApiStream({ compress: false })) } : {}),
+        ...(viaHub ? { sensitiveAgent: sensitiveViaHub, connect: () => new ApiStreamSocket(() => openApiStream({ compress: false })) } : {}),
         exchange: (kind: ExchangeKind): ForwardExchange => {
           const x = pool.exchange(u, kind === 'watch' ? 'watch' : 'request');
           return {
@@ -432,6 +435,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       await admin.close();
       pool.close();
       for (const a of bearerAgents.values()) a.destroy();
+      sensitiveViaHub?.destroy();
       store?.db.close();
     },
   };

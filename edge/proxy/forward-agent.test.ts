@@ -11,10 +11,15 @@ import { carriesCredentials, forward, type ForwardTarget } from './forward.ts';
 
 class CountingAgent extends Agent {
   used = 0;
-  override addRequest(...args: unknown[]): void {
-    this.used++;
-    // @ts-expect-error node's Agent.addRequest is not in the public typings
-    super.addRequest(...args);
+  constructor(opts: ConstructorParameters<typeof Agent>[0]) {
+    super(opts);
+    // addRequest is how node:http (and Bun's) hand a request to its agent; it is not in the public typings.
+    const self = this as unknown as { addRequest: (...a: unknown[]) => void };
+    const inner = self.addRequest.bind(this);
+    self.addRequest = (...a: unknown[]) => {
+      this.used++;
+      inner(...a);
+    };
   }
 }
 
@@ -69,10 +74,10 @@ describe('forward picks the connections', () => {
     expect([node.used - before[0]!, bearer.used - before[1]!, sensitive.used - before[2]!]).toEqual([0, 0, 2]);
   });
 
-  test('a request with a bearer token takes the bearer connections, whatever it asks for', async () => {
+  test('a request with a bearer token takes the bearer connections, or the separate ones for Secrets', async () => {
     const before = [node.used, bearer.used, sensitive.used];
     await get('/api/v1/namespaces/a/configmaps/c', { authorization: 'Bearer t' });
     await get('/api/v1/namespaces/a/secrets/s', { authorization: 'Bearer t' });
-    expect([node.used - before[0]!, bearer.used - before[1]!, sensitive.used - before[2]!]).toEqual([0, 2, 0]);
+    expect([node.used - before[0]!, bearer.used - before[1]!, sensitive.used - before[2]!]).toEqual([0, 1, 1]);
   });
 });

@@ -149,7 +149,7 @@ function lineSplitter(onLine: (line: string) => void) {
 export function forward(target: ForwardTarget, req: IncomingMessage, res: ServerResponse, opts: ForwardOptions = {}): Promise<void> {
   const url = target.url;
   const useTls = url.protocol === 'https:';
-  const agent = req.headers.authorization ? target.bearerAgent : target.sensitiveAgent && carriesCredentials(req.url ?? '/') ? target.sensitiveAgent : target.agent;
+  const agent = target.sensitiveAgent && carriesCredentials(req.url ?? '/') ? target.sensitiveAgent : req.headers.authorization ? target.bearerAgent : target.agent;
   const base = url.pathname.replace(/\/$/, '');
   const ex = target.exchange?.(opts.watch ? 'watch' : 'request');
   // Decode a gzip answer unless it can go to the client as it is.
