@@ -75,6 +75,18 @@ describe('offline answers keep to what each identity was allowed online', () => 
     expect((get.body as KubeObject).data).toEqual({ mode: 'edge' });
   });
 
+  test("a bearer token's answers under a component's User-Agent neither narrow nor widen what the node's component is answered", async () => {
+    const bearer = (path: string) => Object.assign(asComponent('kube-proxy', path), { lendsNode: false });
+    const lent = (path: string) => Object.assign(asComponent('kube-proxy', path), { lendsNode: true });
+    await answer(lent('/api/v1/namespaces/app/configmaps/cfg'), 200, cm('app', 'cfg', 5));
+    // A pod borrowing kube-proxy's User-Agent: refused the object the node's kube-proxy got, allowed a list it never had.
+    await answer(bearer('/api/v1/namespaces/app/configmaps/cfg'), 403, FORBIDDEN);
+    await answer(bearer('/api/v1/namespaces/other/configmaps'), 200, { kind: 'ConfigMapList', apiVersion: 'v1', metadata: { resourceVersion: '9' }, items: [cm('other', 'x', 9)] });
+    expect(readGet(store, lent('/api/v1/namespaces/app/configmaps/cfg'), true).status).toBe(200);
+    expect(refusalOf(() => readList(store, lent('/api/v1/namespaces/other/configmaps'), true))).toMatchObject({ code: 503 });
+    expect(store.access.count()).toBe(1);
+  });
+
   test('a GET of an object this identity was never shown is 503 saying so, also when the store holds it', async () => {
     await answer(asComponent('kubelet', '/api/v1/namespaces/app/configmaps/cfg'), 200, cm('app', 'cfg', 5));
     store.objects.put('v1/configmaps', cm('app', 'other', 6));

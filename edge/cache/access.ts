@@ -16,16 +16,20 @@
  *     without selectors over its namespace: the store then knows it does not exist);
  *   - otherwise, when the apiserver refused this identity that exact request (the latest answer to
  *     it was a 403), the same 403 Status; else 503: not known whether this identity may.
- * Only cached components are recorded (their answers are tapped anyway). Other clients (an
- * operator's kubectl with a local certificate, a bearer token of another client) have no record of
+ * Only cached components are recorded (their answers are tapped anyway), and only requests that
+ * went upstream as the node (`info.lendsNode`): a bearer token's answers are that token's, kept and
+ * checked per token by edge/auth/offline-tokens.ts, and neither recorded nor decided here (a pod
+ * borrowing a component's User-Agent must not widen, or with its 403s narrow, that component's
+ * offline view). Other clients (an operator's kubectl with a local certificate) have no record of
  * their own: for them, what any cached identity was allowed or refused counts — they reach the
- * apiserver as the node, or with a token that edge/auth/offline-tokens.ts checks first, per token.
+ * apiserver as the node.
  *
  * Cost. The record is kept in memory (loaded from the store once, so an agent restarted offline
  * decides the same) and written in batches (recorder.ts), one row per distinct request and only
  * when its answer changed: the kubelet's repeated GETs of its pods' Secrets and ConfigMaps write
  * nothing after the first. Lists and watches that made a view (the store's `views`) count as
- * allowed without a record of their own being needed; views are read when deciding (offline).
+ * allowed only for a component that has no access record at all (a store written before access
+ * records existed); views are read when deciding (offline).
  */
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
@@ -145,7 +149,9 @@ export function createNodeAccess(store: Store, opts: NodeAccessOptions = {}): No
   const decideFor = (id: Identity | undefined, views: ScopeGrant[] | undefined, info: ResourceRequestInfo, key: string, object: KubeObject | undefined): AccessDecision | undefined => {
     if (!id && !views) return undefined;
     const exact = id?.exact.get(key);
-    const scopes: ScopeGrant[] = [...(id?.scopes.values() ?? []), ...(views ?? [])];
+    // The store's views (which lists a component made, bearer tokens' included) stand in only for a
+    // component with no access record of its own yet: a store from before access records existed.
+    const scopes: ScopeGrant[] = id ? [...id.scopes.values()] : [...(views ?? [])];
     if (exact && isAllowed(exact.status)) return { kind: 'allowed' };
     if (info.verb === 'get') {
       for (const s of scopes) {
@@ -162,6 +168,10 @@ export function createNodeAccess(store: Store, opts: NodeAccessOptions = {}): No
 
   return {
     answered(info, status, refusal) {
+      // A bearer token's answers are the token's (edge/auth/offline-tokens.ts keeps them per token):
+      // recorded here they would let any pod that borrows a component's User-Agent widen, or with its
+      // 403s narrow, what that component is answered offline.
+      if (info.lendsNode === false) return false;
       if (!isAllowed(status) && status !== 403) return false;
       const base = recordOf(info);
       if (!base) return false;
@@ -182,6 +192,7 @@ export function createNodeAccess(store: Store, opts: NodeAccessOptions = {}): No
       store.access.put(batch);
     },
     decide(info, cachedComponent, object) {
+      if (info.lendsNode === false) return { kind: 'allowed' }; // decided per token before the cache is asked
       const base = recordOf(info);
       if (!base) return { kind: 'allowed' };
       load();

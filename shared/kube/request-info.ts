@@ -58,6 +58,12 @@ interface RequestInfoFields {
   method: string;
   /** User-Agent up to the first '/', lower-cased ('' when absent): the client's cache view. */
   component: string;
+  /**
+   * Set by the edge proxy once it knows who asks: true when the request goes upstream as the node (a
+   * local client certificate, or plain-HTTP lending), false for a bearer token's own request. Unset
+   * elsewhere.
+   */
+  lendsNode?: boolean;
   /** 'api' (core group), 'apis' (named groups), '' otherwise. Set for discovery paths too. */
   apiPrefix: 'api' | 'apis' | '';
   /** '' for the core group. Set for /apis/{group}[/{version}] discovery too. */
