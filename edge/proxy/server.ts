@@ -297,8 +297,8 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       }
       const who = identify(req, { tls: tls !== undefined, lendPlain });
       const parsed = info;
-      info.component = who.component;
-      info.lendsNode = who.lendsNode; // the certificate's name, not the User-Agent
+      info.component = who.component; // the certificate's name, not the User-Agent
+      info.lendsNode = who.lendsNode;
       if (who.kind === 'anonymous') {
         writeStatus(res, statusBody(401, 'Unauthorized', who.why));
         count(info, 401, 'proxy');
