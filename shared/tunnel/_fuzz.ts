@@ -118,7 +118,7 @@ export function sampleFrame(r: Random): Frame {
     case 5:
       return { type: 'goaway', code: r.pick(goAwayCodes), reason: 'bye' };
     case 6:
-      return { type: 'open', stream, host, port: r.int(65536), window: 1 + r.int(2 ** 20), ...(r.int(2) ? { compress: true } : {}) };
+      return { type: 'open', stream, host, port: r.int(65536), window: 1 + r.int(2 ** 20), ...[{}, { compress: true as const }, { compress: 'answers' as const }][r.int(3)] };
     case 7:
       return { type: 'open-result', stream, result: r.int(2) ? { ok: true, window: 65536 } : { ok: false, code: 'E_TUNNEL_DENIED', reason: 'port 22 is not allowed' } };
     case 8:

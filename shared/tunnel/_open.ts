@@ -4,13 +4,16 @@
  */
 import type { Duplex } from 'node:stream';
 import { ErrorCode, TetherError, isTetherError, messageOf } from '../errors.ts';
-import { clampReason } from './frames.ts';
+import { clampReason, type OpenCompress } from './frames.ts';
 
 export interface PendingOpen {
   host: string;
   port: number;
-  /** open() asked for compression; once OPEN is sent: the stream is compressed (the session negotiated it). */
-  compress: boolean;
+  /**
+   * open() asked for compression (true: both ways, 'answers': only the peer's bytes); once OPEN
+   * is sent: what the stream uses (false when the session negotiated none).
+   */
+  compress: OpenCompress | false;
   /** OPEN went out (it waits for the handshake otherwise). */
   sent: boolean;
   resolve: (d: Duplex) => void;

@@ -34,8 +34,10 @@ export interface StreamOptions {
   /** The peer's receive window: our initial credit. */
   peerWindow: number;
   writableHighWaterMark: number;
-  /** DATA travels as ZDATA through the session's deflate contexts (both directions). */
-  compress: boolean;
+  /** What we send travels as ZDATA through the session's deflate context (else DATA). */
+  compressOut: boolean;
+  /** What the peer sends must arrive as ZDATA (else DATA); the session checks it. */
+  compressIn: boolean;
 }
 
 /** The most stream bytes one ZDATA carries: deflate may grow incompressible input a little. */
@@ -63,7 +65,8 @@ export class TunnelStream {
   /** Bytes we may still send. */
   credit: number;
   released = false;
-  readonly compress: boolean;
+  readonly compressOut: boolean;
+  readonly compressIn: boolean;
   private allowance: number;
   private pushed = 0;
   private credited = 0;
@@ -78,7 +81,8 @@ export class TunnelStream {
     private readonly host: StreamHost,
     opts: StreamOptions,
   ) {
-    this.compress = opts.compress;
+    this.compressOut = opts.compressOut;
+    this.compressIn = opts.compressIn;
     this.credit = opts.peerWindow;
     this.allowance = opts.window;
     this.threshold = Math.max(1, Math.floor(opts.window / 2));
@@ -119,7 +123,7 @@ export class TunnelStream {
   take(): { data: Uint8Array; done?: () => void } | undefined {
     const p = this.pending;
     if (!p || this.credit <= 0) return undefined;
-    const n = Math.min(p.data.length - p.offset, this.credit, this.compress ? ZDATA_MAX_RAW : MAX_FRAME_PAYLOAD);
+    const n = Math.min(p.data.length - p.offset, this.credit, this.compressOut ? ZDATA_MAX_RAW : MAX_FRAME_PAYLOAD);
     const data = p.data.subarray(p.offset, p.offset + n);
     p.offset += n;
     this.credit -= n;

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Duplex, PassThrough } from 'node:stream';
-import { constants, deflateRawSync } from 'node:zlib';
+import { constants, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { createMemoryLogger } from '../log.ts';
 import { decodeFrame, encodeFrame, type Frame } from './frames.ts';
 import type { PairFactory } from './_test-pairs.ts';
@@ -83,22 +83,45 @@ async function apiPair(factory: PairFactory, o: { hub?: Partial<TunnelSessionOpt
   };
 }
 
-/** A raw agent: frames written by hand, frames received queued. */
+/** A raw peer: frames written by hand, frames received queued (and every type seen, kept). */
 function rawPeer(t: TunnelTransport) {
   const got: Frame[] = [];
+  const seen: Frame['type'][] = [];
   t.onMessage((d) => {
     const r = decodeFrame(d);
-    if (r.ok) got.push(r.frame);
+    if (r.ok) got.push(r.frame), seen.push(r.frame.type);
   });
   t.onClose(() => {});
   return {
+    seen,
     send: (f: Frame) => t.send(encodeFrame(f)),
-    next: async (type: Frame['type']) => {
+    next: async <T extends Frame['type']>(type: T) => {
       await until(() => got.some((f) => f.type === type), `a ${type} frame`);
-      return got.splice(got.findIndex((f) => f.type === type), 1)[0]!;
+      return got.splice(got.findIndex((f) => f.type === type), 1)[0]! as Extract<Frame, { type: T }>;
     },
   };
 }
+
+/** A raw hub on `t` that has welcomed the agent with deflate. */
+async function rawHub(t: TunnelTransport) {
+  const peer = rawPeer(t);
+  await peer.next('hello');
+  peer.send({ type: 'welcome', session: 'raw', compression: 'deflate' });
+  return peer;
+}
+
+/** A raw agent on `t`, welcomed with deflate, with stream 2 open as compress 'answers'. */
+async function rawAgentWithAnswersStream(t: TunnelTransport) {
+  const peer = rawPeer(t);
+  peer.send({ type: 'hello', hello, compression: ['deflate'] });
+  assert.equal((await peer.next('welcome')).compression, 'deflate');
+  peer.send({ type: 'open', stream: 2, host: 'kube-apiserver', port: 0, window: 1 << 20, compress: 'answers' });
+  assert.equal((await peer.next('open-result')).result.ok, true);
+  return peer;
+}
+
+const syncDeflate = (text: string) => deflateRawSync(Buffer.from(text), { finishFlush: constants.Z_SYNC_FLUSH });
+const request = 'GET /api/v1/namespaces/kube-system/pods?watch=1 HTTP/1.1\r\nAuthorization: Bearer s3cr3t-token\r\n\r\n';
 
 export function runCompressContract(test: TestFn, factory: PairFactory): void {
   const t = (name: string, fn: () => Promise<void>) => test(`${factory.name}: compression: ${name}`, fn);
@@ -259,4 +282,159 @@ export function runCompressContract(test: TestFn, factory: PairFactory): void {
       }
     });
   }
+  t("'answers' streams deliver both ways; only the acceptor's bytes are ZDATA, and only they are counted", async () => {
+    const s = await apiPair(factory);
+    try {
+      const body = mixedBytes(1024 * 1024 + 5, 11);
+      const d = await s.agent.open('kube-apiserver', 0, { compress: 'answers' });
+      const [echoed] = await Promise.all([readAll(d), writeAll(d, body, 40_000, true)]);
+      assert.equal(sha(echoed), sha(body));
+      assert.deepEqual(s.infos[0], { host: 'kube-apiserver', port: 0, info: { compress: true, direction: 'answers' } });
+      const a = s.agent.stats();
+      const h = s.hub.stats();
+      assert.deepEqual([a.apiRawOut, a.apiWireOut, h.apiRawIn, h.apiWireIn], [0, 0, 0, 0], 'the opener sent no ZDATA');
+      assert.deepEqual([a.bytesOut, h.bytesIn, a.apiRawIn, h.apiRawOut], [body.length, body.length, body.length, body.length]);
+      assert.ok(a.apiWireIn > 0 && a.apiWireIn === h.apiWireOut, `wire in ${a.apiWireIn}, hub wire out ${h.apiWireOut}`);
+      await until(() => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0, 'streams released');
+      // One context each: the agent never deflated, the hub never inflated.
+      assert.deepEqual([inspectSession(s.agent).zlibContexts, inspectSession(s.hub).zlibContexts], [1, 1]);
+    } finally {
+      await s.dispose();
+    }
+  });
+
+  t("the hub may open an 'answers' stream too: the agent's onOpen learns it, the agent's answers are ZDATA", async () => {
+    const pair = await factory.create();
+    const infos: OpenInfo[] = [];
+    const hub = createTunnelSession({ transport: pair.hub, role: 'hub', log: createMemoryLogger('info') });
+    const agent = createTunnelSession({
+      transport: pair.agent,
+      role: 'agent',
+      log: createMemoryLogger('info'),
+      hello,
+      onOpen: async (_h, _p, info) => (infos.push(info), new PassThrough()),
+    });
+    try {
+      await Promise.all([hub.ready, agent.ready]);
+      const body = mixedBytes(300_000, 5);
+      const d = await hub.open('198.18.1.2', 10250, { compress: 'answers' });
+      const [echoed] = await Promise.all([readAll(d), writeAll(d, body, 30_000, true)]);
+      assert.equal(sha(echoed), sha(body));
+      assert.deepEqual(infos, [{ compress: true, direction: 'answers' }]);
+      const a = agent.stats();
+      const h = hub.stats();
+      assert.deepEqual([h.apiRawOut, a.apiRawIn, h.apiRawIn, a.apiRawOut], [0, 0, body.length, body.length]);
+    } finally {
+      hub.close('test done');
+      agent.close('test done');
+      await pair.dispose();
+    }
+  });
+
+  t("on the wire, the opener's bytes are plain DATA and the acceptor's ZDATA (a raw hub reads what the agent sends)", async () => {
+    const pair = await factory.create();
+    const agent = createTunnelSession({ transport: pair.agent, role: 'agent', log: createMemoryLogger('info'), hello });
+    try {
+      const raw = await rawHub(pair.hub);
+      await agent.ready;
+      const opening = agent.open('kube-apiserver', 0, { compress: 'answers' });
+      const open = await raw.next('open');
+      assert.equal(open.compress, 'answers');
+      raw.send({ type: 'open-result', stream: open.stream, result: { ok: true, window: 1 << 20 } });
+      const d = await opening;
+      d.write(request);
+      const data = await raw.next('data');
+      assert.equal(Buffer.from(data.data).toString(), request, 'the request, token included, crossed the wire as it was written');
+      assert.ok(!raw.seen.includes('zdata'), 'the opener sent no ZDATA');
+      const answer = 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"type":"ADDED"}';
+      raw.send({ type: 'zdata', stream: open.stream, data: syncDeflate(answer) });
+      raw.send({ type: 'close', stream: open.stream, reset: false, reason: '' });
+      d.end();
+      assert.equal((await readAll(d)).toString(), answer);
+      assert.deepEqual([agent.stats().apiRawIn, agent.stats().apiRawOut], [answer.length, 0]);
+      assert.equal(inspectSession(agent).zlibContexts, 1);
+    } finally {
+      agent.close('test done');
+      await pair.dispose();
+    }
+  });
+
+  t("on the wire, the acceptor answers an 'answers' stream with ZDATA and reads the opener's plain DATA (a raw agent)", async () => {
+    const pair = await factory.create();
+    const got: string[] = [];
+    const infos: OpenInfo[] = [];
+    const hub = createTunnelSession({
+      transport: pair.hub,
+      role: 'hub',
+      log: createMemoryLogger('info'),
+      onOpen: async (_h, _p, info) => {
+        infos.push(info);
+        const echo = new PassThrough();
+        echo.on('data', (c: Buffer) => got.push(c.toString()));
+        return echo;
+      },
+    });
+    try {
+      const raw = await rawAgentWithAnswersStream(pair.agent);
+      raw.send({ type: 'data', stream: 2, data: Buffer.from(request) });
+      const z = await raw.next('zdata');
+      assert.equal(inflateRawSync(z.data, { finishFlush: constants.Z_SYNC_FLUSH }).toString(), request);
+      assert.ok(!raw.seen.includes('data'), 'the acceptor sent no plain DATA');
+      assert.deepEqual(got, [request]);
+      assert.deepEqual(infos, [{ compress: true, direction: 'answers' }]);
+      assert.equal(hub.state, 'open');
+    } finally {
+      hub.close('test done');
+      await pair.dispose();
+    }
+  });
+
+  t("hostile: ZDATA from the opener on an 'answers' stream closes the acceptor's session with GOAWAY protocol", async () => {
+    const pair = await factory.create();
+    const hub = createTunnelSession({ transport: pair.hub, role: 'hub', log: createMemoryLogger('info'), onOpen: async () => new PassThrough() });
+    try {
+      const raw = await rawAgentWithAnswersStream(pair.agent);
+      raw.send({ type: 'zdata', stream: 2, data: syncDeflate(request) });
+      const closed = await hub.closed;
+      assert.equal(closed.code, 'protocol');
+      assert.match(closed.reason, /ZDATA on stream 2, which is not compressed in this direction/);
+      assert.equal((await raw.next('goaway')).code, 'protocol');
+      assert.equal(inspectSession(hub).zlibContexts, 0);
+    } finally {
+      await pair.dispose();
+    }
+  });
+
+  t("hostile: plain DATA from the acceptor on an 'answers' stream closes the opener's session with GOAWAY protocol", async () => {
+    const pair = await factory.create();
+    const agent = createTunnelSession({ transport: pair.agent, role: 'agent', log: createMemoryLogger('info'), hello });
+    try {
+      const raw = await rawHub(pair.hub);
+      await agent.ready;
+      const opening = agent.open('kube-apiserver', 0, { compress: 'answers' });
+      const open = await raw.next('open');
+      raw.send({ type: 'open-result', stream: open.stream, result: { ok: true, window: 1 << 20 } });
+      (await opening).on('error', () => {});
+      raw.send({ type: 'data', stream: open.stream, data: Buffer.from('HTTP/1.1 200 OK\r\n\r\n') });
+      const closed = await agent.closed;
+      assert.equal(closed.code, 'protocol');
+      assert.match(closed.reason, /DATA on stream \d+, which is compressed/);
+      assert.equal((await raw.next('goaway')).code, 'protocol');
+    } finally {
+      await pair.dispose();
+    }
+  });
+
+  t("'answers' on a session without compression is a plain stream", async () => {
+    const s = await apiPair(factory, { hub: { compression: 'none' } });
+    try {
+      const d = await s.agent.open('kube-apiserver', 0, { compress: 'answers' });
+      assert.deepEqual(s.infos[0]!.info, { compress: false });
+      d.end('plain');
+      assert.equal((await readAll(d)).toString(), 'plain');
+      assert.deepEqual([s.agent.stats().apiRawIn, s.hub.stats().apiRawOut], [0, 0]);
+    } finally {
+      await s.dispose();
+    }
+  });
 }

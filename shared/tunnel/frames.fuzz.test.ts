@@ -26,6 +26,7 @@ function hostileJson(r: Random): Uint8Array {
     '{"host":"a b","port":0,"window":-1}',
     '"\\ud800"',
     '{"host":"kube-apiserver","port":0,"window":1,"compress":1}',
+    '{"host":"kube-apiserver","port":0,"window":1,"compress":"Answers"}',
     '{"node":"edge-1","addresses":[],"version":"1","compression":' + JSON.stringify(Array(9).fill('deflate')) + '}',
     '{"session":"s","compression":"Deflate"}',
   ];

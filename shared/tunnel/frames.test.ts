@@ -29,6 +29,7 @@ const samples: Frame[] = [
   { type: 'open', stream: 1, host: '198.18.1.2', port: 10250, window: 262144 },
   { type: 'open', stream: 0xffffffff, host: 'edge-1.local', port: 65535, window: 0x7fffffff },
   { type: 'open', stream: 2, host: 'kube-apiserver', port: 0, window: 262144, compress: true },
+  { type: 'open', stream: 4, host: 'kube-apiserver', port: 0, window: 262144, compress: 'answers' },
   { type: 'open-result', stream: 1, result: { ok: true, window: 65536 } },
   { type: 'open-result', stream: 3, result: { ok: false, code: 'E_TUNNEL_DENIED', reason: 'destination 10.0.0.1:22 not allowed' } },
   { type: 'data', stream: 5, data: new Uint8Array([0, 255, 1, 254]) },
@@ -161,6 +162,7 @@ describe('frames: malformed input', () => {
     rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 65536, window: 1 }))), 'stream', /port/);
     rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: -1, window: 1 }))), 'stream', /port/);
     rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 1, window: 1, compress: 'yes' }))), 'stream', /compress/);
+    rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 1, window: 1, compress: 'requests' }))), 'stream', /compress/);
     rejected(decodeFrame(frame(FrameType.Hello, 0, JSON.stringify({ ...hello, compression: 'deflate' }))), 'session', /compression/);
     rejected(decodeFrame(frame(FrameType.Welcome, 0, JSON.stringify({ session: 'a', compression: ['deflate'] }))), 'session', /compression/);
     rejected(decodeFrame(frame(FrameType.Open, 1, JSON.stringify({ host: 'a', port: 1.5, window: 1 }))), 'stream', /port/);

@@ -18,6 +18,7 @@
  *   agent → hub   OPEN_RESULT #1 {ok, window}           or {ok: false, code, reason}
  *   agent → hub   OPEN #2 {kube-apiserver, 0, compress} an api stream (the hub accepts it only if
  *                                                       it is built to); its bytes go as ZDATA
+ *                                                       (compress "answers": only the hub's do)
  *   both ways     DATA #1 <bytes>                       never beyond the credit the receiver gave
  *   both ways     CREDIT #1 <n>                         the receiver's consumer read n more bytes
  *   both ways     CLOSE #1 FIN                          half-close: the sender sends no more DATA
@@ -33,7 +34,9 @@
  *   receiver's consumer has read the bytes. A stream whose consumer is stuck stops only itself.
  *   Compressed streams (OPEN compress: true, on a session whose WELCOME chose deflate) send ZDATA
  *   instead of DATA, both ways, through one raw-deflate context per direction per session (kept
- *   across frames and streams; see _compress.ts); credit counts the uncompressed bytes.
+ *   across frames and streams; see _compress.ts); credit counts the uncompressed bytes. OPEN
+ *   compress "answers" compresses only the acceptor → opener direction: the opener's bytes (requests
+ *   that carry credentials) stay DATA and never share a deflate context with other streams (CRIME).
  *
  * Frame layout (integers big-endian):
  *
@@ -58,7 +61,8 @@
  *   0x06 GOAWAY       u8 code, then UTF-8 reason (≤ MAX_REASON_BYTES); codes: 0 normal,
  *                     1 drained, 2 refused, 3 protocol, 4 heartbeat, 5 overloaded, 6 replaced
  *   0x10 OPEN         JSON {"host": string, "port": 0…65535 (0: a named service), "window": 1…MAX_WINDOW,
- *                           "compress"?: boolean}
+ *                           "compress"?: true (ZDATA both ways) | "answers" (ZDATA acceptor → opener only)
+ *                                        | false (absent: DATA both ways)}
  *   0x11 OPEN_RESULT  JSON {"ok": true, "window": 1…MAX_WINDOW}
  *                        | {"ok": false, "code": "E_…", "reason": string (≤ MAX_REASON_BYTES)}
  *   0x12 DATA         1…MAX_FRAME_PAYLOAD bytes of the stream
@@ -112,6 +116,9 @@ export type CompressionMethod = (typeof compressionMethods)[number];
 export const goAwayCodes = ['normal', 'drained', 'refused', 'protocol', 'heartbeat', 'overloaded', 'replaced'] as const;
 export type GoAwayCode = (typeof goAwayCodes)[number];
 
+/** OPEN's compression: true = ZDATA both ways, 'answers' = only acceptor → opener (absent: none). */
+export type OpenCompress = true | 'answers';
+
 export type OpenResult = { ok: true; window: number } | { ok: false; code: string; reason: string };
 
 export type Frame =
@@ -121,7 +128,7 @@ export type Frame =
   | { type: 'pong'; data: Uint8Array }
   | { type: 'drain'; reason: string }
   | { type: 'goaway'; code: GoAwayCode; reason: string }
-  | { type: 'open'; stream: number; host: string; port: number; window: number; compress?: boolean }
+  | { type: 'open'; stream: number; host: string; port: number; window: number; compress?: OpenCompress }
   | { type: 'open-result'; stream: number; result: OpenResult }
   | { type: 'data'; stream: number; data: Uint8Array }
   | { type: 'zdata'; stream: number; data: Uint8Array }
@@ -162,7 +169,7 @@ export const helloSchema: z.ZodType<Hello> = z.object({
 const methodSchema = z.string().min(1).max(32).regex(/^[a-z0-9-]+$/);
 const compressionOfferSchema = z.object({ compression: z.array(methodSchema).max(8).optional() });
 const welcomeSchema = z.object({ session: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/), compression: methodSchema.optional() });
-const openSchema = z.object({ host: hostSchema, port: openPortSchema, window: windowSchema, compress: z.boolean().optional() });
+const openSchema = z.object({ host: hostSchema, port: openPortSchema, window: windowSchema, compress: z.union([z.boolean(), z.literal('answers')]).optional() });
 const openResultSchema = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(true), window: windowSchema }),
   z.object({ ok: z.literal(false), code: z.string().regex(/^E_[A-Z0-9_]{1,60}$/), reason: reasonSchema }),
@@ -232,7 +239,7 @@ function encodePayload(frame: Frame): Uint8Array {
     case 'goaway':
       return withByte(goAwayCodes.indexOf(frame.code), frame.reason);
     case 'open':
-      return json(frame.compress ? { host: frame.host, port: frame.port, window: frame.window, compress: true } : { host: frame.host, port: frame.port, window: frame.window });
+      return json(frame.compress ? { host: frame.host, port: frame.port, window: frame.window, compress: frame.compress } : { host: frame.host, port: frame.port, window: frame.window });
     case 'open-result':
       return json(frame.result.ok ? frame.result : { ...frame.result, reason: clampReason(frame.result.reason) });
     case 'data':

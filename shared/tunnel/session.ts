@@ -21,7 +21,10 @@
  * - Compression: the agent's HELLO offers deflate, the hub's WELCOME picks it (option
  *   `compression`, default 'deflate'). A stream opened with `compress: true` on such a session
  *   carries ZDATA both ways (_compress.ts: one context per direction, shared by the session's
- *   compressed streams); `onOpen` learns it from its third argument. Frames keep their order
+ *   compressed streams); `compress: 'answers'` only from the acceptor to the opener (the opener's
+ *   bytes stay DATA: requests with credentials never share a context, CRIME). `onOpen` learns it
+ *   from its third argument. Each direction is checked on its own: ZDATA where that direction is
+ *   plain, or DATA where it is compressed, ends the session (protocol). Frames keep their order
  *   across the asynchronous deflate and inflate (_ordered.ts). Bad compressed input ends the
  *   session (protocol): the context is shared.
  * - DRAIN: either side's drain() refuses new streams both ways; the session closes ('drained')
@@ -37,8 +40,8 @@ import { createHeartbeat } from './_heartbeat.ts';
 import { openRefusal, refusalError, type PendingOpen } from './_open.ts';
 import { createScheduler } from './_scheduler.ts';
 import { StreamDuplex, TunnelStream, resetError } from './_stream.ts';
-import type { SessionClosed, SessionCloseCode, SessionInternals, SessionState, TunnelSession, TunnelSessionOptions } from './types.ts';
-import { decodeFrame, encodeFrame, hostSchema, MAX_FRAME_PAYLOAD, MAX_FRAME_SIZE, MAX_STREAM_ID, MAX_WINDOW, openPortSchema, type Frame, type GoAwayCode, type Hello, type StreamFrame } from './frames.ts';
+import type { OpenInfo, SessionClosed, SessionCloseCode, SessionInternals, SessionState, TunnelSession, TunnelSessionOptions } from './types.ts';
+import { decodeFrame, encodeFrame, hostSchema, MAX_FRAME_PAYLOAD, MAX_FRAME_SIZE, MAX_STREAM_ID, MAX_WINDOW, openPortSchema, type Frame, type GoAwayCode, type Hello, type OpenCompress, type StreamFrame } from './frames.ts';
 
 export type { Hello } from './frames.ts';
 export type { OpenInfo, OpenOptions, SessionClosed, SessionCloseCode, SessionInternals, SessionState, SessionStats, TunnelSession, TunnelSessionOptions, TunnelTransport } from './types.ts';
@@ -128,7 +131,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     pollMs: transport.onDrain ? 50 : 1,
     sendData: (st, data) => {
       bytesOut += data.length;
-      if (!st.compress) return send({ type: 'data', stream: st.id, data });
+      if (!st.compressOut) return send({ type: 'data', stream: st.id, data });
       api.rawOut += data.length;
       tx.compressed(st.id, data, (wire) => (api.wireOut += wire));
     },
@@ -144,8 +147,11 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
       drainedCheck();
     },
   };
-  const newStream = (sid: number, destination: string, peerWindow: number, compress: boolean) => {
-    const st = new TunnelStream(sid, destination, host, { window, peerWindow, writableHighWaterMark: 64 * 1024, compress });
+  /** `compress` as in OPEN; `opener`: this side sent the OPEN (an 'answers' stream compresses what the acceptor sends). */
+  const newStream = (sid: number, destination: string, peerWindow: number, compress: OpenCompress | false, opener: boolean) => {
+    const compressOut = compress === true || (compress === 'answers' && !opener);
+    const compressIn = compress === true || (compress === 'answers' && opener);
+    const st = new TunnelStream(sid, destination, host, { window, peerWindow, writableHighWaterMark: 64 * 1024, compressOut, compressIn });
     streams.set(sid, st);
     return st;
   };
@@ -239,8 +245,8 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   };
   const sendOpen = (sid: number, p: PendingOpen) => {
     p.sent = true;
-    p.compress = p.compress && compression === 'deflate';
-    send({ type: 'open', stream: sid, host: p.host, port: p.port, window, ...(p.compress ? { compress: true } : {}) });
+    if (compression !== 'deflate') p.compress = false;
+    send({ type: 'open', stream: sid, host: p.host, port: p.port, window, ...(p.compress ? { compress: p.compress } : {}) });
   };
 
   const onHelloFrame = (h: Hello, offered: readonly string[] | undefined) => {
@@ -279,16 +285,17 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     if (liveCount() >= maxStreams) return refuse(ErrorCode.TunnelDial, `too many streams (limit ${maxStreams})`);
     dials.set(sid, destination);
     const onOpen = opts.onOpen;
-    const compress = f.compress === true && compression === 'deflate';
+    const compress = compression === 'deflate' && f.compress ? f.compress : false;
+    const info: OpenInfo = !compress ? { compress: false } : compress === true ? { compress: true } : { compress: true, direction: 'answers' };
     Promise.resolve()
-      .then(() => onOpen(f.host, f.port, { compress }))
+      .then(() => onOpen(f.host, f.port, info))
       .then(
         (socket) => {
           if (!dials.delete(sid)) {
             socket.destroy(); // reset or session closed while dialing
             return;
           }
-          const st = newStream(sid, destination, f.window, compress);
+          const st = newStream(sid, destination, f.window, compress, false);
           send({ type: 'open-result', stream: sid, result: { ok: true, window } });
           log.debug('tunnel stream open', { stream: sid, destination, compress });
           bridge(st.duplex, socket, log, sid);
@@ -312,7 +319,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
         return;
       }
       if (!f.result.ok) return settleOpen(sid, p, refusalError(p, f.result)), drainedCheck();
-      const st = newStream(sid, `${p.host}:${p.port}`, f.result.window, p.compress);
+      const st = newStream(sid, `${p.host}:${p.port}`, f.result.window, p.compress, true);
       log.debug('tunnel stream open', { stream: sid, destination: st.destination });
       return settleOpen(sid, p, st.duplex);
     }
@@ -330,7 +337,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     }
     if (f.type === 'zdata') return onZData(sid, f.data, st);
     if (!st) return; // a late frame for a stream that is already gone
-    if (f.type === 'data' && st.compress) return protocolError(`DATA on stream ${sid}, which is compressed (ZDATA expected)`);
+    if (f.type === 'data' && st.compressIn) return protocolError(`DATA on stream ${sid}, which is compressed (ZDATA expected)`);
     let violation: string | undefined;
     if (f.type === 'data') {
       bytesIn += f.data.length;
@@ -346,7 +353,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
    */
   const onZData = (sid: number, data: Uint8Array, st: TunnelStream | undefined) => {
     if (compression !== 'deflate') return protocolError(`ZDATA on stream ${sid}, but the session negotiated no compression`);
-    if (st && !st.compress) return protocolError(`ZDATA on stream ${sid}, which is not compressed`);
+    if (st && !st.compressIn) return protocolError(`ZDATA on stream ${sid}, which is not compressed${st.compressOut ? ' in this direction (compress "answers")' : ''}`);
     api.wireIn += data.length;
     rx.hold();
     codec.inflate(data, MAX_FRAME_PAYLOAD).then(
@@ -448,7 +455,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
         const p: PendingOpen = {
           host: hostname,
           port,
-          compress: o.compress === true,
+          compress: o.compress === true || o.compress === 'answers' ? o.compress : false,
           sent: false,
           resolve,
           reject,

@@ -52,17 +52,22 @@ export interface OpenOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
   /**
-   * Compress this stream's DATA in both directions (ZDATA frames through the session's shared
-   * deflate contexts) when the session negotiated compression; silently uncompressed otherwise.
+   * Compress this stream's DATA (ZDATA frames through the session's shared deflate contexts) when
+   * the session negotiated compression; silently uncompressed otherwise. `true`: both directions.
+   * `'answers'`: only what the acceptor sends back; what this side writes (requests with their
+   * credentials) stays plain DATA, so it never shares a deflate context with bytes another client
+   * chose (CRIME). Default false.
    */
-  compress?: boolean;
+  compress?: boolean | 'answers';
 }
 
-/** What the accepting side learns about a stream the peer opens (third argument of `onOpen`). */
-export interface OpenInfo {
-  /** The stream's DATA is compressed both ways (the peer asked and the session negotiated it). */
-  compress: boolean;
-}
+/**
+ * What the accepting side learns about a stream the peer opens (third argument of `onOpen`):
+ * `compress` is true when any direction is compressed (the peer asked and the session negotiated
+ * it). `direction: 'answers'` (set only then) says only what this side sends back is ZDATA and the
+ * opener's bytes arrive as plain DATA; absent, both directions are compressed.
+ */
+export type OpenInfo = { compress: false } | { compress: true; direction?: 'answers' };
 
 export interface SessionStats {
   /** Live streams, including opens not yet answered and dials in progress. */
@@ -74,13 +79,19 @@ export interface SessionStats {
   queuedBytes: Record<number, number>;
   /** Round-trip time of the last answered PING. */
   rttMs: number | undefined;
-  /** Compressed streams: stream bytes received, after inflation (counted in bytesIn too). */
+  /**
+   * The api counters count ZDATA only: a direction that is not compressed (every direction of a
+   * plain stream, the opener's bytes of an 'answers' stream) is not counted in them at all, only
+   * in bytesIn/bytesOut.
+   *
+   * Stream bytes received as ZDATA, after inflation (counted in bytesIn too).
+   */
   apiRawIn: number;
-  /** Compressed streams: stream bytes sent, before deflation (counted in bytesOut too). */
+  /** Stream bytes sent as ZDATA, before deflation (counted in bytesOut too). */
   apiRawOut: number;
-  /** Compressed streams: ZDATA payload bytes received (what crossed the wire). */
+  /** ZDATA payload bytes received (what crossed the wire). */
   apiWireIn: number;
-  /** Compressed streams: ZDATA payload bytes sent (what crossed the wire). */
+  /** ZDATA payload bytes sent (what crossed the wire). */
   apiWireOut: number;
 }
 
@@ -109,7 +120,7 @@ export interface TunnelSessionOptions {
   /** DATA is held back while the transport has this much queued. Default 256 KiB. */
   maxBufferedAmount?: number;
   /**
-   * Compression of streams opened with `compress: true`. The agent offers it in HELLO, the hub
+   * Compression of streams opened with `compress: true` or `'answers'`. The agent offers it in HELLO, the hub
    * picks it in WELCOME when both have it. Default 'deflate' on both roles.
    */
   compression?: 'deflate' | 'none';
