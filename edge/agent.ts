@@ -136,7 +136,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         registry,
       })
     : undefined;
-  const openApiStream = (o?: { compress?: boolean }) => tunnel!.openApiStream(o);
+  const openApiStream = (o?: { compress?: boolean | 'answers' }) => tunnel!.openApiStream(o);
   if (viaHub) log.info('upstream via the hub: apiserver requests travel as api streams of the tunnel', { hubs: hubUrls });
 
   const pool: UpstreamPool = createUpstreamPool({
@@ -186,12 +186,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       const href = u.url.href;
       let bearer = bearerAgents.get(href);
       // Through the hub, bearer requests go on api streams too (the hub lends the node's identity only
-      // to requests without `Authorization: Bearer`, and passes the others on as they are), but on
-      // uncompressed ones: a pod's token must never share a compression context with bytes another
-      // local client chose (CRIME); the same for answers that carry Secrets or tokens.
+      // to requests without `Authorization: Bearer`, and passes the others on as they are), on streams
+      // whose requests stay plain: a pod's token must never share a compression context with bytes
+      // another local client chose (CRIME); their answers (a kube-proxy's watch events) compress.
+      // Answers that carry Secrets or tokens take streams with no compression at all (below).
       if (!bearer) {
         bearer = viaHub
-          ? createHubAgent(() => openApiStream({ compress: false }))
+          ? createHubAgent(() => openApiStream({ compress: 'answers' }))
           : u.url.protocol === 'https:'
             ? new HttpsAgent({ ...POOLING, ca: tls.ca })
             : new HttpAgent(POOLING);

@@ -95,9 +95,10 @@ export interface TunnelAgent {
   status(): TunnelAgentStatus;
   /**
    * An api stream on the current session (rejects E_TUNNEL_CLOSED when there is none), compressed
-   * unless `compress: false` (credentials and Secrets never share the session's compression context).
+   * both ways unless `compress` says otherwise: `'answers'` compresses only what the hub sends back
+   * (requests with a pod's token stay plain), `false` nothing (Secrets, tokens, upgrades).
    */
-  openApiStream(opts?: { timeoutMs?: number; compress?: boolean }): Promise<Duplex>;
+  openApiStream(opts?: { timeoutMs?: number; compress?: boolean | 'answers' }): Promise<Duplex>;
   onSession(listener: (ev: TunnelSessionEvent) => void): () => void;
   apiBytes(): ApiStreamBytes;
   close(): Promise<void>;
@@ -107,7 +108,7 @@ export interface TunnelAgent {
 export const API_STREAM_HOST = 'kube-apiserver';
 
 /** Opens an api stream on `session`, or rejects E_TUNNEL_CLOSED when it is missing or not usable. */
-export function openApiStreamOn(session: TunnelSession | undefined, timeoutMs = 10_000, compress = true): Promise<Duplex> {
+export function openApiStreamOn(session: TunnelSession | undefined, timeoutMs = 10_000, compress: boolean | 'answers' = true): Promise<Duplex> {
   if (!session || (session.state !== 'open' && session.state !== 'handshake')) {
     const why = session ? `the session is ${session.state}` : 'no session';
     return Promise.reject(new TetherError(ErrorCode.TunnelClosed, `open api stream: no tunnel session to the hub (${why})`));
