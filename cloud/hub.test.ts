@@ -3,7 +3,7 @@
  * without a control plane: nodes come from a fixed list, Leases from memory. The end-to-end suites
  * (test/tunnel*.e2e.test.ts) do the same against kube-apiserver and kubectl.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, afterEach, beforeAll, describe, expect, test, setDefaultTimeout } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -19,6 +19,10 @@ import { makeHubTestPki, type HubTestPki } from './tunnel/_test-pki.ts';
 import { staticHubBackend, type HubBackend } from './tunnel/backend.ts';
 import { createLeaseView } from './tunnel/leases.ts';
 import { dialTunnel } from '../shared/tunnel/ws-transport.ts';
+
+// Each test makes certificates with the openssl CLI and starts hubs and agents: on a loaded 2-core
+// machine that alone can pass bun's 5 s default (a budget, not an assertion about speed).
+setDefaultTimeout(30_000);
 
 const NODE_IP = '198.18.99.1';
 /** A "cloud" destination for direct dials: the hub's network seam connects it to this test's servers on loopback. */
