@@ -262,7 +262,8 @@ describe('two replicas', () => {
     const { a: other } = await agent(h0.h, await pki.node('n1'));
     await until('refusal', () => other.status().lastError, (e) => !!e);
     expect(other.status().lastError).toContain('node n1 already has a live tunnel session on replica hub-1 authenticated with another credential');
-    expect(h0.registry.render()).toContain('tether_hub_agent_replacements_total{result="refused"} 1');
+    // At least once: the refused agent keeps retrying with backoff meanwhile.
+    expect(metric(h0.registry.render(), /tether_hub_agent_replacements_total\{result="refused"\} (\d+)/)).toBeGreaterThanOrEqual(1);
     expect(mem.get('tunnel-n1')?.holder).toBe('hub-1');
     await other.close();
     const { a: same } = await agent(h0.h, cert);
@@ -333,9 +334,10 @@ describe('trust between nodes', () => {
     const before = sessionOf().length;
     const { a: again } = await agent(h, first);
     await connected(again);
-    await until('replaced', () => log.lines.filter((l) => l.msg === 'agent session replaced').length, (n) => n === 1);
-    expect(sessionOf().length).toBe(before + 1);
-    expect(registry.render()).toContain('tether_hub_agent_replacements_total{result="accepted"} 1');
+    await until('replaced', () => log.lines.filter((l) => l.msg === 'agent session replaced').length, (n) => n >= 1);
+    await a.close(); // the replaced agent backs off before it would try to take the tunnel back
+    expect(sessionOf().length).toBeGreaterThanOrEqual(before + 1);
+    expect(metric(registry.render(), /tether_hub_agent_replacements_total\{result="accepted"\} (\d+)/)).toBeGreaterThanOrEqual(1);
   });
 });
 

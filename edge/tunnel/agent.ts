@@ -275,8 +275,11 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       () => {},
     );
     const outcome = await Promise.race([session.closed.then((c) => ({ closed: c })), drainAsked.then((reason) => ({ drain: reason }))]);
-    // A session that was welcomed and lasted a while counts as working; one that flaps backs off.
-    const worked = 'drain' in outcome || (welcomed && outcome.closed.code !== 'refused' && Date.now() - since.getTime() >= 1000);
+    // A session that was welcomed and lasted a while counts as working; one that flaps backs off. So
+    // does one that was replaced: the loop only sees that for its current session, so another process
+    // with this node's credential took the tunnel over, and fighting it back at once would flap both.
+    const worked =
+      'drain' in outcome || (welcomed && outcome.closed.code !== 'refused' && outcome.closed.code !== 'replaced' && Date.now() - since.getTime() >= 1000);
     if (worked && !stopping.signal.aborted) movingUntil = Date.now() + moveWaitMs; // the loop dials the next replica at once
     current = undefined;
     if ('drain' in outcome) {
