@@ -11,7 +11,11 @@
  *   3. fairness: the same round trips while another stream of the same agent is saturated;
  *   4. 2,000 simulated agents on one hub: hub RSS per idle agent, CONNECT routing latency
  *      at that size vs with one agent;
- *   5. 10,000 stream open/close cycles: hub and agent file descriptors and RSS before and after.
+ *   5. 10,000 stream open/close cycles: hub and agent file descriptors and RSS before and after;
+ *   6. hub memory per node with api streams (--upstream-via-hub): the same 2,000 agents each open one
+ *      compressed api stream carrying one GET and a long-lived watch (a stand-in apiserver,
+ *      tunnel-api.ts, sends a small event on each every ~10 s); hub RSS per node after GC vs idle,
+ *      and what one session's compression contexts cost on their own.
  *
  *   bun scripts/bench/tunnel.ts [--quick] [--write]
  *
@@ -33,6 +37,8 @@ const RTT_COUNT = quick ? 500 : 5000;
 const AGENTS = quick ? 200 : 2000;
 const CYCLES = quick ? 1000 : 10_000;
 const ROUTE_SAMPLES = quick ? 200 : 2000;
+const WATCH_INTERVAL_MS = 10_000;
+const ZLIB_SAMPLE = quick ? 100 : 500;
 
 interface Report {
   rss: number;
@@ -40,6 +46,8 @@ interface Report {
   fds: number;
   agents: number;
   streams: number;
+  /** Agents only: watch events received. */
+  events?: number;
 }
 
 interface Child {
@@ -106,14 +114,17 @@ process.on('exit', stopAll);
 const targets = start('tunnel-targets.ts', []);
 children.push(targets);
 const { echo, source } = (await targets.next()) as { echo: number; source: number };
-const hub = start('tunnel-hub.ts', ['--pki', pki, '--nodes', String(AGENTS + 1)]);
+const api = start('tunnel-api.ts', ['--interval-ms', String(WATCH_INTERVAL_MS)]);
+children.push(api);
+const { api: apiPort } = (await api.next()) as { api: number };
+const hub = start('tunnel-hub.ts', ['--pki', pki, '--nodes', String(AGENTS + 1), '--api', String(apiPort)]);
 children.push(hub);
 const hubAt = (await hub.next()) as { agents: string; connect: string };
 const agent0 = start('tunnel-agents.ts', ['--hub', `wss://${hubAt.agents}/tunnel`, '--ca', ca.certFile, '--from', '0', '--count', '1', '--ports', `${echo},${source}`]);
 children.push(agent0);
 await agent0.next();
 
-const node0 = '10.250.0.0';
+const node0 = '198.18.0.0'; // the agents' announced addresses are labels (198.18.x/198.19.x), never dialed
 const direct: Dialer = (port) => directConnect('127.0.0.1', port);
 const tunnel: Dialer = (port) => connectThroughHub(hubAt.connect, `${node0}:${port}`, clientTls);
 
@@ -159,7 +170,7 @@ const routeSample = async (nodes: number) => {
   for (let i = 0; i < ROUTE_SAMPLES; i++) {
     const n = nodes === 1 ? 0 : 1 + Math.floor(Math.random() * (nodes - 1));
     const t = performance.now();
-    const s = await connectThroughHub(hubAt.connect, `10.250.${n >> 8}.${n & 255}:${echo}`, clientTls);
+    const s = await connectThroughHub(hubAt.connect, `198.${18 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}:${echo}`, clientTls);
     times.push(performance.now() - t);
     s.destroy();
   }
@@ -174,12 +185,29 @@ await new Promise((r) => setTimeout(r, 2000));
 const idleMany = await hub.ask('report');
 const routeMany = await routeSample(AGENTS + 1);
 
+// 6. Api streams: every one of the 2,000 agents opens one compressed api stream (GET, then a watch).
+const apiT0 = performance.now();
+many.proc.stdin.write('api\n');
+const opened = (await many.next()) as { api: number; failed: number; firstError: string };
+const apiOpenMs = performance.now() - apiT0;
+if (opened.failed) console.error(`bench tunnel: ${opened.failed} api streams failed, first: ${opened.firstError}`);
+// A measurement window: long enough for every watch to have carried at least one event (first at a random offset < interval).
+await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS + 2000));
+const apiMany = await hub.ask('report');
+const apiAgents = await many.ask('report');
+api.proc.stdin.write('report\n');
+const apiSide = (await api.next()) as { watches: number; events: number };
+hub.proc.stdin.write(`zlib ${ZLIB_SAMPLE}\n`);
+const zlib = (await hub.next()) as { rss: number; heap: number };
+
 stopAll();
 rmSync(pki, { recursive: true, force: true });
 
 const dGbit = gbit(directBulk.bytes, directBulk.ms);
 const tGbit = gbit(tunnelBulk.bytes, tunnelBulk.ms);
 const perAgent = (idleMany.rss - idle1.rss) / AGENTS;
+const perApi = (apiMany.rss - idleMany.rss) / AGENTS;
+const kb = (n: number) => `${(n / 1024).toFixed(1)} KB`;
 const section = [
   '## Tunnel',
   '',
@@ -216,6 +244,16 @@ const section = [
   `| agent file descriptors | ${agentBefore.fds} | ${agentAfter.fds} | ${agentAfter.fds - agentBefore.fds} |`,
   `| agent RSS after GC | ${mb(agentBefore.rss)} | ${mb(agentAfter.rss)} | ${mb(agentAfter.rss - agentBefore.rss)} |`,
   `| agent JS heap after GC | ${mb(agentBefore.heap)} | ${mb(agentAfter.heap)} | ${mb(agentAfter.heap - agentBefore.heap)} |`,
+  '',
+  `| api streams (\`--upstream-via-hub\`), ${AGENTS} agents | idle agents | each with one compressed api stream | per node |`,
+  '|---|---:|---:|---:|',
+  `| hub RSS after GC | ${mb(idleMany.rss)} | ${mb(apiMany.rss)} | +${kb(perApi)} (${kb(perAgent + perApi)} with the idle session) |`,
+  `| hub JS heap after GC | ${mb(idleMany.heap)} | ${mb(apiMany.heap)} | +${kb((apiMany.heap - idleMany.heap) / AGENTS)} |`,
+  `| hub file descriptors | ${idleMany.fds} | ${apiMany.fds} | ${((apiMany.fds - idleMany.fds) / AGENTS).toFixed(2)} |`,
+  `| hub tunnel streams open / watches at the stand-in apiserver | ${idleMany.streams} / 0 | ${apiMany.streams} / ${apiSide.watches} | |`,
+  `| one session's compression contexts alone (deflate + inflate, tunnel parameters, ${ZLIB_SAMPLE} sampled in the hub process) | | | RSS ${kb(zlib.rss)}, heap ${kb(zlib.heap)} |`,
+  '',
+  `Api streams: ${opened.api} of ${AGENTS} agents opened one compressed api stream (\`openApiStream\`, as \`tether-edge --upstream-via-hub\` does; ${opened.failed} failed; ${(apiOpenMs / 1000).toFixed(1)} s for all, 50 at a time) and sent on it one GET of their Node and then a watch of their pods; the hub forwarded both to a stand-in apiserver (\`scripts/bench/tunnel-api.ts\`, plain HTTP on loopback: this part measures the hub's memory, not apiserver behaviour) that sends a small MODIFIED Pod event on every watch every ${WATCH_INTERVAL_MS / 1000} s. After ${(WATCH_INTERVAL_MS + 2000) / 1000} s (${apiSide.events} events sent, ${apiAgents.events} received by the agents) the hub's RSS was read after a full GC. The per-node figure is the growth over the same agents idle; it includes the session's two deflate contexts (once a compressed stream carried data; shared by all compressed streams of the session), the forwarder's HTTP parser and socket pair per stream, and the hub's keep-alive connection to the stand-in apiserver per watch. The last row creates that many context pairs on their own in the hub process (each having carried one small message) and reads RSS and heap growth per pair.`,
   '',
   'Goals from issue 5: at least 1 Gbit/s through the tunnel, p50 added latency at most 1 ms, at most 50 KB of hub RSS per idle ' +
     'agent, no growth in descriptors or memory after 10,000 open/close cycles. Fairness: the small stream is never blocked (credit ' +
