@@ -224,7 +224,7 @@ describe.skipIf(!isRoot)('tether-edge on the real control plane', () => {
     ).catch(explain);
     expect(conditions.find((c) => c.type === 'TetherOfflineProbe')?.reason).toBe('WrittenOffline');
     await until('outbox empty', agentStatus, (s) => (s.store.outbox.status ?? 0) === 0, 60_000).catch(explain);
-    // The kubelet simulator's watches were ended cleanly and resumed upstream from their resourceVersion.
+    // The kubelet simulator's watches were re-watched upstream by the agent in the same response from their resourceVersion.
     await until('watches resumed upstream', () => metric('tether_proxy_requests_total', (l) => l.includes('verb="watch"') && l.includes('source="upstream"')), (n) => n > 0, 60_000);
     const listsAfter = await metric('tether_proxy_requests_total', (l) => l.includes('verb="list"') && l.includes('source="upstream"'));
     if (listsAfter !== listsBefore) explain(new Error(`relisted upstream: ${listsBefore} -> ${listsAfter}`));

@@ -179,6 +179,14 @@ describe('watch server', () => {
     await until(() => s.ended, 5000);
   });
 
+  test('a timeoutSeconds beyond what a timer can hold keeps the watch open (it does not end at once)', async () => {
+    const s = sink();
+    serveWatch({ store, bus: createEventBus(), bookmarkIntervalMs: 20 }, req('/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dedge-1&resourceVersion=10&allowWatchBookmarks=true&timeoutSeconds=9000000'), s);
+    await until(() => s.lines.filter((l) => l.type === 'BOOKMARK').length >= 2);
+    expect(s.ended).toBe(false);
+    s.disconnect();
+  });
+
   test('an uncovered watch is refused (503), not left hanging', () => {
     expect(() => serveWatch({ store, bus: createEventBus() }, req('/api/v1/secrets?watch=true'), sink())).toThrow('is not in the node');
   });

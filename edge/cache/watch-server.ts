@@ -70,6 +70,7 @@ export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, 
   let lastRv = stream.watermark;
   let closed = false;
   const timers: ReturnType<typeof setTimeout>[] = [];
+  const MAX_TIMER_MS = 2 ** 31 - 1;
   const cleanups: (() => void)[] = [];
   const close = () => {
     if (closed) return;
@@ -139,5 +140,6 @@ export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, 
     timers.push(setTimeout(tick, interval));
   }
   const timeoutMs = info.timeoutSeconds !== undefined ? info.timeoutSeconds * 1000 : (opts.defaultTimeoutMs ?? 30 * 60_000);
-  timers.push(setTimeout(close, timeoutMs));
+  // Timers fire at once past 2^31-1 ms (about 24.8 days); a longer timeoutSeconds means "as long as that".
+  timers.push(setTimeout(close, Math.min(timeoutMs, MAX_TIMER_MS)));
 }

@@ -118,7 +118,8 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
     stopLeg?.();
   };
   res.on('close', onClientClose);
-  const expiry = deadline !== undefined ? setTimeout(() => stopLeg?.(), Math.max(0, deadline - now())) : undefined;
+  // Timers fire at once past 2^31-1 ms (about 24.8 days): cap, as a longer timeoutSeconds means "as long as that".
+  const expiry = deadline !== undefined ? setTimeout(() => stopLeg?.(), Math.min(2 ** 31 - 1, Math.max(0, deadline - now()))) : undefined;
   const expired = () => deadline !== undefined && now() >= deadline;
   const remaining = () => (deadline !== undefined ? Math.max(1, Math.ceil((deadline - now()) / 1000)) : undefined);
 
