@@ -30,7 +30,7 @@ import { CONTROL_PLANE_ADDRESS, createEdgeSite, type EdgeSite } from '../../test
 import { publishSection } from './doc.ts';
 
 const { values: flags } = parseArgs({
-  options: { write: { type: 'boolean' }, requests: { type: 'string', default: '2000' }, warmup: { type: 'string', default: '200' }, cuts: { type: 'string', default: '5' } },
+  options: { write: { type: 'boolean' }, requests: { type: 'string', default: '2000' }, warmup: { type: 'string', default: '200' }, cuts: { type: 'string', default: '10' } },
 });
 const N = Number(flags.requests);
 const WARMUP = Number(flags.warmup);
@@ -144,6 +144,10 @@ for (let i = 0; i < CUTS; i++) {
   cuts.push(await cutToAnswer(viaHub));
   log(`cut ${i + 1}: direct ${directCuts[i]!.ms.toFixed(0)} ms, via hub ${cuts[i]!.ms.toFixed(0)} ms`);
 }
+/** The probe timeouts the agents' upstream pools used when they declared the upstream down ("probe: no answer within N ms"), in order. */
+const probeTimeouts = (l: string[]) => l.flatMap((x) => [.../probe: no answer within (\d+) ms/.exec(x)?.slice(1) ?? []]).map(Number);
+const hubTimeouts = probeTimeouts(viaHub.agent.log);
+const directTimeouts = probeTimeouts(direct.agent.log);
 console.error(`--- via-hub agent log (last 60 lines) ---\n${viaHub.agent.log.slice(-60).join('\n')}\n--- direct agent log (last 20) ---\n${direct.agent.log.slice(-20).join('\n')}`);
 const hubMem = Number(/^process_resident_memory_bytes (\S+)$/m.exec(await hub.metrics())?.[1] ?? NaN);
 
@@ -192,6 +196,9 @@ const section = [
   ...cuts.map((c, i) => `| ${i + 1} | ${directCuts[i]!.ms.toFixed(0)} ms | ${directCuts[i]!.source ?? '–'}, ${directCuts[i]!.status} | ${c.ms.toFixed(0)} ms | ${c.source ?? '–'}, ${c.status} |`),
   '',
   ...goals,
+  '',
+  `The probe timeouts with which each agent declared its upstream down, in order, from its log ("probe: no answer within N ms"; the pool derives them from its RTT estimate, edge/upstream/rtt.ts): direct ${directTimeouts.join(', ') || '–'} ms; via hub ${hubTimeouts.join(', ') || '–'} ms. A cut whose answer took longer than 1 s is one where the via-hub agent's probe timeout had grown above the 500 ms floor.` +
+    ' The growth is intermittent: earlier runs of this script on 2026-12-03 (same code as commit 06c10b6, the bench itself, before these notes) gave, via the hub, 708, 709, 709, 705, 9429 ms (5 cuts); 709, 709, 2652, 15399, 12470, 13815, 12282, 15594, 19472, 16060 ms (10 cuts); 707, 708, 705, 704, 5579, 7294, 15765, 7897 ms (8 cuts, probe timeouts 500 ×4, then 2920, 3822, 4132 ms; in cut 7 the tunnel session itself timed out on heartbeats), and 706, 704, 704, 706, 703, 704, 704, 813 ms (8 cuts); the direct site answered within 710 ms on every cut of every run. A likely cause (not verified): the tunnel\'s TCP connection outlives a short cut, so requests and probes in flight during the cut complete after the heal, late, and their durations enter the RTT estimate (pool.ts samples successful probes and the first byte of requests), while the direct agent\'s pool drops its connections and starts fresh ones.',
   '',
   `Hub RSS at the end of the run: ${Number.isFinite(hubMem) ? `${(hubMem / 2 ** 20).toFixed(0)} MiB` : 'not reported'}. The clients, agents, hub and control plane share the machine's cores with other work, so the figures move between runs; the difference between the two sites is what the hub adds (one more process hop, the tunnel's framing and deflate, and the hub's own TLS connection to kube-apiserver).`,
   '',
