@@ -17,7 +17,7 @@
  *
  * Needs root. Uses the cluster named by TETHER_TEST_CLUSTER if set, else starts one.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -157,6 +157,7 @@ for (const s of [direct, viaHub]) {
   await s.site.destroy();
   await admin.request('DELETE', `/api/v1/nodes/${s.node}`);
 }
+rmSync(work, { recursive: true, force: true });
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
