@@ -429,3 +429,38 @@ test('an agent that starts on a link slower than the probe floor backs its probe
   expect(verdicts[0]).toBe(0); // the first probe (100 ms) could not be answered in time
   expect(p.all()[0]!.rttMs!).toBeGreaterThan(200); // and the pool learned the link from the successes
 });
+
+test('repeated cuts do not teach the pool a slow link: a probe in flight across a cut and its heal is no round trip', async () => {
+  const [a] = await servers(1);
+  let cut = false;
+  const waiting: (() => void)[] = [];
+  const p = pool([a!], {
+    quietMs: 20,
+    // Retries follow each other closely, so one is always in flight when the link heals.
+    retryMinMs: 5,
+    retryMaxMs: 10,
+    probeTimeoutMs: 100,
+    probe: (_u, signal) =>
+      new Promise<void>((resolve, reject) => {
+        // A live link answers in 2 ms; a cut one holds the probe until the heal delivers it.
+        const answer = () => setTimeout(resolve, 2);
+        if (cut) waiting.push(answer);
+        else answer();
+        signal.addEventListener('abort', () => reject(signal.reason));
+      }),
+  });
+  await p.ready;
+  const [ua] = p.all();
+  for (let i = 0; i < 4; i++) {
+    cut = true;
+    await waitFor('unhealthy in the cut', () => !ua!.healthy, 10_000);
+    // Let the down backoff grow the probe timeout, so a retry probe is in flight when the link heals.
+    await new Promise((r) => setTimeout(r, 700)); // the length of the cut, not a wait for a condition
+    cut = false;
+    for (const deliver of waiting.splice(0)) deliver();
+    await waitFor('healthy after the heal', () => ua!.healthy, 10_000);
+  }
+  // Every sample came from a 2 ms link: the estimate stays near it, well below the cut's length.
+  expect(ua!.rttMs!).toBeLessThan(50);
+}, 60_000);
+

@@ -284,10 +284,16 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
 
   const onOutcome = (m: Member, { result, startedAt, durationMs }: ProbeOutcome) => {
     if (result.ok) {
-      m.rtt.sample(durationMs);
+      // Karn's rule, as TCP drops the round trips of retransmitted segments: the first success after
+      // a failure may have waited out the cut itself (sent into the dead link, answered after it
+      // healed), so its duration says nothing about the link; samples resume with the next probe.
+      // Until a sample is taken the timeout keeps its backoff (the link may really be that slow).
+      if (startedAt >= m.failedAt && (m.healthy || !m.decided || m.streak > 0)) {
+        m.rtt.sample(durationMs);
+        m.timeoutBackoff = 1;
+      }
       m.lastHeard = performance.now();
       m.strikes = 0;
-      m.timeoutBackoff = 1;
       markSucceeded(m, startedAt);
       if (!m.healthy) m.retryMs = retryMinMs;
     } else {
@@ -364,6 +370,7 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
       const m = member(u, 'exchange');
       const startedAt = performance.now();
       const p: Pending = { startedAt, waitMs: m.rtt.stallMs() };
+      const healthyAtStart = m.healthy;
       let answered = false;
       let ended = false;
       if (!closed && m.healthy) {
@@ -379,7 +386,9 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
           if (answered || ended) return;
           answered = true;
           m.lastHeard = performance.now();
-          if (kind === 'request') m.rtt.sample(m.lastHeard - startedAt);
+          // Only a request sent on a healthy link and answered without a failure in between is a
+          // round trip (one in flight across a cut and its heal measures the cut).
+          if (kind === 'request' && healthyAtStart && startedAt >= m.failedAt) m.rtt.sample(m.lastHeard - startedAt);
           settle();
         },
         heard() {
