@@ -6,6 +6,10 @@
  *   direct   a kubelet simulator (and, for churn, a kube-proxy-like watcher) talking to kube-apiserver
  *   tether   the same behind tether-edge (the clients talk to the agent on the site's 127.0.0.1:10261)
  *   agent    tether-edge alone, no clients
+ *   hub      the same clients behind tether-edge --upstream-via-hub: the site may connect only to
+ *            tether-hub's agent port (allowOutboundOnly), every apiserver request is an api stream of
+ *            the tunnel session, compressed; the hub (a process on the cloud side, the tether-hub
+ *            ServiceAccount with deploy/'s RBAC) forwards it as the node
  *
  * Bytes are the host end's veth counters (tx = cloud→edge, rx = edge→cloud): everything the site
  * moves, TCP/IP and TLS included. Phases, one after the other on the same sites:
@@ -25,9 +29,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { sharedCluster } from '../../test/support/cluster.ts';
+import { createCa, issueCert } from '../cluster/pki.ts';
+import { freePorts } from '../cluster/ports.ts';
+import { hubKubeconfig, sharedCluster } from '../../test/support/cluster.ts';
 import { spawnAgent, until } from '../../test/support/edge-agent.ts';
-import { createEdgeSite, destroyAllSites, type EdgeSite } from '../../test/support/netns.ts';
+import { spawnHub } from '../../test/support/hub-process.ts';
+import { CONTROL_PLANE_ADDRESS, createEdgeSite, destroyAllSites, type EdgeSite } from '../../test/support/netns.ts';
+import { allowOutboundOnly } from '../../test/support/one-way-firewall.ts';
 import { linkNames } from '../../test/support/netns/registry.ts';
 import { publishSection } from './doc.ts';
 
@@ -57,8 +65,18 @@ const run = process.pid;
 const NS = `tether-wan-${run}`;
 const CLOUD_NODE = `wan-cloud-${run}`;
 
+// tether-hub for the via-hub site: its own serving PKI, the ServiceAccount with deploy/'s RBAC.
+const hubCa = await createCa({ certFile: join(work, 'hub-ca.crt'), keyFile: join(work, 'hub-ca.key') }, 'tether-hub-ca');
+const hubServing = await issueCert(hubCa, { certFile: join(work, 'hub.crt'), keyFile: join(work, 'hub.key') }, { cn: 'tether-hub', usage: ['server'], ips: ['127.0.0.1', CONTROL_PLANE_ADDRESS] });
+const [hubPort, hubConnectPort] = [(await freePorts(1, CONTROL_PLANE_ADDRESS))[0]!, (await freePorts(1))[0]!];
+const hub = await spawnHub(work, 'wan-hub', {
+  replicaId: 'wan-hub', controllers: { enabled: false }, logLevel: 'warn', admitUnregisteredNodes: true,
+  listen: `${CONTROL_PLANE_ADDRESS}:${hubPort}`, connectListen: `127.0.0.1:${hubConnectPort}`, adminListen: '127.0.0.1:0',
+  kubeconfig: await hubKubeconfig(cluster), tlsCertFile: hubServing.certFile, tlsKeyFile: hubServing.keyFile, clientCaFile: cluster.caFile,
+});
+
 interface Site {
-  role: 'direct' | 'tether' | 'agent';
+  role: 'direct' | 'tether' | 'agent' | 'hub';
   site: EdgeSite;
   node: string;
   cert: { certFile: string; keyFile: string };
@@ -77,8 +95,10 @@ async function makeSite(role: Site['role']): Promise<Site> {
   const cert = await cluster.issueClientCert(`system:node:${node}`, ['system:nodes']);
   const s: Site = { role, site, node, cert };
   if (role !== 'direct') {
+    if (role === 'hub') await allowOutboundOnly(site, hubPort);
+    const viaHub = role === 'hub' ? ['--upstream-via-hub', '--hub-urls', hub.agentUrl, '--hub-ca-file', hubCa.certFile] : [];
     s.agent = spawnAgent(site, ['--node-name', node, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
-      '--key-file', cert.keyFile, '--data-dir', join(work, `${role}-store`), '--log-level', 'warn', '--insecure-plain-http', 'true']);
+      '--key-file', cert.keyFile, '--data-dir', join(work, `${role}-store`), '--log-level', 'warn', '--insecure-plain-http', 'true', ...viaHub]);
     await until(`${role} agent`, async () => s.agent!.log.join('\n'), (l) => l.includes('proxy on'), 60_000);
   }
   return s;
@@ -112,13 +132,24 @@ const probesIn: number[] = [];
 const kindsIn: Record<string, number>[] = [];
 const safeMetrics = () => agentMetrics(tether).catch(() => ({}) as Record<string, number>);
 const probeCount = (m: Record<string, number>) => Object.entries(m).filter(([k]) => k.startsWith('tether_upstream_probes_total')).reduce((n, [, v]) => n + v, 0);
+/** The via-hub node's api bytes as the hub counts them (both directions), before and after compression, in each measured window. */
+const hubIn: { raw: number; wire: number }[] = [];
+async function hubBytes(): Promise<{ raw: number; wire: number }> {
+  const text = await hub.metrics().catch(() => '');
+  const sum = (stage: string) =>
+    [...text.matchAll(/^tether_hub_api_bytes_total\{([^}]*)\} (\S+)$/gm)].filter((m) => m[1]!.includes(`node="${viaHub.node}"`) && m[1]!.includes(`stage="${stage}"`)).reduce((n, m) => n + Number(m[2]), 0);
+  return { raw: sum('raw'), wire: sum('wire') };
+}
 async function measure(sites: Site[], seconds: number, during?: () => Promise<void>): Promise<Window> {
   const m0 = await safeMetrics();
+  const h0 = await hubBytes();
   const before = new Map(sites.map((s) => [s, counters(s.site)]));
   const t0 = performance.now();
   await Promise.all([sleep(seconds), during?.()]);
   const secs = (performance.now() - t0) / 1000;
   const m1 = await safeMetrics();
+  const h1 = await hubBytes();
+  hubIn.push({ raw: h1.raw - h0.raw, wire: h1.wire - h0.wire });
   probesIn.push(probeCount(m1) - probeCount(m0));
   kindsIn.push(Object.fromEntries(Object.entries(m1).filter(([k]) => k.startsWith('tether_upstream_bytes_total')).map(([k, v]) => [k.replace('tether_upstream_bytes_total', '').replace(/[{}"]/g, '').replace('direction=', '').replace(',kind=', ' '), v - (m0[k] ?? 0)])));
   return new Map(sites.map((s) => {
@@ -141,15 +172,18 @@ const token = (await admin.request('POST', `/api/v1/namespaces/${NS}/serviceacco
 const tokenFile = join(work, 'kube-proxy.token');
 writeFileSync(tokenFile, token, { mode: 0o600 });
 
-log('three sites: direct, tether, agent alone');
+log('four sites: direct, tether, agent alone, via hub');
 const direct = await makeSite('direct');
 const tether = await makeSite('tether');
 const alone = await makeSite('agent');
-const sites = [direct, tether, alone];
+const viaHub = await makeSite('hub');
+const sites = [direct, tether, alone, viaHub];
+/** The edge nodes with clients (the kubelet simulator, later the kube-proxy-like watcher). */
+const nodes = [direct, tether, viaHub];
 const online = async (s: Site) => JSON.parse((await s.site.exec([process.execPath, '-e', "console.log(await (await fetch('http://127.0.0.1:10267/status')).text())"], { timeoutMs: 20_000 })).stdout).online as boolean;
-await until('agents online', () => Promise.all([tether, alone].map(online)), (xs) => xs.every(Boolean), 60_000);
-const sims = [direct, tether].map((s) => startSim(s));
-await until('nodes Ready', async () => Promise.all([direct, tether].map(async (s) => ((await admin.request('GET', `/api/v1/nodes/${s.node}`)).body?.status?.conditions ?? []).find((c: { type: string }) => c.type === 'Ready')?.status)), (xs) => xs.every((x) => x === 'True'), 120_000);
+await until('agents online', () => Promise.all([tether, alone, viaHub].map(online)), (xs) => xs.every(Boolean), 60_000);
+const sims = nodes.map((s) => startSim(s));
+await until('nodes Ready', async () => Promise.all(nodes.map(async (s) => ((await admin.request('GET', `/api/v1/nodes/${s.node}`)).body?.status?.conditions ?? []).find((c: { type: string }) => c.type === 'Ready')?.status)), (xs) => xs.every((x) => x === 'True'), 120_000);
 
 const results: { phase: string; w: Window }[] = [];
 
@@ -158,13 +192,13 @@ await sleep(WARMUP_S);
 results.push({ phase: 'idle node (kubelet only)', w: await measure(sites, MEASURE_S) });
 
 log('20 pods on each edge node');
-for (const s of [direct, tether]) {
+for (const s of nodes) {
   for (let i = 0; i < 20; i++) {
     await admin.ensure(`/api/v1/namespaces/${NS}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: `${s.role}-${i}`, namespace: NS, labels: { app: `edge-${s.role}` } },
       spec: { nodeName: s.node, containers: [{ name: 'c', image: 'registry.invalid/x:1' }] } });
   }
 }
-await until('edge pods Running', async () => Promise.all([direct, tether].map(async (s) => ((await admin.request('GET', `/api/v1/namespaces/${NS}/pods?fieldSelector=spec.nodeName%3D${s.node}`)).body.items as { status: { phase: string } }[]).filter((p) => p.status.phase === 'Running').length)), (xs) => xs.every((x) => x === 20), 180_000);
+await until('edge pods Running', async () => Promise.all(nodes.map(async (s) => ((await admin.request('GET', `/api/v1/namespaces/${NS}/pods?fieldSelector=spec.nodeName%3D${s.node}`)).body.items as { status: { phase: string } }[]).filter((p) => p.status.phase === 'Running').length)), (xs) => xs.every((x) => x === 20), 180_000);
 await sleep(WARMUP_S);
 results.push({ phase: 'node with 20 pods', w: await measure(sites, MEASURE_S) });
 
@@ -186,7 +220,7 @@ const makeCloudPod = async (name: string, app: string) => {
 let generation = 0;
 const cloudPods: string[] = [];
 for (let i = 0; i < 100; i += 10) await Promise.all(Array.from({ length: 10 }, (_, j) => { const n = `web-0-${i + j}`; cloudPods.push(n); return makeCloudPod(n, `svc-${(i + j) % SERVICES}`); }));
-const watchers = [direct, tether].map((s) => startWatcher(s, tokenFile));
+const watchers = nodes.map((s) => startWatcher(s, tokenFile));
 /** The kube-proxy-like watchers' own counts (one JSON line a second): LISTs and watches they made. */
 const watcherCounts = watchers.map(() => ({ lists: 0, watches: 0, events: 0 }));
 watchers.forEach((w, i) => w.stdout!.on('data', (d: Buffer) => {
@@ -221,6 +255,7 @@ const metricsBeforeCut = await agentMetrics(tether);
 await Promise.all(sites.map((s) => s.site.cut()));
 const outage = await measure(sites, OUTAGE_S);
 await Promise.all(sites.map((s) => s.site.heal()));
+await allowOutboundOnly(viaHub.site, hubPort); // heal() removes every filter of the site
 log(`reconnect: measure ${RECONNECT_S} s after the heal`);
 const metricsAtHeal = await agentMetrics(tether);
 const listsAtHeal = watcherListsAt();
@@ -254,9 +289,11 @@ const cutAnswer = JSON.parse(probeOut.split('\n').find((l) => l.includes('"ms"')
 await tether.site.heal();
 
 for (const p of [...sims, ...watchers]) p.kill('SIGTERM');
-for (const s of [tether, alone]) await s.agent!.stop();
+const hubText = await hub.metrics();
+for (const s of [tether, alone, viaHub]) await s.agent!.stop();
+await hub.stop();
 await destroyAllSites();
-for (const path of [`/api/v1/namespaces/${NS}`, `/api/v1/nodes/${CLOUD_NODE}`, ...[direct, tether].map((s) => `/api/v1/nodes/${s.node}`), `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/tether-wan-kube-proxy-${run}`]) {
+for (const path of [`/api/v1/namespaces/${NS}`, `/api/v1/nodes/${CLOUD_NODE}`, ...nodes.map((s) => `/api/v1/nodes/${s.node}`), `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/tether-wan-kube-proxy-${run}`]) {
   await admin.request('DELETE', path).catch(() => {});
 }
 
@@ -280,6 +317,29 @@ for (const [i, { phase, w }] of results.slice(3).entries()) {
   const a = w.get(alone)!;
   rows.push(`| ${phase} (bytes in the window) | ${kb(d.down)} / ${kb(d.up)} | | ${kb(t.down)} / ${kb(t.up)} | | ${ratio(t.down + t.up, d.down + d.up)} | ${kb(a.down)} / ${kb(a.up)} | ${probesIn[3 + i]} |`);
 }
+// Through the hub: the same phases for the via-hub site, beside direct.
+const hubRows: string[] = [];
+const viaRatio = (w: Window) => { const d = w.get(direct)!; const h = w.get(viaHub)!; return (h.down + h.up) / h.seconds / ((d.down + d.up) / d.seconds); };
+const compression = (i: number) => { const x = hubIn[i]; return x && x.wire > 0 ? `${kb(x.raw)} → ${kb(x.wire)} (${(x.raw / x.wire).toFixed(1)}:1)` : '–'; };
+for (const [i, { phase, w }] of results.slice(0, 3).entries()) {
+  const d = rate(w.get(direct)!);
+  const h = rate(w.get(viaHub)!);
+  hubRows.push(`| ${phase} | ${bps(d.down)} / ${bps(d.up)} | ${bps(h.down)} / ${bps(h.up)} | ${mbDay(h.down + h.up)} | ${viaRatio(w).toFixed(2)}× | ${compression(i)} |`);
+}
+for (const [i, { phase, w }] of results.slice(3).entries()) {
+  const d = w.get(direct)!;
+  const h = w.get(viaHub)!;
+  hubRows.push(`| ${phase} (bytes in the window) | ${kb(d.down)} / ${kb(d.up)} | ${kb(h.down)} / ${kb(h.up)} | | ${ratio(h.down + h.up, d.down + d.up)} | ${compression(3 + i)} |`);
+}
+const hubGoals: string[] = [];
+const hubGoal = (ok: boolean, text: string) => hubGoals.push(`- ${ok ? 'Met' : '**Not met**'}: ${text}`);
+const viaRecon = (() => { const d = reconnect.get(direct)!; const h = reconnect.get(viaHub)!; return (h.down + h.up) / (d.down + d.up); })();
+hubGoal(viaRatio(results[0]!.w) <= 0.5, `idle node via the hub ≤ 0.5× direct (measured ${viaRatio(results[0]!.w).toFixed(2)}×).`);
+hubGoal(viaRatio(results[1]!.w) <= 0.3, `node with 20 pods via the hub ≤ 0.3× direct (measured ${viaRatio(results[1]!.w).toFixed(2)}×).`);
+hubGoal(viaRatio(results[2]!.w) <= 0.3, `cluster churn via the hub ≤ 0.3× direct (measured ${viaRatio(results[2]!.w).toFixed(2)}×).`);
+hubGoal(viaRecon <= 0.3, `reconnect after ${OUTAGE_S} s via the hub ≤ 0.3× direct (measured ${viaRecon.toFixed(2)}×; kube-proxy-like watcher LISTs after the heal via the hub: ${watcherRelists[2]}).`);
+const hubPeak = Number(/^process_resident_memory_bytes (\S+)$/m.exec(hubText)?.[1] ?? NaN);
+
 const delta = (after: Record<string, number>, before: Record<string, number>, prefix: string) =>
   Object.entries(after).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v - (before[k] ?? 0)] as const).filter(([, v]) => v > 0);
 const kinds = delta(metricsAfter, metricsAtHeal, 'tether_upstream_bytes_total').map(([k, v]) => `${k.replace(/[{}"]/g, '').replace('direction=', '').replace(',kind=', ' ')} ${kb(v)}`).join(', ');
@@ -322,7 +382,7 @@ goals.push(`- WAN emulation (600 ms RTT, 1 % loss, jitter): see \`test/wan.e2e.t
 const section = [
   '## WAN: what the edge link costs',
   '',
-  `Measured ${new Date().toISOString().slice(0, 10)} with \`bun scripts/bench/wan.ts --outage-seconds ${OUTAGE_S} --warmup-seconds ${WARMUP_S} --measure-seconds ${MEASURE_S}\` against the real control plane on this machine (2 cores). Three edge sites side by side in one run, each a network namespace behind its own veth pair: a kubelet simulator direct to kube-apiserver, the same behind tether-edge, and tether-edge alone without clients. Bytes are the veth pair's counters on the host end (cloud→edge / edge→cloud, B/s; TCP/IP and TLS included); MB/day is both directions × 86,400. Each phase is measured for ${MEASURE_S} s after a ${WARMUP_S} s warm-up; the phases follow one another on the same sites. Churn: 5 Services, 100 pods on a cloud node replaced 5 every 5 s (new names and IPs, so the endpointslice controller rewrites EndpointSlices) and one Service annotated every 5 s, while a kube-proxy-like client on each edge node list-watches Services and EndpointSlices (bearer token of a \`system:node-proxier\` ServiceAccount; through the agent on the tether site).`,
+  `Measured ${new Date().toISOString().slice(0, 10)} with \`bun scripts/bench/wan.ts --outage-seconds ${OUTAGE_S} --warmup-seconds ${WARMUP_S} --measure-seconds ${MEASURE_S}\` against the real control plane on this machine (2 cores). Four edge sites side by side in one run, each a network namespace behind its own veth pair: a kubelet simulator direct to kube-apiserver, the same behind tether-edge, tether-edge alone without clients, and the same clients behind tether-edge with its upstream through tether-hub (below). Bytes are the veth pair's counters on the host end (cloud→edge / edge→cloud, B/s; TCP/IP and TLS included); MB/day is both directions × 86,400. Each phase is measured for ${MEASURE_S} s after a ${WARMUP_S} s warm-up; the phases follow one another on the same sites. Churn: 5 Services, 100 pods on a cloud node replaced 5 every 5 s (new names and IPs, so the endpointslice controller rewrites EndpointSlices) and one Service annotated every 5 s, while a kube-proxy-like client on each edge node list-watches Services and EndpointSlices (bearer token of a \`system:node-proxier\` ServiceAccount; through the agent on the tether site).`,
   '',
   '| phase | direct B/s (↓ / ↑) | direct MB/day | tether-edge B/s (↓ / ↑) | tether-edge MB/day | tether / direct | tether-edge alone, no clients | probes by the tether agent |',
   '|---|---:|---:|---:|---:|---:|---:|---:|',
@@ -343,6 +403,16 @@ const section = [
   '### Goals',
   '',
   ...goals,
+  '',
+  '### Through the hub: one compressed connection per node (`--upstream-via-hub`)',
+  '',
+  `The fourth site runs the same clients behind \`tether-edge --upstream-via-hub\`; its firewall lets it connect to tether-hub's agent port and nothing else, so every byte of the node is the tunnel's (heartbeats included). The hub runs on the cloud side as the tether-hub ServiceAccount; its own traffic to kube-apiserver is not WAN traffic and is not counted. The last column is the hub's count of the node's api-stream payload before and after the tunnel's deflate (\`tether_hub_api_bytes_total\`, both directions, HTTP level). Hub RSS at the end of the run: ${Number.isFinite(hubPeak) ? `${(hubPeak / 1048576).toFixed(0)} MiB` : 'not reported'}.`,
+  '',
+  '| phase | direct B/s (↓ / ↑) | via hub B/s (↓ / ↑) | via hub MB/day | via hub / direct | api bytes at the hub, raw → wire |',
+  '|---|---:|---:|---:|---:|---:|',
+  ...hubRows,
+  '',
+  ...hubGoals,
   '',
   CAVEATS,
 ].join('\n');
