@@ -69,6 +69,8 @@ describe.skipIf(!isRoot)('upstream via the hub: the tunnel is the node’s only 
   const agentMetrics = async () =>
     (await site.exec([process.execPath, '-e', `console.log(await (await fetch('http://127.0.0.1:10267/metrics')).text())`], { timeoutMs: 20_000 })).stdout;
   const agentStatus = async () => JSON.parse((await site.exec([process.execPath, edgeMain, 'status', '--json'], { timeoutMs: 20_000 })).stdout);
+  /** LISTs the agent sent upstream (a client that relists after a cut or a move shows here). */
+  const lists = async () => metricSum(await agentMetrics(), 'tether_proxy_requests_total', (l) => l.includes('verb="list"') && l.includes('source="upstream"'));
   const firewall = async () => {
     await blockInbound(site);
     await allowOutboundOnly(site, hubPorts);
@@ -148,6 +150,10 @@ describe.skipIf(!isRoot)('upstream via the hub: the tunnel is the node’s only 
       expect(user.groups).toContain('system:nodes');
       expect(user.groups).not.toContain('system:masters');
     }
+    // kube-proxy's reads with the node's identity (deploy/rbac.yaml tether-node-proxier), through the hub.
+    const slices = await onNode(['get', 'endpointslices', '-A', '-o', 'name']);
+    expect(slices.code).toBe(0);
+    expect(slices.stdout).toContain('endpointslice.discovery.k8s.io/kubernetes');
     const secrets = await onNode(['get', 'secrets', '-A']);
     expect(secrets.code).not.toBe(0);
     expect(secrets.stderr).toContain(`User "system:node:${node}" cannot list resource "secrets"`);
@@ -174,7 +180,6 @@ describe.skipIf(!isRoot)('upstream via the hub: the tunnel is the node’s only 
   }, 60_000);
 
   test('cut: the store answers on the node; heal: the node is Ready again without a relist', async () => {
-    const lists = async () => metricSum(await agentMetrics(), 'tether_proxy_requests_total', (l) => l.includes('verb="list"') && l.includes('source="upstream"'));
     const listsBefore = await lists();
     await site.cut();
     try {
@@ -195,10 +200,18 @@ describe.skipIf(!isRoot)('upstream via the hub: the tunnel is the node’s only 
   test('when the replica holding the node stops, the agent moves its api streams to the other one', async () => {
     const holder = hubs.findIndex((h) => h.lines('agent connected').some((l) => l.node === node));
     expect(holder).toBeGreaterThanOrEqual(0);
+    const listsBefore = await lists();
     await hubs[holder]!.stop();
     const other = hubs[1 - holder]!;
     await until('agent on the other replica', async () => other.lines('agent connected').filter((l) => l.node === node).length, (n) => n > 0, 120_000).catch(explain);
     await until('node answers through the other replica', async () => (await onNode(['get', 'node', node, '-o', 'name'])).stdout.trim(), (s) => s === `node/${node}`, 60_000).catch(explain);
     expect(await nodeReady()).toBe('True');
+    // The kubelet's watches moved with the session: re-watched from their resourceVersion, no relist.
+    const heartbeatsAfterMove = await until('node status written through the other replica', async () => {
+      const n = JSON.parse(await admin(['get', 'lease', '-n', 'kube-node-lease', node, '-o', 'json'])) as { spec: { renewTime: string } };
+      return Date.parse(n.spec.renewTime);
+    }, (t) => t > Date.now() - 5_000, 120_000).catch(explain);
+    expect(heartbeatsAfterMove).toBeGreaterThan(0);
+    expect(await lists()).toBe(listsBefore);
   }, 300_000);
 });
