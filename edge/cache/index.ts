@@ -32,7 +32,7 @@ export function createCache(opts: CacheOptions): ProxyCache {
     // `body` (the request body of a write) lets a live status write narrow, not drop, what is queued.
     tapFor: (info: RequestInfo, accept: string | undefined, cached: boolean, body?: Buffer) => recorder.tapFor(info, accept, cached, body),
     read: (info, cached, accept) => (info.verb === 'list' ? readList(store, info, cached, accept) : readGet(store, info, cached)),
-    watch: (info, sink) => serveWatch({ store, bus, bookmarkIntervalMs: opts.bookmarkIntervalMs }, info, sink),
+    watch: (info, sink, output) => serveWatch({ store, bus, bookmarkIntervalMs: opts.bookmarkIntervalMs }, info, sink, output),
     write: (info, url, contentType, body, hasCredentials) =>
       writeOffline({ store, bus, onEventsDropped: opts.onEventsDropped }, { info, url, contentType, body, hasCredentials }),
     document(info: RequestInfo, accept) {

@@ -147,6 +147,23 @@ describe('watch server', () => {
     s.disconnect();
   });
 
+  test("kubectl's server-side printing: events as one-row Tables, the columns on the first only (or none when the client has them)", () => {
+    const path = '/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dedge-1&labelSelector=app%3Dweb';
+    const first = sink();
+    serveWatch({ store, bus: createEventBus() }, req(path), first, { table: { headers: true } });
+    const tables = first.lines.map((l) => l.object as unknown as { kind: string; columnDefinitions?: unknown[]; rows: { cells: unknown[]; object: { metadata: { name: string } } }[] });
+    expect(tables.map((t) => t.kind)).toEqual(['Table', 'Table']);
+    expect(tables[0]!.columnDefinitions!.length).toBeGreaterThan(0);
+    expect(tables[1]!.columnDefinitions).toBeUndefined();
+    expect(tables.map((t) => t.rows[0]!.object.metadata.name)).toEqual(['a', 'c']);
+    expect(tables[0]!.rows[0]!.cells[0]).toBe('a');
+    first.disconnect();
+    const continued = sink();
+    serveWatch({ store, bus: createEventBus() }, req(path), continued, { table: { headers: false } });
+    expect(continued.lines.every((l) => (l.object as { columnDefinitions?: unknown }).columnDefinitions === undefined)).toBe(true);
+    continued.disconnect();
+  });
+
   test('a resourceVersion older than the log gets 410 Expired as an ERROR event', () => {
     const s = sink();
     serveWatch({ store, bus: createEventBus() }, req('/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dedge-1&resourceVersion=3'), s);

@@ -17,12 +17,23 @@ import type { KubeObject, LoggedEvent, Store } from '../store/index.ts';
 import type { EventBus } from './bus.ts';
 import { apiVersionOf } from './reader.ts';
 import { coveringStream, requestMatcher, scopeOf } from './scope.ts';
+import { canPrint, toTable } from './table.ts';
 
 export interface WatchSink {
   /** Writes one event line; false when the client is slow (the write is still queued). */
   write(line: string): boolean;
   end(): void;
   onClose(fn: () => void): void;
+}
+
+/**
+ * How events are written: as objects (default), or, for a client that asked for server-side printing
+ * (kubectl: `as=Table`) of a kind table.ts prints, as one-row Tables the way kube-apiserver sends them —
+ * `columnDefinitions` only on the first event of the response (`headers`: false when the client
+ * already got them, e.g. from the apiserver before a cut).
+ */
+export interface WatchOutput {
+  table?: { headers: boolean };
 }
 
 export interface WatchServerOptions {
@@ -33,10 +44,10 @@ export interface WatchServerOptions {
   defaultTimeoutMs?: number;
 }
 
-const line = (type: string, object: unknown) => `${JSON.stringify({ type, object })}\n`;
+const plainLine = (type: string, object: unknown) => `${JSON.stringify({ type, object })}\n`;
 
 function expired(rv: string, oldest: number): string {
-  return line('ERROR', {
+  return plainLine('ERROR', {
     kind: 'Status',
     apiVersion: 'v1',
     metadata: {},
@@ -52,8 +63,19 @@ export function canServeWatch(store: Store, info: ResourceRequestInfo): boolean 
   return coveringStream(store.streams.all(), scopeOf(info)) !== undefined;
 }
 
-export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, sink: WatchSink): void {
+export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, sink: WatchSink, output: WatchOutput = {}): void {
   const { store, bus } = opts;
+  let headers = output.table?.headers ?? true;
+  const asTable = output.table !== undefined && canPrint(info.gvr);
+  /** One event line: the object, or its one-row Table (BOOKMARK and ERROR objects as they are). */
+  const line = (type: string, object: unknown): string => {
+    if (!asTable || type === 'BOOKMARK' || type === 'ERROR') return plainLine(type, object);
+    const o = object as KubeObject;
+    const table = toTable(info.gvr, [o], { resourceVersion: o.metadata.resourceVersion }) as { columnDefinitions?: unknown };
+    if (!headers) delete table.columnDefinitions;
+    headers = false;
+    return plainLine(type, table);
+  };
   const stream = coveringStream(store.streams.all(), scopeOf(info));
   if (!stream) {
     throw new TetherError(

@@ -73,7 +73,8 @@ export interface ProxyCache {
    * answer is that decision alone (200 without a body: serve it from the log).
    */
   read(info: ResourceRequestInfo, cached: boolean, accept: string | undefined): CachedAnswer;
-  watch(info: ResourceRequestInfo, sink: WatchSink): void;
+  /** `output.table`: the client asked for server-side printing (headers: whether its first event still needs the columns). */
+  watch(info: ResourceRequestInfo, sink: WatchSink, output?: { table?: { headers: boolean } }): void;
   write(info: ResourceRequestInfo, url: string, contentType: string, body: string, hasCredentials: boolean): CachedAnswer;
   document(info: RequestInfo, accept: string | undefined): { contentType: string; body: string } | undefined;
 }
@@ -125,6 +126,8 @@ export interface ProxyServer {
 }
 
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
+/** An Accept that asks for server-side printing (kubectl get). */
+const TABLE_ACCEPT = /as=Table;v=v1;g=meta\.k8s\.io/;
 
 function decodeURIComponentSafe(s: string): string {
   try {
@@ -177,14 +180,15 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     opts.requests.inc({ verb: info?.verb ?? 'unknown', code: String(code), source });
 
   /** A watch served from the log, to a caller the offline rules admit; throws otherwise (the relay then ends the stream). */
-  const watchFromLog = (info: ResourceRequestInfo, req: IncomingMessage, who: ClientIdentity, cached: boolean, sink: RelaySink) => {
+  const watchFromLog = (info: ResourceRequestInfo, req: IncomingMessage, who: ClientIdentity, cached: boolean, sink: RelaySink, tableSeen = false) => {
     if (who.kind === 'bearer') {
       const d = tokens.authorize(String(req.headers.authorization), info, podExists);
       if (!d.ok) throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and this watch may not be served from the node's cache: ${d.message}`);
     }
     const admitted = cache.read(info, cached, req.headers.accept);
     if (admitted.status !== 200) throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and this watch may not be served from the node's cache (${admitted.status})`);
-    cache.watch(info, sink);
+    // kubectl's server-side printing: Table rows from the log too, so `get -w` keeps its columns at a cut.
+    cache.watch(info, sink, TABLE_ACCEPT.test(String(req.headers.accept ?? '')) ? { table: { headers: !tableSeen } } : undefined);
   };
   /** What a client's watch needs to live through cuts and heals (watch-relay.ts). */
   const watchRelayOptions = (info: ResourceRequestInfo, req: IncomingMessage, who: ClientIdentity, cached: boolean, filter: ResponseFilter | undefined, accept?: string): WatchRelayOptions<Target> => {
@@ -198,7 +202,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       tapFor: (leg) => cache.tapFor(leg, json ?? req.headers.accept, cached),
       line: filter?.line.bind(filter),
       onResponse: (status) => count(info, status, 'upstream'),
-      serveLog: (leg, sink) => watchFromLog(leg, req, who, cached, sink),
+      serveLog: (leg, sink, state) => watchFromLog(leg, req, who, cached, sink, state?.tableSeen),
       log,
     };
   };

@@ -59,7 +59,8 @@ export interface WatchRelayOptions<T extends ForwardTarget> {
   line?: (line: string) => string;
   onResponse?(status: number): void;
   /** Serves `leg` from the store's log into `sink`; throws when the log cannot (or may not) serve it. */
-  serveLog(leg: ResourceRequestInfo, sink: RelaySink): void;
+  /** `state.tableSeen`: a Table event (with its columns) already reached the client on this response. */
+  serveLog(leg: ResourceRequestInfo, sink: RelaySink, state?: { tableSeen: boolean }): void;
   log: Logger;
   /** First delay before re-watching upstream from the log leg without a heal signal; doubles to 30 s. */
   retryMs?: number;
@@ -106,6 +107,8 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
 
   let rv: string | undefined = wantsInitial || info.resourceVersion === '0' ? undefined : info.resourceVersion;
   let rvNum = rv !== undefined && /^\d+$/.test(rv) ? Number(rv) : -1;
+  /** A Table event (kubectl's server-side printing, with its columns) reached the client. */
+  let tableSeen = false;
   let initialPhase = wantsInitial; // a WatchList before its initial-events-end BOOKMARK
   let terminal = false; // an ERROR event went to the client: the stream ends after it
   let gone = false;
@@ -134,6 +137,7 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
     try {
       const ev = JSON.parse(text) as { type?: string; object?: { metadata?: { resourceVersion?: string; annotations?: Record<string, string> } } };
       if (ev.type === 'ERROR') terminal = true;
+      if ((ev.object as { kind?: string } | undefined)?.kind === 'Table') tableSeen = true;
       // A Table (kubectl's server-side printing) carries the object's version in its row.
       const v = ev.object?.metadata?.resourceVersion || (ev.object as { rows?: { object?: { metadata?: { resourceVersion?: string } } }[] } | undefined)?.rows?.[0]?.object?.metadata?.resourceVersion;
       if (ev.type !== 'ERROR' && v) {
@@ -295,7 +299,7 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
         onClose: (fn) => void closers.push(fn),
       };
       try {
-        opts.serveLog(legInfo(false), sink);
+        opts.serveLog(legInfo(false), sink, { tableSeen });
         if (!res.headersSent) writeCacheHead();
       } catch (e) {
         if (!res.headersSent) {
