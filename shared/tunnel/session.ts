@@ -17,7 +17,8 @@
  * - Flow control (_stream.ts): per stream and direction; a stream's unread bytes never exceed its
  *   window. DATA leaves only while transport.bufferedAmount < maxBufferedAmount (_scheduler.ts).
  *   A peer that lets control frames pile up past the hard limit is disconnected ('overloaded').
- * - Heartbeats (_heartbeat.ts): PING every interval; silence for the timeout closes the session.
+ * - Heartbeats (_heartbeat.ts): PING every interval (skipped while traffic flows both ways); silence
+ *   for the timeout closes the session.
  * - Compression: the agent's HELLO offers deflate, the hub's WELCOME picks it (option
  *   `compression`, default 'deflate'). A stream opened with `compress: true` on such a session
  *   carries ZDATA both ways (_compress.ts: one context per direction, shared by the session's
@@ -109,6 +110,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   };
   const transmit = (bytes: Uint8Array) => {
     transport.send(bytes);
+    heartbeat.sent();
     if (!overloadPending && transport.bufferedAmount > hardLimit) {
       overloadPending = true;
       queueMicrotask(() => end('overloaded', `the peer is not reading: ${transport.bufferedAmount} bytes queued`, 'local'));
