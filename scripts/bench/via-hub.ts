@@ -52,6 +52,7 @@ const hub = await spawnHub(work, 'bench-hub', {
   listen: `${CONTROL_PLANE_ADDRESS}:${hubPort}`, connectListen: `127.0.0.1:${hubConnectPort}`, adminListen: '127.0.0.1:0',
   kubeconfig: await hubKubeconfig(cluster), tlsCertFile: hubServing.certFile, tlsKeyFile: hubServing.keyFile, clientCaFile: cluster.caFile,
 });
+process.on('exit', () => hub.child.kill('SIGKILL')); // also when a step throws: no hub outlives the run
 
 interface Site {
   role: 'direct' | 'hub';
