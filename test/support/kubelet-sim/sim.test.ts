@@ -71,7 +71,7 @@ test('registers its Node with labels, addresses and its kubelet port; every requ
     expect(r.headers.get('user-agent')).toBe(USER_AGENT);
     expect(r.headers.get('accept')).toBe('application/json');
   }
-  expect(USER_AGENT).toMatch(/^kubelet\/v1\.34\.4 \(linux\/\w+\) kubernetes\/\w+$/);
+  expect(USER_AGENT).toMatch(/^kubelet\/v1\.37\.2 \(linux\/\w+\) kubernetes\/\w+$/);
 });
 
 test('an existing Node is fetched and patched through its status subresource', async () => {
