@@ -154,6 +154,10 @@ describe.skipIf(!isRoot)('upstream via the hub: the tunnel is the node’s only 
     const slices = await onNode(['get', 'endpointslices', '-A', '-o', 'name']);
     expect(slices.code).toBe(0);
     expect(slices.stdout).toContain('endpointslice.discovery.k8s.io/kubernetes');
+    // Read only: the grant lets nodes write no EndpointSlice.
+    const write = await onNode(['delete', 'endpointslice', 'kubernetes', '-n', 'default']);
+    expect(write.code).not.toBe(0);
+    expect(write.stderr).toMatch(/forbidden/i);
     const secrets = await onNode(['get', 'secrets', '-A']);
     expect(secrets.code).not.toBe(0);
     expect(secrets.stderr).toContain(`User "system:node:${node}" cannot list resource "secrets"`);
