@@ -21,12 +21,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createCa, issueCert } from '../cluster/pki.ts';
-import { freePorts } from '../cluster/ports.ts';
-import { hubKubeconfig, sharedCluster } from '../../test/support/cluster.ts';
+import { sharedCluster } from '../../test/support/cluster.ts';
+import { startBenchHub } from './_hub.ts';
 import { spawnAgent, until } from '../../test/support/edge-agent.ts';
-import { spawnHub } from '../../test/support/hub-process.ts';
-import { CONTROL_PLANE_ADDRESS, createEdgeSite, type EdgeSite } from '../../test/support/netns.ts';
+import { createEdgeSite, type EdgeSite } from '../../test/support/netns.ts';
 import { publishSection } from './doc.ts';
 
 const { values: flags } = parseArgs({
@@ -43,16 +41,8 @@ const run = process.pid;
 const cluster = await sharedCluster();
 const admin = cluster.admin;
 
-const hubCa = await createCa({ certFile: join(work, 'hub-ca.crt'), keyFile: join(work, 'hub-ca.key') }, 'tether-hub-ca');
-const hubServing = await issueCert(hubCa, { certFile: join(work, 'hub.crt'), keyFile: join(work, 'hub.key') }, { cn: 'tether-hub', usage: ['server'], ips: ['127.0.0.1', CONTROL_PLANE_ADDRESS] });
-const [hubPort, hubConnectPort] = [(await freePorts(1, CONTROL_PLANE_ADDRESS))[0]!, (await freePorts(1))[0]!];
 log('tether-hub');
-const hub = await spawnHub(work, 'bench-hub', {
-  replicaId: 'bench-hub', controllers: { enabled: false }, logLevel: 'warn', admitUnregisteredNodes: true,
-  listen: `${CONTROL_PLANE_ADDRESS}:${hubPort}`, connectListen: `127.0.0.1:${hubConnectPort}`, adminListen: '127.0.0.1:0',
-  kubeconfig: await hubKubeconfig(cluster), tlsCertFile: hubServing.certFile, tlsKeyFile: hubServing.keyFile, clientCaFile: cluster.caFile,
-});
-process.on('exit', () => hub.child.kill('SIGKILL')); // also when a step throws: no hub outlives the run
+const { hub, port: hubPort, caFile: hubCaFile } = await startBenchHub(cluster, work, 'bench-hub');
 
 interface Site {
   role: 'direct' | 'hub';
@@ -66,7 +56,7 @@ async function makeSite(role: Site['role']): Promise<Site> {
   await admin.ensure('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { 'kubernetes.io/hostname': node } } });
   const site = await createEdgeSite(`bvh-${role}-${run % 100000}`);
   const cert = await cluster.issueClientCert(`system:node:${node}`, ['system:nodes']);
-  const viaHub = role === 'hub' ? ['--upstream-via-hub', '--hub-urls', hub.agentUrl, '--hub-ca-file', hubCa.certFile] : [];
+  const viaHub = role === 'hub' ? ['--upstream-via-hub', '--hub-urls', hub.agentUrl, '--hub-ca-file', hubCaFile] : [];
   const agent = spawnAgent(site, ['--node-name', node, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
     '--key-file', cert.keyFile, '--data-dir', join(work, `${role}-store`), '--log-level', 'warn', '--insecure-plain-http', 'true', ...viaHub]);
   await until(`${role} agent`, async () => agent.log.join('\n'), (l) => l.includes('proxy on'), 60_000);

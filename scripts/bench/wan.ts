@@ -29,12 +29,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createCa, issueCert } from '../cluster/pki.ts';
-import { freePorts } from '../cluster/ports.ts';
-import { hubKubeconfig, sharedCluster } from '../../test/support/cluster.ts';
+import { sharedCluster } from '../../test/support/cluster.ts';
+import { startBenchHub } from './_hub.ts';
 import { spawnAgent, until } from '../../test/support/edge-agent.ts';
-import { spawnHub } from '../../test/support/hub-process.ts';
-import { CONTROL_PLANE_ADDRESS, createEdgeSite, destroyAllSites, type EdgeSite } from '../../test/support/netns.ts';
+import { createEdgeSite, destroyAllSites, type EdgeSite } from '../../test/support/netns.ts';
 import { allowOutboundOnly } from '../../test/support/one-way-firewall.ts';
 import { linkNames } from '../../test/support/netns/registry.ts';
 import { publishSection } from './doc.ts';
@@ -66,15 +64,7 @@ const NS = `tether-wan-${run}`;
 const CLOUD_NODE = `wan-cloud-${run}`;
 
 // tether-hub for the via-hub site: its own serving PKI, the ServiceAccount with deploy/'s RBAC.
-const hubCa = await createCa({ certFile: join(work, 'hub-ca.crt'), keyFile: join(work, 'hub-ca.key') }, 'tether-hub-ca');
-const hubServing = await issueCert(hubCa, { certFile: join(work, 'hub.crt'), keyFile: join(work, 'hub.key') }, { cn: 'tether-hub', usage: ['server'], ips: ['127.0.0.1', CONTROL_PLANE_ADDRESS] });
-const [hubPort, hubConnectPort] = [(await freePorts(1, CONTROL_PLANE_ADDRESS))[0]!, (await freePorts(1))[0]!];
-const hub = await spawnHub(work, 'wan-hub', {
-  replicaId: 'wan-hub', controllers: { enabled: false }, logLevel: 'warn', admitUnregisteredNodes: true,
-  listen: `${CONTROL_PLANE_ADDRESS}:${hubPort}`, connectListen: `127.0.0.1:${hubConnectPort}`, adminListen: '127.0.0.1:0',
-  kubeconfig: await hubKubeconfig(cluster), tlsCertFile: hubServing.certFile, tlsKeyFile: hubServing.keyFile, clientCaFile: cluster.caFile,
-});
-process.on('exit', () => hub.child.kill('SIGKILL')); // also when a step throws: no hub outlives the run
+const { hub, port: hubPort, caFile: hubCaFile } = await startBenchHub(cluster, work, 'wan-hub');
 
 interface Site {
   role: 'direct' | 'tether' | 'agent' | 'hub';
@@ -97,7 +87,7 @@ async function makeSite(role: Site['role']): Promise<Site> {
   const s: Site = { role, site, node, cert };
   if (role !== 'direct') {
     if (role === 'hub') await allowOutboundOnly(site, hubPort);
-    const viaHub = role === 'hub' ? ['--upstream-via-hub', '--hub-urls', hub.agentUrl, '--hub-ca-file', hubCa.certFile] : [];
+    const viaHub = role === 'hub' ? ['--upstream-via-hub', '--hub-urls', hub.agentUrl, '--hub-ca-file', hubCaFile] : [];
     s.agent = spawnAgent(site, ['--node-name', node, '--servers', cluster.edgeServer, '--ca-file', cluster.caFile, '--cert-file', cert.certFile,
       '--key-file', cert.keyFile, '--data-dir', join(work, `${role}-store`), '--log-level', 'warn', '--insecure-plain-http', 'true', ...viaHub]);
     await until(`${role} agent`, async () => s.agent!.log.join('\n'), (l) => l.includes('proxy on'), 60_000);
