@@ -2,11 +2,51 @@
  * The edge agent's configuration schema. Every field has a default and a description; the entry
  * point fills it from a file (--config), TETHER_EDGE_* environment variables and flags.
  */
+import { createPublicKey } from 'node:crypto';
 import { z } from 'zod';
 
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'expected host:port, e.g. 127.0.0.1:10261');
+
+/**
+ * Why a PEM text is not an Ed25519 public key (SPKI, "BEGIN PUBLIC KEY"), or undefined when it is.
+ * The release key must be Ed25519: the agent verifies SHA256SUMS.sig with node:crypto
+ * verify(null, …), which for other key types would mean a different (hashed) scheme.
+ */
+export function ed25519PublicKeyProblem(pem: string): string | undefined {
+  if (!pem.includes('-----BEGIN PUBLIC KEY-----')) {
+    return pem.includes('PRIVATE KEY')
+      ? 'this is a private key: pin the public key (openssl pkey -in release.key -pubout -out release.pub)'
+      : 'expected a PEM public key ("-----BEGIN PUBLIC KEY-----")';
+  }
+  let type: string | undefined;
+  try {
+    type = createPublicKey({ key: pem, format: 'pem' }).asymmetricKeyType;
+  } catch {
+    return 'not a readable PEM public key (damaged or truncated base64?)';
+  }
+  return type === 'ed25519' ? undefined : `expected an Ed25519 public key, got ${type ?? 'an unknown key type'}`;
+}
+
+const releaseKey = z.string().superRefine((pem, ctx) => {
+  const problem = ed25519PublicKeyProblem(pem);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+/** Over-the-air upgrades (edge/upgrade/): where the binary is and how a new one is trialled. */
+const upgradeSchema = z.strictObject({
+  enabled: z.boolean().default(true).describe('Apply over-the-air upgrades the hub asks for (false: report nothing, never swap)'),
+  binary: z.string().min(1).default('/usr/local/bin/tether-edge').describe('The file systemd runs, replaced atomically by an upgrade'),
+  dir: z.string().min(1).optional().describe('Directory of downloads, kept releases and the known-good link (default: <dataDir>/upgrade)'),
+  healthDeadlineSeconds: z
+    .number()
+    .int()
+    .positive()
+    .default(120)
+    .describe('Seconds a new version has to become healthy before the previous binary is put back'),
+  allowDowngrade: z.boolean().default(false).describe('Accept a target version lower than the running one'),
+});
 
 export const edgeConfigSchema = z.strictObject({
   nodeName: z.string().min(1).optional().describe('Name of this node (default: the host name)'),
@@ -73,6 +113,14 @@ export const edgeConfigSchema = z.strictObject({
     .array(z.string().min(1))
     .default([])
     .describe("Addresses announced to the hub and accepted as destinations (default: the host's addresses)"),
+  releaseKey: releaseKey
+    .optional()
+    .describe(
+      'Inline PEM Ed25519 public key that must sign every release (SHA256SUMS.sig) before an over-the-air upgrade; without it every upgrade is refused (set by tether-edge join --release-key)',
+    ),
+  upgrade: upgradeSchema
+    .default({ enabled: true, binary: '/usr/local/bin/tether-edge', healthDeadlineSeconds: 120, allowDowngrade: false })
+    .describe('Over-the-air upgrades'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
   logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),
 });
