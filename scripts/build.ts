@@ -2,11 +2,20 @@
 /**
  * Release build. Compiles tether-edge and tether-hub for four Linux targets, plus tether-edge.mjs,
  * a Node >= 20 bundle for 32-bit ARM (better-sqlite3 stays external). Writes everything to dist/
- * with .xz copies and SHA256SUMS, prints each artifact's size, and checks the modules bundled into
- * tether-edge against scripts/edge-modules.txt.
+ * with .xz copies, VERSION (one line, the version built) and SHA256SUMS, prints each artifact's
+ * size, and checks the modules bundled into tether-edge against scripts/edge-modules.txt. With
+ * --sign-key it also writes SHA256SUMS.sig, the raw Ed25519 signature over SHA256SUMS
+ * (scripts/build/sign.ts). VERSION is listed in SHA256SUMS so the signature names the version:
+ * an old signed release cannot be passed off as a newer one.
  *
  *   bun scripts/build.ts                  # everything
- *   bun scripts/build.ts --target bun-linux-x64 --no-xz   # a quick local build
+ *   bun scripts/build.ts --target bun-linux-x64 --no-xz   # a quick local build (--target repeats)
+ *   bun scripts/build.ts --only tether-edge               # one binary (tether-edge includes the
+ *                                         #   Node bundle unless --no-node; --only repeats)
+ *   bun scripts/build.ts --version 0.2.0  # the version baked in and written to VERSION
+ *                                         #   (default: package.json's)
+ *   bun scripts/build.ts --sign-key release.key           # sign SHA256SUMS (an Ed25519 private key PEM)
+ *   bun scripts/build.ts --xz-level 1     # faster, larger .xz copies (default 6)
  *   bun scripts/build.ts --update-modules # accept a change in the edge module list
  *   bun scripts/build.ts --out DIR        # write somewhere else than dist/ (tests)
  */
@@ -16,11 +25,19 @@ import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:f
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
+import { RELEASE_FILES } from '../shared/upgrade/contract.ts';
 import { checkEdgeModules, modulesOf } from './build/modules.ts';
+import { readSigningKey, signRelease } from './build/sign.ts';
 
 const root = join(import.meta.dir, '..');
 
 const TARGETS = ['bun-linux-x64', 'bun-linux-arm64', 'bun-linux-x64-musl', 'bun-linux-arm64-musl'] as const;
+const BINARIES = [
+  ['tether-edge', 'edge/main.ts'],
+  ['tether-hub', 'cloud/main.ts'],
+] as const;
+/** What a release version looks like (semver without build metadata): it names a directory and is compared by the agent. */
+const VERSION_PATTERN = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
 
 const { values: opts } = parseArgs({
   options: {
@@ -29,12 +46,34 @@ const { values: opts } = parseArgs({
     'no-node': { type: 'boolean' },
     'update-modules': { type: 'boolean' },
     out: { type: 'string' },
+    only: { type: 'string', multiple: true },
+    version: { type: 'string' },
+    'sign-key': { type: 'string' },
+    'xz-level': { type: 'string' },
   },
 });
 const dist = opts.out ?? join(root, 'dist');
 const targets = (opts.target ?? [...TARGETS]) as (typeof TARGETS)[number][];
 for (const t of targets) {
   if (!(TARGETS as readonly string[]).includes(t)) fail(`unknown target ${t}; one of ${TARGETS.join(', ')}`);
+}
+const names = BINARIES.map(([b]) => b as string);
+for (const o of opts.only ?? []) {
+  if (!names.includes(o)) fail(`unknown --only ${o}; one of ${names.join(', ')}`);
+}
+const binaries = BINARIES.filter(([b]) => !opts.only || opts.only.includes(b));
+const version = opts.version ?? pkg.version;
+if (!VERSION_PATTERN.test(version)) fail(`--version must look like 1.2.3 or 1.2.3-rc.1, got ${JSON.stringify(version)}`);
+const xzLevel = opts['xz-level'] ?? '6';
+if (!/^[0-9]$/.test(xzLevel)) fail(`--xz-level must be 0–9, got ${JSON.stringify(xzLevel)}`);
+// Read the key before minutes of compiling: a wrong path or key type fails at once.
+let signingKey: ReturnType<typeof readSigningKey> | undefined;
+if (opts['sign-key']) {
+  try {
+    signingKey = readSigningKey(opts['sign-key']);
+  } catch (e) {
+    fail((e as Error).message);
+  }
 }
 
 function fail(msg: string): never {
@@ -51,7 +90,7 @@ function commit(): string {
 }
 
 const defines = (target: string, runtime: 'bun' | 'node') => ({
-  TETHER_VERSION: JSON.stringify(pkg.version),
+  TETHER_VERSION: JSON.stringify(version),
   TETHER_COMMIT: JSON.stringify(commit()),
   TETHER_TARGET: JSON.stringify(target),
   TETHER_RUNTIME: JSON.stringify(runtime),
@@ -62,10 +101,7 @@ const started = performance.now();
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
 
-for (const [binary, entry] of [
-  ['tether-edge', 'edge/main.ts'],
-  ['tether-hub', 'cloud/main.ts'],
-] as const) {
+for (const [binary, entry] of binaries) {
   for (const target of targets) {
     const outfile = join(dist, `${binary}-${target.replace(/^bun-/, '')}`);
     const result = await Bun.build({
@@ -86,7 +122,7 @@ for (const [binary, entry] of [
   }
 }
 
-if (!opts['no-node']) {
+if (!opts['no-node'] && binaries.some(([b]) => b === 'tether-edge')) {
   const outfile = join(dist, 'tether-edge.mjs');
   const result = await Bun.build({
     entrypoints: [join(root, 'edge/main.ts')],
@@ -112,23 +148,31 @@ if (!opts['no-node']) {
   artifacts.push(join(dist, 'install.sh'));
 }
 
+// The version as a release file of its own, covered by SHA256SUMS and so by the signature.
+writeFileSync(join(dist, RELEASE_FILES.version), `${version}\n`);
+artifacts.push(join(dist, RELEASE_FILES.version));
+
 const sums: string[] = [];
 const rows: string[] = [];
 for (const file of artifacts) {
   const name = relative(dist, file);
   const raw = statSync(file).size;
   let xzSize = 0;
-  if (!opts['no-xz'] && !file.endsWith('.sh')) {
-    execFileSync('xz', ['-T0', '-6', '-k', '-f', file]);
+  if (!opts['no-xz'] && !file.endsWith('.sh') && name !== RELEASE_FILES.version) {
+    execFileSync('xz', ['-T0', `-${xzLevel}`, '-k', '-f', file]);
     xzSize = statSync(`${file}.xz`).size;
     sums.push(`${sha256(`${file}.xz`)}  ${name}.xz`);
   }
   sums.push(`${sha256(file)}  ${name}`);
   rows.push(`${name.padEnd(34)} ${mb(raw).padStart(9)}${xzSize ? `  ${mb(xzSize).padStart(9)} .xz` : ''}`);
 }
-writeFileSync(join(dist, 'SHA256SUMS'), sums.sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('\n') + '\n');
+const sumsText = sums.sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('\n') + '\n';
+writeFileSync(join(dist, RELEASE_FILES.sums), sumsText);
+if (signingKey) writeFileSync(join(dist, RELEASE_FILES.signature), signRelease(Buffer.from(sumsText), signingKey));
 console.log(rows.join('\n'));
-console.log(`build: ${artifacts.length} artifacts in dist/ (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+console.log(
+  `build: ${version}, ${artifacts.length} artifacts in ${dist}${signingKey ? `, ${RELEASE_FILES.sums} signed` : ', not signed (no --sign-key)'} (${((performance.now() - started) / 1000).toFixed(1)} s)`,
+);
 
 function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
