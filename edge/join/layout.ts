@@ -43,6 +43,13 @@ export interface AgentConfigInput {
   hubUrl?: string;
   /** The agent's upstream goes through the hub (needs hubUrl). */
   upstreamViaHub?: boolean;
+  /**
+   * PEM Ed25519 public key that must sign releases for over-the-air upgrades (join --release-key),
+   * written inline so the pin travels with the configuration and no other file can swap it.
+   */
+  releaseKey?: string;
+  /** The file the systemd unit runs: what an over-the-air upgrade replaces (upgrade.binary). */
+  binary?: string;
 }
 
 /** The agent's configuration: keys of edge/config.ts edgeConfigSchema. */
@@ -57,11 +64,25 @@ export function agentConfigYaml(i: AgentConfigInput): string {
     localCaDir: PATHS.localCaDir,
     ...(i.hubUrl ? { hubUrl: i.hubUrl } : {}),
     ...(i.upstreamViaHub ? { upstreamViaHub: true } : {}),
+    ...(i.releaseKey ? { releaseKey: i.releaseKey } : {}),
+    // Stated even when it is the default, so the file the upgrader replaces is the one ExecStart runs.
+    ...(i.binary ? { upgrade: { binary: i.binary } } : {}),
   };
   return header('tether-edge configuration (tether-edge run --config /etc/tether/edge.yaml)') + stringify(doc);
 }
 
-export function systemdUnit(binary: string): string {
+/** The hard link to the last binary that proved healthy, kept by the upgrader (edge/upgrade/). */
+export function knownGoodBinary(dataDir: string = PATHS.dataDir): string {
+  return `${dataDir}/upgrade/known-good`;
+}
+
+/**
+ * The agent's unit. Before every start, the known-good binary (not the one about to start) runs
+ * `upgrade guard`: a new binary that keeps failing to start cannot be trusted to roll itself back,
+ * so the last healthy one counts the attempts and puts the previous release back. "-": before the
+ * first upgrade there is no known-good file, and a failing guard must not keep the agent down.
+ */
+export function systemdUnit(binary: string, dataDir: string = PATHS.dataDir): string {
   return `${header('tether-edge: the edge agent that kubelet talks to')}[Unit]
 Description=Tether edge agent (caching proxy for kube-apiserver on 127.0.0.1:10261)
 Wants=network-online.target
@@ -69,6 +90,7 @@ After=network-online.target
 Before=kubelet.service
 
 [Service]
+ExecStartPre=-${knownGoodBinary(dataDir)} upgrade guard --config ${PATHS.config}
 ExecStart=${binary} run --config ${PATHS.config}
 Restart=always
 RestartSec=2
