@@ -36,6 +36,11 @@ export default defineCommand({
       type: 'boolean',
       description: "Have the agent send its apiserver requests through the hub's tunnel (needs --hub; the join itself still reaches --server directly)",
     },
+    'release-key': {
+      type: 'string',
+      description:
+        'PEM Ed25519 public key that signs releases (release.pub), pinned inline in the configuration as releaseKey. Without it the agent refuses every over-the-air upgrade (reported as Failed: no release key pinned)',
+    },
     root: { type: 'string', description: 'Write everything under this directory instead of / (nothing is started)', default: '/' },
     binary: { type: 'string', description: 'tether-edge executable for the systemd unit (default: this one)' },
     timeout: { type: 'string', description: 'How long to wait for the cluster and for the certificate', default: '5m' },
@@ -52,6 +57,7 @@ export default defineCommand({
         pool: args.pool,
         hubUrl: args.hub,
         upstreamViaHub: args['upstream-via-hub'] === true,
+        releaseKeyFile: args['release-key'] === undefined ? undefined : resolve(args['release-key']),
         root: resolve(args.root),
         binary: args.binary ?? selfBinary(),
         timeoutMs: parseDuration(args.timeout, '--timeout'),

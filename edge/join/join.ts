@@ -12,9 +12,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCode, TetherError } from '../../shared/errors.ts';
+import { createPublicKey } from 'node:crypto';
+import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { createLocalCa, localCaFrom } from '../certs/local-ca.ts';
+import { ed25519PublicKeyProblem } from '../config.ts';
 import { requestNodeCertificate } from '../certs/request-cert.ts';
 import { type ChangePlan, type PlannedFile, applyChanges, readManifest } from './changes.ts';
 import { discoverCluster } from './discovery.ts';
@@ -45,6 +47,11 @@ export interface JoinOptions {
    * hubUrl). The join itself (discovery, the bootstrap CSR) still talks to `server` directly.
    */
   upstreamViaHub?: boolean;
+  /**
+   * PEM file of the Ed25519 public key that signs releases: pinned inline in the agent's
+   * configuration (releaseKey). Without it the agent refuses every over-the-air upgrade.
+   */
+  releaseKeyFile?: string;
   /** Directory standing for "/"; default "/". */
   root?: string;
   /** The tether-edge executable the systemd unit runs. */
@@ -68,6 +75,20 @@ export interface JoinResult {
   next: string[];
 }
 
+/** The release key as the agent's configuration holds it: the canonical SPKI PEM, checked to be Ed25519. */
+export function readReleaseKey(path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new TetherError(ErrorCode.BadConfig, `join: cannot read --release-key ${path}: ${messageOf(e)}`, { cause: e });
+  }
+  const problem = ed25519PublicKeyProblem(pem);
+  if (problem) throw new TetherError(ErrorCode.BadConfig, `join: --release-key ${path}: ${problem}`);
+  // Re-exported so comments or other text around the PEM block never reach the configuration.
+  return createPublicKey({ key: pem, format: 'pem' }).export({ type: 'spki', format: 'pem' }).toString();
+}
+
 function checkUrl(value: string, protocols: string[], flag: string): string {
   let u: URL;
   try {
@@ -88,6 +109,7 @@ export async function joinNode(o: JoinOptions): Promise<JoinResult> {
   const pool = o.pool === undefined ? undefined : checkPoolName(o.pool);
   const hubUrl = o.hubUrl === undefined ? undefined : checkUrl(o.hubUrl, ['wss:', 'ws:'], '--hub');
   if (o.upstreamViaHub && !hubUrl) throw new TetherError(ErrorCode.BadConfig, 'join: --upstream-via-hub needs --hub, the tunnel the agent\'s apiserver requests travel on');
+  const releaseKey = o.releaseKeyFile === undefined ? undefined : readReleaseKey(o.releaseKeyFile);
   if (!existsSync(root)) throw new TetherError(ErrorCode.BadConfig, `join: --root ${root} does not exist`);
   if (readManifest(root, PATHS.manifest)) {
     throw new TetherError(ErrorCode.BadConfig, `join: this node has joined already (${join(root, PATHS.manifest)} exists); run \`tether-edge reset\` first`);
@@ -118,7 +140,7 @@ export async function joinNode(o: JoinOptions): Promise<JoinResult> {
     { path: PATHS.ca, content: cluster.caPem, mode: 0o600 },
     { path: PATHS.key, content: issued.keyPem, mode: 0o600 },
     { path: PATHS.cert, content: issued.certPem, mode: 0o600 },
-    { path: PATHS.config, content: agentConfigYaml({ nodeName, server, hubUrl, upstreamViaHub: o.upstreamViaHub }), mode: 0o644 },
+    { path: PATHS.config, content: agentConfigYaml({ nodeName, server, hubUrl, upstreamViaHub: o.upstreamViaHub, releaseKey, binary: o.binary }), mode: 0o644 },
     { path: PATHS.unit, content: systemdUnit(o.binary), mode: 0o644 },
     { path: PATHS.kubeletKubeconfig, content: kubeletKubeconfig(credsFor('kubelet'), kubeletConf), mode: 0o600 },
   ];
@@ -141,7 +163,7 @@ export async function joinNode(o: JoinOptions): Promise<JoinResult> {
   };
   const manifest = applyChanges(root, plan);
   const replaced = manifest.backups.map((b) => b.path);
-  o.log.info('joined', { node: nodeName, server, csr: issued.csrName, replaced });
+  o.log.info('joined', { node: nodeName, server, csr: issued.csrName, replaced, releaseKeyPinned: releaseKey !== undefined });
 
   const next: string[] = [];
   const systemd = o.systemd ?? detectSystemd(root);
@@ -156,5 +178,6 @@ export async function joinNode(o: JoinOptions): Promise<JoinResult> {
   } else {
     next.push(`files written under ${root}; nothing was started`);
   }
+  if (!releaseKey) next.push('no release key pinned: over-the-air upgrades will be refused (join with --release-key, or set releaseKey in the configuration; docs/install.md)');
   return { nodeName, server, csrName: issued.csrName, notAfter: issued.notAfter, written: manifest.files, replaced, next };
 }
