@@ -1,0 +1,53 @@
+/**
+ * What the upgrader needs from the install side (edge/upgrade/install.ts) and the download side
+ * (edge/upgrade/download.ts), as narrow types: the upgrader is tested with fakes of these, and
+ * wire.ts hands it the real functions (structural typing checks that they fit).
+ */
+import type { UpgradeStatus } from '../../shared/upgrade/contract.ts';
+
+export interface InstallLayout {
+  binary: string;
+  dir: string;
+}
+
+export interface InstallState {
+  running?: string;
+  previous?: string;
+  trial?: { upgrade: string; uid: string; version: string; from: string; startedAt: string; deadlineSeconds: number; attempts: number };
+  pendingReport?: UpgradeStatus;
+}
+
+export interface SwapInOptions {
+  verified: string;
+  version: string;
+  from: string;
+  upgrade: string;
+  uid: string;
+  deadlineSeconds: number;
+}
+
+export interface InstallPort {
+  readState(layout: InstallLayout): InstallState;
+  markReported(layout: InstallLayout): Promise<void>;
+  swapIn(layout: InstallLayout, o: SwapInOptions): Promise<void>;
+  settleTrial(layout: InstallLayout, runningVersion: string, healthy: () => Promise<boolean>): Promise<'none' | 'committed' | 'rolledBack'>;
+}
+
+export interface HubFetch {
+  (path: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string>; body: NodeJS.ReadableStream }>;
+}
+
+export interface FetchOptions {
+  baseURL: string;
+  file: string;
+  upgrade: string;
+  caFile?: string;
+  hub?: HubFetch;
+  signal?: AbortSignal;
+  maxBytes?: number;
+}
+
+export interface DownloadPort {
+  download(o: FetchOptions & { dir: string }): Promise<{ path: string; bytes: number; sha256: string; via: 'direct' | 'hub' }>;
+  fetchSmall(o: FetchOptions & { maxBytes: number }): Promise<{ body: Buffer; via: 'direct' | 'hub' }>;
+}
