@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a machine that has Node, npm, Go and apt:
-# Debian packages (qemu for the arm64 smoke test, iproute2 for network namespaces, xz, openssl)
+# Debian packages (qemu for the arm64 smoke test, iproute2 for network namespaces, xz, openssl;
+# containerd, runc, the CNI plugins, iptables and busybox-static for the test cluster's real nodes)
 # and the npm dependencies (Bun among them). Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,15 @@ command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || pkgs+=(iproute
 command -v xz >/dev/null 2>&1 || pkgs+=(xz-utils)
 command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 command -v git >/dev/null 2>&1 || pkgs+=(git)
+# A real edge node in the tests (test/support/real-node.ts): Debian's containerd 1.6 with runc, the
+# CNI plugins (bridge, host-local, portmap), iptables for kube-proxy, and busybox-static, from which
+# scripts/images/test-images.ts builds the pause and workload images (nothing can be pulled).
+command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || pkgs+=(containerd)
+command -v runc >/dev/null 2>&1 || pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || pkgs+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 && command -v iptables-save >/dev/null 2>&1 || pkgs+=(iptables)
+dpkg -s busybox-static >/dev/null 2>&1 || pkgs+=(busybox-static) # static: it is copied into images
+command -v nsenter >/dev/null 2>&1 || pkgs+=(util-linux)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${pkgs[*]}" >&2
   as_root apt-get update -qq
