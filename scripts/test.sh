@@ -115,9 +115,10 @@ main_run() {
 compat_run() {
   local label="edge-agent suite against the oldest supported release"
   local compat_bin version
+  compat_tally() { tally "$label" "$1" "$2"; compat_summary="$label: $1 passed, $2 failed"; }
   if ! compat_bin="$(TETHER_KUBE_COMPAT=1 bash scripts/kube/build.sh | tail -n 1)"; then
     echo "test: the compatibility control plane could not be built (see above)" >&2
-    tally "$label" 0 1
+    compat_tally 0 1
     return
   fi
   version="$(awk '$1=="k8s.io/kubernetes"{print $2}' scripts/kube/compat/go.mod)"
@@ -128,34 +129,34 @@ compat_run() {
   if ! TETHER_KUBE_COMPAT=1 TETHER_KUBE_BIN="$compat_bin" start_cluster "$dir" "$work/compat-cluster.log"; then
     echo "test: the $version cluster did not start. Log:" >&2
     tail -n 30 "$work/compat-cluster.log" >&2
-    tally "$label" 0 1
+    compat_tally 0 1
     return
   fi
   local compat_pid=$started_pid
-  # The cluster must really be the old release (a wrong folder would pass the suite on v1.37).
-  local served
+  # The cluster and kubectl must really be the old release (a wrong folder would pass on v1.37).
+  local served client
   served="$(grep -Eo '"kubernetesVersion": *"[^"]*"' "$dir/cluster.json" | grep -Eo 'v[0-9][^"]*')"
-  if [ "$served" != "$version" ]; then
-    echo "test: the compatibility cluster serves ${served:-no version}, not $version" >&2
+  client="$("$compat_bin/kubectl" version --client -o json 2>/dev/null | grep -Eo '"gitVersion": *"[^"]*"' | grep -Eo 'v[0-9][^"]*')"
+  if [ "$served" != "$version" ] || [ "$client" != "$version" ]; then
+    echo "test: the compatibility cluster serves ${served:-no version} with kubectl ${client:-of no version}, not $version" >&2
     stop_cluster "$compat_pid"
-    tally "$label" 0 1
+    compat_tally 0 1
     return
   fi
   echo "test: $version cluster up ($dir)" >&2
   TETHER_KUBE_COMPAT=1 TETHER_KUBE_BIN="$compat_bin" TETHER_TEST_CLUSTER="$dir" \
     "$bun" test --timeout 300000 test/edge-agent.e2e.test.ts 2>&1 | tee "$work/compat-test.log"
-  local status=${PIPESTATUS[0]} cp cf
+  local status=${PIPESTATUS[0]} np nf
   stop_cluster "$compat_pid"
-  cp=$(grep -Eo '^ *[0-9]+ pass$' "$work/compat-test.log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
-  cf=$(grep -Eo '^ *[0-9]+ fail$' "$work/compat-test.log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
-  if [ "$status" -ne 0 ] && [ "$cf" -eq 0 ]; then cf=1; fi # crashed, or an error outside a test
+  np=$(grep -Eo '^ *[0-9]+ pass$' "$work/compat-test.log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
+  nf=$(grep -Eo '^ *[0-9]+ fail$' "$work/compat-test.log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
+  if [ "$status" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; fi # crashed, or an error outside a test
   # A run of no test (skipped, not root, suite renamed) proves nothing: it counts as a failure.
-  if [ "$cp" -eq 0 ] && [ "$cf" -eq 0 ]; then
+  if [ "$np" -eq 0 ] && [ "$nf" -eq 0 ]; then
     echo "test: the compatibility run passed no test" >&2
-    cf=1
+    nf=1
   fi
-  tally "$label" "$cp" "$cf"
-  compat_summary="$label: $cp passed, $cf failed"
+  compat_tally "$np" "$nf"
 }
 compat_summary=""
 [ -z "$only_compat" ] && main_run "$@"
