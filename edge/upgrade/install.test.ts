@@ -169,3 +169,19 @@ describe('guard', () => {
     expect(readFileSync(layout.binary, 'utf8')).toBe(script('1.0.0'));
   });
 });
+
+describe('upgrade guard --config (edge/commands/upgrade-guard.ts)', () => {
+  test('reads dataDir and upgrade.binary, tolerating keys it does not know (an older known-good binary)', async () => {
+    const { layoutFromFile } = await import('../commands/upgrade-guard.ts');
+    const f = join(root, 'edge.yaml');
+    writeFileSync(f, `dataDir: ${root}/d\nupgrade:\n  binary: /opt/te\nsomeFutureKey: 1\n`);
+    expect(layoutFromFile(f)).toEqual({ binary: '/opt/te', dir: `${root}/d/upgrade` });
+  });
+  test('a missing file means the defaults; a wrong type is a clear error', async () => {
+    const { layoutFromFile } = await import('../commands/upgrade-guard.ts');
+    expect(layoutFromFile(join(root, 'none.yaml'))).toEqual({ binary: '/usr/local/bin/tether-edge', dir: '/var/lib/tether/upgrade' });
+    const f = join(root, 'edge.yaml');
+    writeFileSync(f, 'dataDir: 3\n');
+    expect(() => layoutFromFile(f)).toThrow(/dataDir must be a non-empty string/);
+  });
+});
