@@ -39,6 +39,9 @@ import { POOLING } from './upstream/tls.ts';
 import { ApiStreamSocket, VIA_HUB_SERVER, createHubAgent, followSessions } from './upstream/via-hub.ts';
 import { prefetchDiscovery } from './discovery.ts';
 import { type AgentStatus, collectStatus } from './status.ts';
+import { type AgentUpgrader, startAgentUpgrader } from './upgrade/agent-upgrader.ts';
+import { checkHealth } from './upgrade/health.ts';
+import { type HubFetcher, hubFetch } from './upgrade/hub-fetch.ts';
 
 export interface RunningAgent {
   proxy: ProxyServer;
@@ -55,6 +58,16 @@ export interface AgentOptions {
   reconnectJitterMs?: number;
   bookmarkIntervalMs?: number;
   random?: () => number;
+  /**
+   * Over-the-air upgrades (edge/upgrade/), run when `config.upgrade.enabled` and a node name is
+   * known; `false` turns them off whatever the configuration says (in-process tests).
+   */
+  upgrade?: false | {
+    /** Stop the agent cleanly and exit 0, so that systemd starts the binary now installed (`tether-edge run` does). */
+    restart(reason: string): void;
+    /** How long without a recorded copy of the Node before watching it directly (target.ts). */
+    fallbackAfterMs?: number;
+  };
 }
 
 function readPem(path: string | undefined, what: string): Buffer | undefined {
@@ -101,6 +114,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const droppedEvents = registry.counter('tether_outbox_events_dropped_total', 'Events dropped from the outbox to stay within its bound');
   const transitions = registry.counter('tether_upstream_transitions_total', 'Upstream health changes');
   const bus = createEventBus();
+  // Set once the proxy serves (its health is part of a trial's verdict); the cache tells it of recorded Nodes.
+  let upgrader: AgentUpgrader | undefined;
   // An upstream answering what cannot be decoded is reported for a while after the last occurrence.
   let garbage: { at: number; what: string; count: number } | undefined;
   const GARBAGE_REPORT_MS = 5 * 60_000;
@@ -258,7 +273,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           garbage = { at: Date.now(), what, count: (garbage?.count ?? 0) + 1 };
         },
         onEventsDropped: (n) => droppedEvents.inc({}, n),
-        onRecorded: (gvr) => topology?.recorded(gvr),
+        onRecorded: (gvr) => {
+          topology?.recorded(gvr);
+          upgrader?.recorded(gvr);
+        },
       })
     : { tapFor: () => undefined, read: offlineOnly, watch: offlineOnly, write: offlineOnly, document: () => undefined };
 
@@ -387,6 +405,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       wasOnline = false;
       log.warn('offline: answering from the snapshot store');
     }
+    upgrader?.linkChanged();
   });
 
   registry.gauge('tether_upstream_healthy', 'Whether each upstream apiserver is healthy', () =>
@@ -402,6 +421,49 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     );
   }
 
+  // Over-the-air upgrades: after the proxy serves, so that a new version on trial can prove itself.
+  const upgradeConfig = config.upgrade;
+  let artifacts: HubFetcher | undefined;
+  if (upgradeConfig?.enabled && opts.nodeName && opts.upgrade !== false) {
+    const upgradeOpts = opts.upgrade;
+    const nodePath = `/api/v1/nodes/${encodeURIComponent(opts.nodeName)}`;
+    artifacts = tunnel ? hubFetch(tunnel) : undefined;
+    upgrader = startAgentUpgrader({
+      nodeName: opts.nodeName,
+      running: buildInfo,
+      config: { dataDir: config.dataDir, releaseKey: config.releaseKey, upgrade: upgradeConfig },
+      storedNode: store ? () => store.objects.get('v1/nodes', '', opts.nodeName) : undefined,
+      online: () => pool.online,
+      watch: (path, onLine) => {
+        const u = pool.pick();
+        if (!u) return { done: Promise.resolve({ status: 0 }), stop: () => {} };
+        const abort = new AbortController();
+        const untrack = pool.track(u, abort);
+        const w = watchUpstream(targetOf(u), path, onLine, { signal: abort.signal, userAgent });
+        void w.done.finally(untrack);
+        return w;
+      },
+      patch: (body) => {
+        const u = pool.pick();
+        if (!u) return Promise.reject(new TetherError(ErrorCode.UpstreamUnavailable, `patch node ${opts.nodeName}: offline`));
+        return callUpstream(targetOf(u), 'PATCH', nodePath, { contentType: 'application/merge-patch+json', body, userAgent });
+      },
+      healthy: async () => {
+        const v = await checkHealth({ storeOpen: store !== undefined, storeProblem: storeCheck, proxyUrl: proxy.url, pool });
+        if (!v.healthy) log.info('upgrade: not healthy yet', { problem: v.problem });
+        return v.healthy;
+      },
+      hub: artifacts,
+      restart: (reason) => {
+        if (upgradeOpts) return upgradeOpts.restart(reason);
+        log.error('upgrade: a restart is needed but this agent has no way to restart itself; restart it (tether-edge run does)', { reason });
+      },
+      log: log.child({ part: 'upgrade' }),
+      fallbackAfterMs: upgradeOpts ? upgradeOpts.fallbackAfterMs : undefined,
+    });
+    void upgrader.started;
+  }
+
   const status = () =>
     collectStatus({
       nodeName: opts.nodeName,
@@ -415,6 +477,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       upstreamMode: viaHub ? 'via-hub' : 'direct',
       problems: [garbageProblem(), rotation?.status().problem ?? null, config.insecurePlainHttp ? INSECURE_PLAIN_HTTP_WARNING : null].filter((p) => p !== null),
       link: { total: traffic.total(), lastHour: traffic.last(3_600_000), lastDay: traffic.last(86_400_000), transitions: transitionCount },
+      upgrade: upgrader?.summary() ?? { running: buildInfo.version },
     });
   const app = createAdminApp({ registry, checks: { store: storeCheck, 'upstream-data': garbageProblem } });
   app.get('/status', (c) => c.json(status()));
@@ -425,6 +488,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     admin,
     status,
     async close() {
+      upgrader?.stop();
+      artifacts?.close();
       unfollow?.();
       await tunnel?.close();
       rotation?.stop();

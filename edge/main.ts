@@ -16,6 +16,8 @@ const main = defineCommand({
     join: () => import('./commands/join.ts').then((m) => m.default),
     reset: () => import('./commands/reset.ts').then((m) => m.default),
     'local-client': () => import('./join/local-client-command.ts').then((m) => m.default),
+    version: () => import('./upgrade/version-command.ts').then((m) => m.default),
+    upgrade: () => import('./commands/upgrade-guard.ts').then((m) => m.default),
   },
 });
 

@@ -5,6 +5,7 @@ import type { CertRotationStatus } from './certs/rotation.ts';
 import type { TunnelAgentStatus } from './tunnel/agent.ts';
 import type { Store } from './store/index.ts';
 import { TRAFFIC_KINDS, type TrafficFigures } from './upstream/traffic.ts';
+import type { UpgradeSummary } from './upgrade/upgrader.ts';
 
 /** What the link to the apiservers costs (HTTP-level bytes, see upstream/traffic.ts). */
 export interface LinkStatus {
@@ -41,6 +42,8 @@ export interface AgentStatus {
   /** Other problems worth an operator's attention (undecodable upstream answers…). */
   problems: string[];
   link?: LinkStatus;
+  /** Over-the-air upgrades: the running and previous version, the last upgrade's status. */
+  upgrade?: UpgradeSummary;
 }
 
 interface StatusSources {
@@ -56,6 +59,7 @@ interface StatusSources {
   upstreamMode?: UpstreamMode;
   problems: string[];
   link?: LinkStatus;
+  upgrade?: UpgradeSummary;
 }
 
 function sizeOf(path: string): number {
@@ -110,6 +114,7 @@ export function collectStatus(s: StatusSources): AgentStatus {
     ...(s.tunnel ? { tunnel: s.tunnel } : {}),
     problems: s.problems,
     ...(s.link ? { link: s.link } : {}),
+    ...(s.upgrade ? { upgrade: s.upgrade } : {}),
   };
 }
 
@@ -125,6 +130,15 @@ function linkLine(f: TrafficFigures): string {
 /** "1.2 MiB → 180 KiB (0.15×)": a direction's api bytes before and after compression. */
 function apiLine(raw: number, wire: number): string {
   return `${kib(raw)} → ${kib(wire)}${raw > 0 ? ` (${(wire / raw).toFixed(2)}×)` : ''}`;
+}
+
+/** "version 0.2.0 (previous 0.1.0)" and the last upgrade: "last upgrade: fleet-0-2 to 0.2.0: Healthy at …". */
+function upgradeLines(u: UpgradeSummary): string[] {
+  const lines = [`version ${u.running}${u.previous ? ` (previous ${u.previous})` : ''}`];
+  const l = u.last;
+  if (l) lines.push(`  last upgrade: ${l.upgrade} to ${l.version}: ${l.phase}${l.reason ? ` (${l.reason})` : ''} at ${l.time}`);
+  if (u.waiting) lines.push(`  upgrade waiting: ${u.waiting}`);
+  return lines;
 }
 
 /** The human-readable form of `tether-edge status`. */
@@ -158,6 +172,7 @@ export function formatStatus(st: AgentStatus): string {
     const a = t.api;
     if (a && a.rawIn + a.rawOut > 0) lines.push(`  api streams (before → after compression): in ${apiLine(a.rawIn, a.wireIn)}, out ${apiLine(a.rawOut, a.wireOut)}`);
   }
+  if (st.upgrade) lines.push(...upgradeLines(st.upgrade));
   for (const p of st.problems) lines.push(`PROBLEM: ${p}`);
   return lines.join('\n');
 }

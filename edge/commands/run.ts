@@ -23,20 +23,30 @@ export default defineCommand({
       const config = configFromArgs(edgeConfigSchema, args, process.env, EDGE_ENV_PREFIX);
       const log = createLogger({ level: config.logLevel, format: config.logFormat });
       const nodeName = config.nodeName ?? hostname();
-      const agent = await startAgent({ config, nodeName, log });
+      // An upgrade swapped the binary (or rolled it back): stop as on SIGTERM, exit 0, and systemd
+      // (Restart=always) starts what is now installed.
+      let restartNow: (reason: string) => void = () => {};
+      const restartAsked = new Promise<string>((resolve) => (restartNow = resolve));
+      const agent = await startAgent({ config, nodeName, log, upgrade: { restart: (reason) => restartNow(reason) } });
       const st = agent.status();
       log.info('tether-edge started', { version: buildInfo.version, node: nodeName, proxy: agent.proxy.address, admin: agent.admin.address, store: st.store.path });
       process.stdout.write(
         `tether-edge ${buildInfo.version}: node ${nodeName}, proxy on ${agent.proxy.url}, admin on http://${agent.admin.address}, store ${st.store.path ?? `unavailable (${st.store.problem})`}\n`,
       );
-      await new Promise<void>((resolve) => {
+      const why = await new Promise<'signal' | 'restart'>((resolve) => {
         const stop = (signal: string) => {
           log.info('stopping', { signal });
-          resolve();
+          resolve('signal');
         };
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
+        void restartAsked.then((reason) => {
+          log.info('stopping to restart', { reason });
+          resolve('restart');
+        });
       });
       await agent.close();
+      // Nothing left to wait for: exit now (0), whatever timers remain, so systemd restarts at once.
+      if (why === 'restart') process.exit(0);
     }),
 });
