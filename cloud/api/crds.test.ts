@@ -2,6 +2,7 @@ import { describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { edgeUpgradeSchema } from './edge-upgrade.ts';
 import { nodePoolSchema } from './node-pool.ts';
 import { poolSetSchema } from './pool-set.ts';
 import { renderCrdFiles } from './render.ts';
@@ -57,5 +58,23 @@ describe('the same rules in zod as in CEL', () => {
     expect(messages).toContain('a tweak names its pools');
     expect(messages).toContain('a tweak must change something');
     expect(messages).toContain('add and replace patches need a value');
+  });
+
+  test('EdgeUpgrade: release version, https unless insecure, a URL without query, pools listed once; defaults', () => {
+    const parse = (spec: Record<string, unknown>) => edgeUpgradeSchema.safeParse({ metadata: { name: 'u' }, spec: { version: '0.2.0', baseURL: 'https://r.example.com/0.2.0', pools: ['a'], ...spec } });
+    const messages = (spec: Record<string, unknown>) => parse(spec).error?.issues.map((i) => i.message).join('\n') ?? '';
+    expect(messages({ version: '../../etc' })).toContain('must be a release version such as 1.2.3');
+    expect(messages({ baseURL: 'http://r.example.com/0.2.0' })).toContain('baseURL must be https (http only with insecure: true)');
+    expect(parse({ baseURL: 'http://r.example.com/0.2.0', insecure: true }).success).toBe(true);
+    expect(messages({ baseURL: 'https://r.example.com/x?sig=1' })).toContain('must be an http(s) URL with a host and no query or fragment');
+    expect(messages({ baseURL: 'ftp://r.example.com/x' })).toContain('must be an http(s) URL');
+    expect(messages({ pools: ['a', 'b', 'a'] })).toContain('pools must be listed once each');
+    expect(parse({ pools: [] }).success).toBe(false);
+    expect(parse({}).data!.spec).toEqual({ version: '0.2.0', baseURL: 'https://r.example.com/0.2.0', insecure: false, pools: ['a'], maxUnavailable: 1, pauseSeconds: 0, nodeTimeoutSeconds: 900 });
+  });
+
+  test('EdgeUpgrade: version, baseURL, insecure and pools are immutable (a CEL transition rule; zod never sees the old object)', () => {
+    const text = renderCrdFiles()['apps.tether.dev_edgeupgrades.yaml']!;
+    expect(text).toContain('self.version == oldSelf.version && self.baseURL == oldSelf.baseURL && self.insecure == oldSelf.insecure && self.pools == oldSelf.pools');
   });
 });

@@ -3,6 +3,7 @@
  * truth). `generate.ts` writes them to deploy/crds/ and checks the committed files are current.
  */
 import { z } from 'zod';
+import { edgeUpgradeSchema } from './edge-upgrade.ts';
 import { GROUP, VERSION } from './keys.ts';
 import { nodePoolSchema } from './node-pool.ts';
 import { poolSetSchema } from './pool-set.ts';
@@ -96,10 +97,25 @@ export function poolSetCrd() {
   );
 }
 
+export function edgeUpgradeCrd() {
+  return crd(
+    { kind: 'EdgeUpgrade', plural: 'edgeupgrades', singular: 'edgeupgrade', shortNames: ['eu'] },
+    'Cluster',
+    rootSchema(edgeUpgradeSchema, 'EdgeUpgrade rolls tether-edge out to a version, pool by pool, a few nodes at a time'),
+    [
+      { name: 'Version', type: 'string', jsonPath: '.spec.version', description: 'Version rolled out' },
+      { name: 'Updated', type: 'string', jsonPath: '.status.progress', description: 'Nodes updated / nodes of the listed pools' },
+      { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Pending, Progressing, Paused, Complete or Failed' },
+      { name: 'Message', type: 'string', jsonPath: '.status.message', description: 'What the rollout does or waits for, or why it failed', priority: 1 },
+    ],
+  );
+}
+
 /** File name under deploy/crds/ → CRD object. */
 export function allCrds(): Record<string, unknown> {
   return {
     [`${GROUP}_nodepools.yaml`]: nodePoolCrd(),
     [`${GROUP}_poolsets.yaml`]: poolSetCrd(),
+    [`${GROUP}_edgeupgrades.yaml`]: edgeUpgradeCrd(),
   };
 }

@@ -27,3 +27,10 @@ export const TOPOLOGY_POOL = POOL_LABEL;
 
 /** Field manager name of every write the hub makes. */
 export const FIELD_MANAGER = 'tether-hub';
+
+/**
+ * Node annotations of over-the-air upgrades: the hub's target, the agent's status and running
+ * version. Defined by the hub↔agent contract in shared/upgrade/contract.ts (re-exported here so
+ * the cloud side finds every apps.tether.dev key in one place).
+ */
+export { EDGE_VERSION_ANNOTATION, UPGRADE_STATUS_ANNOTATION, UPGRADE_TARGET_ANNOTATION } from '../../shared/upgrade/contract.ts';

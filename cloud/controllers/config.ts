@@ -7,11 +7,12 @@ import { z } from 'zod';
 const seconds = (d: number, what: string) => z.number().positive().default(d).describe(what);
 
 export const controllersConfigSchema = z.strictObject({
-  enabled: z.boolean().default(true).describe('Run the controllers (node pools, pool sets, autonomy, CSR approval)'),
+  enabled: z.boolean().default(true).describe('Run the controllers (node pools, pool sets, autonomy, CSR approval, edge upgrades)'),
   nodePools: z.boolean().default(true).describe('Run the NodePool controller'),
   poolSets: z.boolean().default(true).describe('Run the PoolSet controller'),
   autonomy: z.boolean().default(true).describe('Run the autonomy controller (pod eviction tolerations)'),
   csrApproval: z.boolean().default(true).describe('Run the CSR approver for node client certificates'),
+  edgeUpgrades: z.boolean().default(false).describe('Run the EdgeUpgrade controller (over-the-air upgrades of tether-edge, pool by pool)'),
   leaseNamespace: z
     .string()
     .min(1)

@@ -1,5 +1,5 @@
 /**
- * tether-hub's controllers: NodePool, PoolSet, autonomy and CSR approval, run by whichever hub
+ * tether-hub's controllers: NodePool, PoolSet, autonomy, CSR approval and EdgeUpgrade, run by whichever hub
  * replica holds the controllers Lease. Contracts: docs/controllers.md.
  *
  *   const c = startControllers({ kubeconfig, log, registry, identity: podName, leaseNamespace: 'tether-system', config });
@@ -15,6 +15,8 @@ import { createAutonomyController } from './autonomy/controller.ts';
 import { controllersConfigSchema, type ControllersConfig } from './config.ts';
 import type { ControllerContext, Informers } from './context.ts';
 import { createCsrController } from './csr/controller.ts';
+import { createEdgeUpgradeControllers } from './edge-upgrade/controller.ts';
+import type { UpgradeLike } from './edge-upgrade/order.ts';
 import { createSharedInformer, type SharedInformer } from './informers.ts';
 import type { KubeObject } from './kube-types.ts';
 import { startLeaderElection } from './leader.ts';
@@ -51,6 +53,7 @@ const paths = {
   pods: '/api/v1/pods',
   nodePools: `/apis/${API_VERSION}/nodepools`,
   poolSets: `/apis/${API_VERSION}/poolsets`,
+  edgeUpgrades: `/apis/${API_VERSION}/edgeupgrades`,
   deployments: '/apis/apps/v1/deployments',
   statefulSets: '/apis/apps/v1/statefulsets',
   csrs: '/apis/certificates.k8s.io/v1/certificatesigningrequests',
@@ -102,6 +105,8 @@ export function startControllers(opts: StartControllersOptions): Controllers {
       ...(config.poolSets ? [createPoolSetController(ctx)] : []),
       ...(config.autonomy ? [createAutonomyController(ctx)] : []),
       ...(config.csrApproval ? [createCsrController(ctx)] : []),
+      // EdgeUpgrades are read by this controller only: their informer is not one of ctx.informers.
+      ...(config.edgeUpgrades ? createEdgeUpgradeControllers(ctx, informer<UpgradeLike>(paths.edgeUpgrades)()) : []),
     ];
     let stopped = false;
     let running: RunningController[] = [];
