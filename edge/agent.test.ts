@@ -15,6 +15,8 @@ import { join } from 'node:path';
 import { createMemoryLogger } from '../shared/log.ts';
 import { type RunningAgent, startAgent } from './agent.ts';
 import { edgeConfigSchema } from './config.ts';
+import { buildInfo } from '../shared/version.ts';
+import { EDGE_VERSION_ANNOTATION, UPGRADE_STATUS_ANNOTATION, UPGRADE_TARGET_ANNOTATION } from '../shared/upgrade/contract.ts';
 
 let upstream: Server | undefined;
 let agent: RunningAgent | undefined;
@@ -273,3 +275,93 @@ async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000)
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+describe('over-the-air upgrades', () => {
+  const TARGET = JSON.stringify({ upgrade: 'fleet', uid: 'u1', version: '99.0.0', baseURL: 'https://releases.test/tether/99.0.0' });
+  const theNode = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge-test', resourceVersion: '5', annotations: { [UPGRADE_TARGET_ANNOTATION]: TARGET } } };
+
+  /** An apiserver with the agent's Node: LIST and WATCH of nodes, and PATCHes of it (recorded). */
+  async function nodeApiserver() {
+    const patches: { ua: string; type: string; body: { metadata: { annotations: Record<string, string> } } }[] = [];
+    const watches: { ua: string; url: string }[] = [];
+    upstream = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname === '/readyz') return void res.end('ok');
+      const json = (o: unknown) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(o));
+      };
+      if (url.pathname === '/api/v1/nodes' && url.searchParams.get('watch') === 'true') {
+        watches.push({ ua: String(req.headers['user-agent']), url: url.pathname + url.search });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return void res.write(`${JSON.stringify({ type: 'ADDED', object: theNode })}\n`);
+      }
+      if (url.pathname === '/api/v1/nodes') return json({ kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: '5' }, items: [theNode] });
+      if (url.pathname === '/api/v1/nodes/edge-test' && req.method === 'PATCH') {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          patches.push({ ua: String(req.headers['user-agent']), type: String(req.headers['content-type']), body: JSON.parse(Buffer.concat(chunks).toString()) });
+          json(theNode);
+        });
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 }));
+    });
+    await new Promise<void>((r) => upstream!.listen(0, '127.0.0.1', () => r()));
+    return { server: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, patches, watches };
+  }
+
+  async function startWith(server: string, upgrade: Parameters<typeof startAgent>[0]['upgrade'], extra: Record<string, unknown> = {}) {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tether-agent-upgrade-'));
+    const config = edgeConfigSchema.parse({ servers: [server], listen: '127.0.0.1:0', adminListen: '127.0.0.1:0', dataDir, insecurePlainHttp: true, ...extra });
+    agent = await startAgent({ config, nodeName: 'edge-test', log: createMemoryLogger('error'), reconnectJitterMs: 0, upgrade });
+    for (let i = 0; i < 100 && !agent.status().online; i++) await new Promise((r) => setTimeout(r, 20));
+    return `http://127.0.0.1:${agent.proxy.address.split(':').pop()}`;
+  }
+
+  const statusOf = (p: { body: { metadata: { annotations: Record<string, string> } } }) => {
+    const s = p.body.metadata.annotations[UPGRADE_STATUS_ANNOTATION];
+    return s ? (JSON.parse(s) as { phase: string; reason?: string; uid: string }) : undefined;
+  };
+
+  test("learns the target from the store's copy of its Node (the kubelet's LIST), with no request of its own; reports the version and the refusal", async () => {
+    const api = await nodeApiserver();
+    const proxy = await startWith(api.server, { restart: () => {}, fallbackAfterMs: 600_000 });
+    const r = await fetch(`${proxy}/api/v1/nodes?fieldSelector=metadata.name%3Dedge-test`, { headers: kubelet });
+    expect(r.status).toBe(200);
+    await until(() => Promise.resolve(api.patches.length), (n) => n >= 2);
+    expect(api.patches.every((p) => p.ua.startsWith('tether-edge/') && p.type === 'application/merge-patch+json')).toBe(true);
+    expect(api.patches.map((p) => p.body.metadata.annotations[EDGE_VERSION_ANNOTATION]).filter(Boolean)).toEqual([buildInfo.version]);
+    // No release key is pinned in this configuration: refused before anything is fetched.
+    expect(api.patches.map(statusOf).filter(Boolean)).toEqual([expect.objectContaining({ phase: 'Failed', uid: 'u1', reason: 'no release key pinned (tether-edge join --release-key)' })]);
+    expect(agent!.status().upgrade).toMatchObject({ running: buildInfo.version, last: { phase: 'Failed' } });
+    expect(api.watches).toEqual([]);
+  });
+
+  test('with no recorded copy, watches its own Node (one watch, fieldSelector metadata.name) and acts on it', async () => {
+    const api = await nodeApiserver();
+    await startWith(api.server, { restart: () => {}, fallbackAfterMs: 0 });
+    await until(() => Promise.resolve(api.patches.filter(statusOf).length), (n) => n >= 1);
+    expect(api.watches).toEqual([{ ua: `tether-edge/${buildInfo.version}`, url: '/api/v1/nodes?fieldSelector=metadata.name%3Dedge-test&watch=true&allowWatchBookmarks=true' }]);
+    expect(statusOf(api.patches.find(statusOf)!)).toMatchObject({ phase: 'Failed', uid: 'u1' });
+  });
+
+  test('turned off (upgrade: false, or upgrade.enabled false): no report, no watch', async () => {
+    for (const [opt, extra] of [[false, {}], [{ restart: () => {}, fallbackAfterMs: 0 }, { upgrade: { enabled: false } }]] as const) {
+      const api = await nodeApiserver();
+      const proxy = await startWith(api.server, opt, extra);
+      expect((await fetch(`${proxy}/api/v1/nodes?fieldSelector=metadata.name%3Dedge-test`, { headers: kubelet })).status).toBe(200);
+      // The same request above is what made the upgrader report within milliseconds in the first test.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(api.patches).toEqual([]);
+      expect(api.watches).toEqual([]);
+      expect(agent!.status().upgrade).toEqual({ running: buildInfo.version });
+      await agent!.close();
+      agent = undefined;
+      await new Promise<void>((r) => upstream!.close(() => r()));
+      upstream = undefined;
+    }
+  });
+});

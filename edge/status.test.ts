@@ -70,3 +70,26 @@ test('a direct agent says so, and shows no api stream line while none carried an
   expect(text).toContain('\nupstreams:\n');
   expect(text).not.toContain('api streams');
 });
+
+test('status shows the running and previous version and the last upgrade, with its reason', () => {
+  const st = collectStatus({
+    nodeName: 'edge-1',
+    proxy: '127.0.0.1:10261',
+    pool: { online: false, all: () => [] },
+    storeProblem: null,
+    bus: createEventBus(),
+    problems: [],
+    upgrade: {
+      running: '0.1.0',
+      previous: '0.0.9',
+      last: { upgrade: 'fleet', uid: 'u1', version: '0.2.0', phase: 'RolledBack', reason: 'tether-edge 0.2.0 did not become healthy within 120s of the swap', previous: '0.1.0', time: '2026-12-04T01:00:00.000Z' },
+      waiting: 'offline: an upgrade never starts without the link',
+    },
+  });
+  expect(st.upgrade?.previous).toBe('0.0.9');
+  const lines = formatStatus(st).split('\n');
+  expect(lines).toContain('version 0.1.0 (previous 0.0.9)');
+  expect(lines).toContain('  last upgrade: fleet to 0.2.0: RolledBack (tether-edge 0.2.0 did not become healthy within 120s of the swap) at 2026-12-04T01:00:00.000Z');
+  expect(lines).toContain('  upgrade waiting: offline: an upgrade never starts without the link');
+  expect(formatStatus({ ...st, upgrade: { running: '0.1.0' } }).split('\n')).toContain('version 0.1.0');
+});
