@@ -82,6 +82,24 @@ export const hubConfigSchema = z.strictObject({
     .boolean()
     .default(true)
     .describe("Filter api streams' EndpointSlices and Endpoints answers by service topology before they cross the link (Service and NodePool informers on the hub)"),
+  artifactRelay: z
+    .boolean()
+    .default(true)
+    .describe("Serve EdgeUpgrade release files to nodes inside their tunnels (GET /tether/v1/artifacts/<edgeupgrade>/<file> on an api stream), for nodes that cannot reach spec.baseURL; works with apiStreams off too"),
+  artifactCacheDir: z.string().min(1).default('/var/cache/tether-hub/artifacts').describe('Where the relay keeps one copy of each release file per EdgeUpgrade uid (a writable volume)'),
+  artifactCacheBytes: z
+    .number()
+    .int()
+    .min(1)
+    .default(2 * 1024 ** 3)
+    .describe('Size cap of artifactCacheDir in bytes; copies no node is reading are removed, least recently used first'),
+  artifactOriginCaFile: z.string().optional().describe('CA bundle that verifies https release origins (default: the system CAs)'),
+  artifactOriginTimeoutSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .default(30)
+    .describe("The relay's limit on an origin's answer, and on a pause in its bytes"),
   controllers: controllersConfigSchema.prefault({}).describe('Node pool, pool set, autonomy and CSR controllers'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
   logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),

@@ -8,6 +8,11 @@
  * session authenticated; its upstream comes from `apiUpstream`, or from the kubeconfig on the
  * first api stream.
  *
+ * Artifact relay (config artifactRelay): requests under /tether/v1/artifacts/ on api streams are
+ * answered by tunnel/artifacts.ts from the hub's disk copy of an EdgeUpgrade's release files; the
+ * EdgeUpgrade is read with a client of the kubeconfig made on the first such request. With
+ * apiStreams off and the relay on, api streams are accepted for the relay only.
+ *
  * Stopping (SIGTERM): the leases are handed back (holder ""), every session is asked to drain so
  * its agent reconnects to another replica at once while open streams finish (up to
  * shutdownGraceSeconds), then the rest is closed and both listeners close.
@@ -20,7 +25,11 @@ import type { Logger } from '../shared/log.ts';
 import type { Registry } from '../shared/metrics.ts';
 import { splitHostPort } from '../shared/serve.ts';
 import type { HubConfig } from './config.ts';
-import { createApiUpstream, loadKubeConfig } from './kube/client.ts';
+import { createApiUpstream, createRestClient, loadKubeConfig } from './kube/client.ts';
+import { createArtifactCache } from './tunnel/artifact-cache.ts';
+import { createOriginFetch } from './tunnel/artifact-origin.ts';
+import { type UpgradeLookup, createUpgradeLookup } from './tunnel/artifact-upgrades.ts';
+import { createArtifactRelay } from './tunnel/artifacts.ts';
 import { type ApiUpstream, createApiForwarder } from './tunnel/api-forward.ts';
 import { type HubTopology, createHubTopology } from './tunnel/api-topology.ts';
 import { watchTopology } from './tunnel/kube-backend.ts';
@@ -50,6 +59,8 @@ export interface HubOptions {
   apiUpstream?: ApiUpstream;
   /** The topology state api streams are filtered with (tests feed it); default: fed by informers started with the default upstream. */
   apiTopology?: HubTopology;
+  /** Where the artifact relay reads EdgeUpgrades (tests); default: the apiserver of `config.kubeconfig`, on the first relayed request. */
+  artifactUpgrades?: UpgradeLookup;
 }
 
 export interface RunningHub {
@@ -127,13 +138,30 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     if (topology && !opts.apiTopology) watches.push(...watchTopology(kc, topology, log.child({ part: 'kube' })));
     return u;
   };
-  const forwarder = config.apiStreams
+  let upgrades: UpgradeLookup | undefined = opts.artifactUpgrades;
+  const relay = config.artifactRelay
+    ? createArtifactRelay({
+        // Made on first use, so a hub that relays nothing never reads the kubeconfig for it; a failure is retried on the next request.
+        upgrades: (name) => (upgrades ??= createUpgradeLookup(createRestClient(loadKubeConfig(config.kubeconfig), { maxSockets: 4 })))(name),
+        cache: createArtifactCache({
+          dir: config.artifactCacheDir,
+          maxBytes: config.artifactCacheBytes,
+          fetch: createOriginFetch({ ca: readFile(config.artifactOriginCaFile, 'artifactOriginCaFile'), timeoutMs: config.artifactOriginTimeoutSeconds * 1000 }),
+          idleTimeoutMs: config.artifactOriginTimeoutSeconds * 1000,
+          log: log.child({ part: 'artifacts' }),
+        }),
+        log: log.child({ part: 'artifacts' }),
+      })
+    : undefined;
+  const forwarder = config.apiStreams || relay
     ? createApiForwarder({
         upstream: opts.apiUpstream ?? defaultUpstream,
         ...(topology ? { topology } : {}),
         impersonation: config.apiImpersonation,
         ...(config.apiAcceptEncoding === 'identity' ? { acceptEncoding: 'identity' } : {}),
         answered: (_node, code) => metrics.apiAnswered(code),
+        ...(relay ? { artifacts: relay } : {}),
+        apiserver: config.apiStreams,
         log: log.child({ part: 'api' }),
       })
     : undefined;
@@ -241,6 +269,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
       await table.drainAll('hub replica stopping', config.shutdownGraceSeconds * 1000);
       await agents.close();
       forwarder?.close();
+      relay?.close();
       await connect.close();
       await Promise.all(watches.map((w) => w.stop()));
       metrics.close();

@@ -20,6 +20,10 @@
  * - With `topology`, GET/LIST/WATCH answers of EndpointSlices and Endpoints are filtered for the
  *   node (api-filter.ts; such requests ask the apiserver for uncompressed answers); protobuf,
  *   Tables and error answers pass unfiltered.
+ * - With `artifacts`, requests whose path starts with /tether/v1/artifacts/ are the artifact
+ *   relay's (artifacts.ts), never kube-apiserver's; an upgrade on such a path is refused (400).
+ *   With `apiserver: false` (config apiStreams off, the relay on) streams are accepted for the
+ *   relay only: every other request is answered 403 and no upstream is ever made.
  * - `close()` destroys every api stream and the upstream agents' sockets.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -31,6 +35,7 @@ import type { OpenInfo } from '../../shared/tunnel/session.ts';
 import { downstreamHeaders, type ImpersonationMode, upstreamHeaders } from './api-headers.ts';
 import { writeFiltered } from './api-filter.ts';
 import { createApiSocketPair } from './api-socket.ts';
+import { isArtifactPath } from './artifacts.ts';
 import type { EndpointsRequest, HubTopology } from './api-topology.ts';
 
 /** The host an agent opens for api streams (edge/tunnel/agent.ts API_STREAM_HOST); port 0. */
@@ -57,6 +62,10 @@ export interface ApiForwarderOptions {
   topology?: HubTopology;
   /** Every request once, with the status the edge got (0: the stream went away before an answer). */
   answered?(node: string, code: number): void;
+  /** Requests under /tether/v1/artifacts/ go here instead of to kube-apiserver (artifacts.ts). */
+  artifacts?: { handle(node: string, req: IncomingMessage, res: ServerResponse): void };
+  /** false: api streams carry artifact requests only (the rest is answered 403). Default true. */
+  apiserver?: boolean;
   log: Logger;
 }
 
@@ -140,8 +149,20 @@ export function createApiForwarder(opts: ApiForwarderOptions): ApiForwarder {
     return { url, client, options: { method: req.method, headers, agent: u.agent(bearer ? 'bearer' : 'hub') } as https.RequestOptions, bearer };
   };
 
+  const apiserver = opts.apiserver !== false;
+  const noApiserver: StatusOpts = {
+    code: 403,
+    reason: 'Forbidden',
+    message: 'tether-hub: this hub does not forward api streams to kube-apiserver (apiStreams: false); only /tether/v1/artifacts/ is served',
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const node = nodeOf.get(req.socket)!;
+    if (opts.artifacts && isArtifactPath(req.url)) return opts.artifacts.handle(node, req, res);
+    if (!apiserver) {
+      answered(node, 403);
+      return sendStatus(res, noApiserver);
+    }
     let sent = false;
     const count = (code: number) => {
       if (sent) return;
@@ -189,6 +210,10 @@ export function createApiForwarder(opts: ApiForwarderOptions): ApiForwarder {
   const handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const node = nodeOf.get(socket)!;
     socket.on('error', () => {});
+    if (!apiserver || (opts.artifacts && isArtifactPath(req.url))) {
+      answered(node, apiserver ? 400 : 403);
+      return sendRawStatus(socket, apiserver ? { code: 400, reason: 'BadRequest', message: 'tether-hub: release files are not served over upgraded connections' } : noApiserver);
+    }
     let p: Awaited<ReturnType<typeof prepare>>;
     try {
       p = await prepare(node, req, req.headers.upgrade ?? 'SPDY/3.1');
@@ -250,7 +275,7 @@ export function createApiForwarder(opts: ApiForwarderOptions): ApiForwarder {
         throw new TetherError(ErrorCode.TunnelDenied, `open ${host}:${port}: node name ${JSON.stringify(node)} is not a valid Node name`);
       }
       try {
-        await getUpstream();
+        if (apiserver) await getUpstream();
       } catch (e) {
         log.warn('api stream refused: no kube-apiserver to forward to', { node, error: messageOf(e) });
         throw new TetherError(ErrorCode.TunnelDial, `open ${host}:${port}: the hub cannot reach kube-apiserver: ${messageOf(e)}`, { cause: e });
