@@ -431,7 +431,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     upgrader = startAgentUpgrader({
       nodeName: opts.nodeName,
       running: buildInfo,
-      config: { dataDir: config.dataDir, releaseKey: config.releaseKey, upgrade: upgradeConfig },
+      // upgrade.caFile (the release location's CA) is read if the configuration has it.
+      config: { dataDir: config.dataDir, releaseKey: config.releaseKey, upgrade: { ...upgradeConfig, caFile: (upgradeConfig as { caFile?: string }).caFile } },
       storedNode: store ? () => store.objects.get('v1/nodes', '', opts.nodeName) : undefined,
       online: () => pool.online,
       watch: (path, onLine) => {

@@ -19,7 +19,8 @@ export interface AgentUpgraderOptions {
   config: {
     dataDir: string;
     releaseKey?: string;
-    upgrade: { binary: string; dir?: string; healthDeadlineSeconds: number; allowDowngrade: boolean };
+    /** `caFile`: CA bundle of the release location (default: the system CAs). */
+    upgrade: { binary: string; dir?: string; healthDeadlineSeconds: number; allowDowngrade: boolean; caFile?: string };
   };
   /** The Node as the store has it; undefined without a store. */
   storedNode?: () => KubeObject | undefined;
@@ -55,6 +56,7 @@ export function startAgentUpgrader(o: AgentUpgraderOptions): AgentUpgrader {
     install: { readState, markReported, swapIn, settleTrial },
     download: { download, fetchSmall },
     hub: o.hub,
+    caFile: o.config.upgrade.caFile,
     report: createReporter({ patch: o.patch, onError: (what, reason) => log.warn('upgrade: report failed', { what, reason }) }),
     online: o.online,
     healthy: o.healthy,
