@@ -210,6 +210,25 @@ describe('download', () => {
     expect(statSync(join(dir, 'up-1', `${FILE}.part`)).size).toBe(32 * 1024);
   });
 
+  test('a part begun directly is resumed through the hub when the origin becomes unreachable (the same validator)', async () => {
+    // The node's own way to the origin: a second server with the same files, stopped after the cut.
+    const direct = http.createServer(handler);
+    await new Promise<void>((r) => direct.listen(0, '127.0.0.1', () => r()));
+    const directBase = `http://127.0.0.1:${(direct.address() as AddressInfo).port}/rel/0.2.0`;
+    b.cutAfter = 300 * 1024;
+    const paths: string[] = [];
+    const first = await download({ baseURL: directBase, file: FILE, dir: fresh(), upgrade: 'up-1', retries: 0, hub: fakeHub(paths) }).catch((x: unknown) => x);
+    expect((first as DownloadError).reason).toBe('cut');
+    const kept = statSync(join(dir, 'up-1', `${FILE}.part`)).size;
+    direct.closeAllConnections?.();
+    await new Promise<void>((r) => direct.close(() => r()));
+    const r = await download({ baseURL: directBase, file: FILE, dir, upgrade: 'up-1', hub: fakeHub(paths) });
+    expect(r.via).toBe('hub');
+    expect(r.sha256).toBe(sha);
+    expect(paths).toEqual([`/tether/v1/artifacts/up-1/${FILE}`]);
+    expect(seen.at(-1)).toEqual({ url: `/rel/0.2.0/${FILE}`, range: `bytes=${kept}-`, ifRange: '"v1"' });
+  });
+
   test('a refused origin without a hub is an unreachable error', async () => {
     const e = await download({ baseURL: refusedBase, file: FILE, dir: fresh(), upgrade: 'up-1' }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(DownloadError);
