@@ -1,9 +1,16 @@
 #!/bin/sh
-# Tether installer: downloads tether-edge for this machine, checks it against SHA256SUMS and
-# installs it. POSIX sh; needs curl or wget, and sha256sum, shasum or openssl.
+# Tether installer: downloads tether-edge for this machine, checks the release's signature
+# (with --release-key) and the binary against SHA256SUMS, and installs it. POSIX sh; needs curl or
+# wget, sha256sum, shasum or openssl, and openssl for --release-key.
 #
-#   curl -fsSL <base>/install.sh | sh -s -- [--version V] [--prefix DIR] [--base-url URL] [--no-deps] [--insecure]
+#   curl -fsSL <base>/install.sh | sh -s -- [--release-key FILE] [--version V] [--prefix DIR] [--base-url URL] [--no-deps] [--insecure]
 #
+#   --release-key FILE  the release public key (PEM, Ed25519; docs/install.md "Signed releases"):
+#                   SHA256SUMS.sig must be its signature over SHA256SUMS before SHA256SUMS is used,
+#                   and VERSION (listed in SHA256SUMS) must name the version asked for, so a
+#                   mirror can neither change the files nor pass an older signed release off as
+#                   this one. A missing or bad signature installs nothing. Without it SHA256SUMS
+#                   is trusted as it comes (a warning says so)
 #   --version V     a release (0.1.0); default: the latest
 #   --prefix DIR    install into DIR/bin (default /usr/local, so /usr/local/bin/tether-edge)
 #   --base-url URL  where the release files are: a directory as `npm run build` writes dist/
@@ -35,6 +42,7 @@ prefix="/usr/local"
 base_url=""
 no_deps=""
 insecure=""
+release_key=""
 
 say() { printf '%s\n' "tether install: $*" >&2; }
 die() {
@@ -53,11 +61,13 @@ while [ $# -gt 0 ]; do
 	--base-url=*) base_url=${1#*=}; shift ;;
 	--no-deps) no_deps=1; shift ;;
 	--insecure) insecure=1; shift ;;
+	--release-key) need_value "$@"; release_key=$2; shift 2 ;;
+	--release-key=*) release_key=${1#*=}; shift ;;
 	-h | --help)
-		echo 'usage: install.sh [--version V] [--prefix DIR (default /usr/local)] [--base-url URL] [--no-deps] [--insecure]' >&2
+		echo 'usage: install.sh [--release-key FILE] [--version V] [--prefix DIR (default /usr/local)] [--base-url URL] [--no-deps] [--insecure]' >&2
 		exit 0
 		;;
-	*) die "unknown option $1 (options: --version V, --prefix DIR, --base-url URL, --no-deps, --insecure)" ;;
+	*) die "unknown option $1 (options: --release-key FILE, --version V, --prefix DIR, --base-url URL, --no-deps, --insecure)" ;;
 	esac
 done
 version=${version#v}
@@ -125,10 +135,27 @@ case $url in
 https://*) ;;
 http://*)
 	[ -n "$insecure" ] || die "refusing to download the release and its SHA256SUMS over plain http ($url): anyone on the network path could replace both. Serve it over https, or pass --insecure if you trust this network"
-	say "warning: --insecure: downloading over plain http; SHA256SUMS only detects damage, not tampering"
+	if [ -n "$release_key" ]; then
+		say "warning: --insecure: downloading over plain http; the signature still detects tampering, but anyone on the path sees and can block the download"
+	else
+		say "warning: --insecure: downloading over plain http; SHA256SUMS only detects damage, not tampering"
+	fi
 	;;
 *) die "the release location must be an https:// URL, not $url" ;;
 esac
+
+# --- the release key, checked before anything is downloaded --------------------------------
+
+if [ -n "$release_key" ]; then
+	[ -r "$release_key" ] || die "cannot read --release-key $release_key"
+	command -v openssl >/dev/null 2>&1 || die "--release-key needs openssl to check the signature (install openssl, then run this again)"
+	key_text=$(openssl pkey -pubin -in "$release_key" -noout -text 2>/dev/null) ||
+		die "--release-key $release_key is not a PEM public key (make it with: openssl pkey -in release.key -pubout -out release.pub)"
+	case $key_text in
+	ED25519*) ;;
+	*) die "--release-key $release_key is not an Ed25519 public key; Tether releases are signed with Ed25519" ;;
+	esac
+fi
 
 # --- tools ----------------------------------------------------------------------------------
 
@@ -178,6 +205,25 @@ check() {
 
 say "downloading $artifact from $url"
 fetch "$url/SHA256SUMS" "$tmp/SHA256SUMS" || die "cannot download $url/SHA256SUMS; check --base-url and --version"
+if [ -n "$release_key" ]; then
+	# The signature first: until it verifies, nothing in SHA256SUMS is read.
+	fetch "$url/SHA256SUMS.sig" "$tmp/SHA256SUMS.sig" ||
+		die "cannot download $url/SHA256SUMS.sig: this release is not signed (or not reachable); nothing was installed"
+	bad_signature="SHA256SUMS.sig at $url does not verify with the release key $release_key: the release was changed or signed by another key; nothing was installed"
+	verdict=$(openssl pkeyutl -verify -pubin -inkey "$release_key" -rawin -in "$tmp/SHA256SUMS" -sigfile "$tmp/SHA256SUMS.sig" 2>&1) || die "$bad_signature"
+	case $verdict in *"Signature Verified Successfully"*) ;; *) die "$bad_signature" ;; esac
+	say "SHA256SUMS is signed by the release key"
+	# VERSION binds the signature to a version: an older signed release cannot be served as this one.
+	fetch "$url/VERSION" "$tmp/VERSION" || die "cannot download $url/VERSION (a signed release names its version); nothing was installed"
+	check VERSION "$tmp/VERSION"
+	release_version=$(head -n 1 "$tmp/VERSION")
+	if [ -n "$version" ] && [ "$release_version" != "$version" ]; then
+		die "the release at $url is version $release_version, not $version as asked; nothing was installed"
+	fi
+	say "release $release_version"
+else
+	say "warning: no --release-key: the release is not signature-checked, so SHA256SUMS only shows the download is intact, not who made it"
+fi
 if command -v xz >/dev/null 2>&1 && grep -q " \*\{0,1\}$artifact\.xz\$" "$tmp/SHA256SUMS"; then
 	fetch "$url/$artifact.xz" "$tmp/$artifact.xz" || die "cannot download $url/$artifact.xz; this release may have no build for $arch ($libc)"
 	check "$artifact.xz" "$tmp/$artifact.xz"

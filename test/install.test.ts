@@ -2,18 +2,22 @@
  * The curl installer (scripts/install.sh) as a user runs it, `curl -fsSL <base>/install.sh | sh -s --`,
  * against a release directory served from 127.0.0.1, installing into temporary prefixes: the x64
  * binary, the arm64 binary (run under qemu), the Node bundle for armv7l, idempotence, --version,
- * the musl choice, the plain-file fallback without xz, and refusals: a tampered download, an
- * unsupported architecture, a Node.js too old, a release over plain http without --insecure (and
- * an https one redirecting to plain http). The release is served over https with a test CA that
- * curl is told to trust (CURL_CA_BUNDLE), and over plain http for the refusals.
+ * the musl choice, the plain-file fallback without xz, the atomic replacement of an installed
+ * binary, and refusals: a tampered download, an unsupported architecture, a Node.js too old, a
+ * release over plain http without --insecure (and an https one redirecting to plain http).
+ * With --release-key: a signed release installs; a changed SHA256SUMS, a changed signature, an
+ * unsigned release, another key, an older signed release served as a newer version and a
+ * signature fetched over a redirect to http are each refused, leaving the installed binary as it
+ * was. The release is served over https with a test CA that curl is told to trust
+ * (CURL_CA_BUNDLE), and over plain http for the refusals.
  *
- * The release is built with scripts/build.ts for x64 and arm64 without its own xz step (which
- * compresses the hub binaries too and takes minutes); the test compresses the three tether-edge
- * artifacts the same way (`xz -k`, sums appended to SHA256SUMS) at a faster level.
+ * The release is built and signed by scripts/build.ts (--sign-key, a key made with openssl) for
+ * tether-edge only, x64 and arm64, with fast xz (--only, --xz-level 1): the hub binaries are not
+ * installed by install.sh and compressing them takes minutes.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pkg from '../package.json' with { type: 'json' };
@@ -24,8 +28,13 @@ const root = join(import.meta.dir, '..');
 const work = mkdtempSync(join(tmpdir(), 'tether-install-'));
 const dist = join(work, 'dist');
 const tampered = join(work, 'tampered');
+const releaseKey = join(work, 'release.key');
+const releasePub = join(work, 'release.pub');
+const otherPub = join(work, 'other.pub');
+const x64 = { TETHER_INSTALL_ARCH: 'x86_64', TETHER_INSTALL_LIBC: 'glibc' };
+/** Release variants served under /<name>/ besides /release/ (dist) and /tampered/. */
+const variants: Record<string, string> = {};
 const qemu = ['qemu-aarch64-static', '-L', '/usr/aarch64-linux-gnu'];
-const EDGE = ['tether-edge-linux-x64', 'tether-edge-linux-arm64', 'tether-edge.mjs'];
 const requests: string[] = [];
 let server: ReturnType<typeof Bun.serve>;
 let plainServer: ReturnType<typeof Bun.serve>;
@@ -36,20 +45,47 @@ let n = 0;
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
+/** A copy of the release directory as `name`, changed by `change`. */
+function variant(name: string, change: (dir: string) => void): void {
+  const dir = join(work, name);
+  mkdirSync(dir);
+  for (const f of readdirSync(dist)) copyFileSync(join(dist, f), join(dir, f));
+  change(dir);
+  variants[name] = dir;
+}
+const flipByte = (file: string) => {
+  const b = readFileSync(file);
+  b[b.length >> 1]! ^= 0x01;
+  writeFileSync(file, b);
+};
+
 beforeAll(async () => {
-  const r = await run([bunBin, join(root, 'scripts/build.ts'), '--out', dist, '--target', 'bun-linux-x64', '--target', 'bun-linux-arm64', '--no-xz'], { cwd: root });
-  if (r.code !== 0) throw new Error(`build failed:\n${r.stdout}\n${r.stderr}`);
-  for (const f of EDGE) {
-    const x = await run(['xz', '-T0', '-1', '-k', '-f', join(dist, f)]);
-    if (x.code !== 0) throw new Error(`xz ${f}: ${x.stderr}`);
-    appendFileSync(join(dist, 'SHA256SUMS'), `${sha256(join(dist, `${f}.xz`))}  ${f}.xz\n`);
+  for (const cmd of [
+    ['openssl', 'genpkey', '-algorithm', 'ed25519', '-out', releaseKey],
+    ['openssl', 'pkey', '-in', releaseKey, '-pubout', '-out', releasePub],
+    ['openssl', 'genpkey', '-algorithm', 'ed25519', '-out', join(work, 'other.key')],
+    ['openssl', 'pkey', '-in', join(work, 'other.key'), '-pubout', '-out', otherPub],
+  ]) {
+    const k = await run(cmd);
+    if (k.code !== 0) throw new Error(`${cmd.join(' ')}: ${k.stderr}`);
   }
+  const r = await run(
+    [bunBin, join(root, 'scripts/build.ts'), '--out', dist, '--only', 'tether-edge', '--target', 'bun-linux-x64', '--target', 'bun-linux-arm64', '--xz-level', '1', '--sign-key', releaseKey],
+    { cwd: root },
+  );
+  if (r.code !== 0) throw new Error(`build failed:\n${r.stdout}\n${r.stderr}`);
   // The same release with one byte of the x64 download changed.
   mkdirSync(tampered);
   for (const f of readdirSync(dist)) copyFileSync(join(dist, f), join(tampered, f));
-  const bad = readFileSync(join(tampered, 'tether-edge-linux-x64.xz'));
-  bad[bad.length >> 1]! ^= 0x01;
-  writeFileSync(join(tampered, 'tether-edge-linux-x64.xz'), bad);
+  flipByte(join(tampered, 'tether-edge-linux-x64.xz'));
+  // A mirror that replaced the x64 download and wrote SHA256SUMS to match: only the signature can tell.
+  variant('forged', (dir) => {
+    flipByte(join(dir, 'tether-edge-linux-x64.xz'));
+    const sums = readFileSync(join(dir, 'SHA256SUMS'), 'utf8').replace(/^[0-9a-f]{64}(?=  tether-edge-linux-x64\.xz$)/m, sha256(join(dir, 'tether-edge-linux-x64.xz')));
+    writeFileSync(join(dir, 'SHA256SUMS'), sums);
+  });
+  variant('badsig', (dir) => flipByte(join(dir, 'SHA256SUMS.sig')));
+  variant('unsigned', (dir) => rmSync(join(dir, 'SHA256SUMS.sig')));
 
   const ca = createLocalCa('install test CA');
   writeFileSync(caFile, ca.certPem);
@@ -61,8 +97,13 @@ beforeAll(async () => {
       // An https release location that sends the downloads to plain http.
       const redirected = /^\/downgrade\/(.*)$/.exec(path);
       if (redirected) return Response.redirect(`${plainBase}/release/${redirected[1]}`, 302);
-      const m = /^\/(release|tampered)(?:\/v[0-9.]+)?\/([A-Za-z0-9._-]+)$/.exec(path);
-      const file = m ? join(m[1] === 'release' ? dist : tampered, m[2]!) : undefined;
+      // An https release location that serves SHA256SUMS itself but sends its signature to plain http.
+      if (path === '/sig-downgrade/SHA256SUMS.sig') return Response.redirect(`${plainBase}/release/SHA256SUMS.sig`, 302);
+      // Every version under a location is the same directory: that is how a replayed release looks.
+      const m = /^\/(release|tampered|sig-downgrade|[a-z]+)(?:\/v[0-9.]+)?\/([A-Za-z0-9._-]+)$/.exec(path);
+      const dirs: Record<string, string> = { release: dist, tampered, 'sig-downgrade': dist, ...variants };
+      const dir = m ? dirs[m[1]!] : undefined;
+      const file = dir ? join(dir, m![2]!) : undefined;
       return file && existsSync(file) ? new Response(Bun.file(file)) : new Response('not found', { status: 404 });
   };
   server = Bun.serve({ hostname: '127.0.0.1', port: 0, tls: { cert: serving.certPem, key: serving.keyPem }, fetch });
@@ -85,6 +126,124 @@ async function install(args: string[], env: Record<string, string> = {}, prefix 
   return { ...r, prefix, bin: join(prefix, 'bin', 'tether-edge'), requests: [...requests] };
 }
 
+describe('the curl installer with --release-key', () => {
+  /**
+   * A prefix with the good release installed once (refusals change nothing, so they share it), and
+   * a check that a refusal left it exactly as it was.
+   */
+  let node: Promise<{ prefix: string; untouched: () => void }> | undefined;
+  function installed() {
+    node ??= (async () => {
+      const first = await install(['--base-url', `${base}/release`, '--release-key', releasePub], x64);
+      if (first.code !== 0) throw new Error(`the first install failed:\n${first.stderr}`);
+      const before = statSync(first.bin);
+      return {
+        prefix: first.prefix,
+        untouched: () => {
+          const after = statSync(first.bin);
+          expect([after.ino, after.mtimeMs, after.size]).toEqual([before.ino, before.mtimeMs, before.size]);
+          expect(sha256(first.bin)).toBe(sha256(join(dist, 'tether-edge-linux-x64')));
+          expect(readdirSync(join(first.prefix, 'bin'))).toEqual(['tether-edge']);
+        },
+      };
+    })();
+    return node;
+  }
+
+  test('a signed release: the signature is checked first, then VERSION, then the binary; it installs and runs', async () => {
+    const r = await install(['--base-url', `${base}/release`, '--release-key', releasePub], x64);
+    expect(r.stderr).not.toContain('error');
+    expect(r.code).toBe(0);
+    expect(r.requests).toEqual(['/install.sh', '/release/SHA256SUMS', '/release/SHA256SUMS.sig', '/release/VERSION', '/release/tether-edge-linux-x64.xz']);
+    expect(r.stderr).toContain('SHA256SUMS is signed by the release key');
+    expect(r.stderr).toContain(`release ${pkg.version}`);
+    expect(r.stderr).not.toContain('not signature-checked');
+    expect(sha256(r.bin)).toBe(sha256(join(dist, 'tether-edge-linux-x64')));
+    const v = await run([r.bin, '--version']);
+    expect(v.stdout).toStartWith(`${pkg.version} (commit `);
+
+    const pinned = await install(['--base-url', `${base}/release`, '--release-key', releasePub, '--version', pkg.version], x64);
+    expect(pinned.code).toBe(0);
+    expect(pinned.requests).toContain(`/release/v${pkg.version}/VERSION`);
+  });
+
+  test('a SHA256SUMS rewritten to match a replaced binary is refused by the signature, and the installed binary stays', async () => {
+    const node = await installed();
+    const r = await install(['--base-url', `${base}/forged`, '--release-key', releasePub], x64, node.prefix);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`SHA256SUMS.sig at ${base}/forged does not verify with the release key ${releasePub}`);
+    expect(r.stderr).toContain('nothing was installed');
+    expect(r.requests).toEqual(['/install.sh', '/forged/SHA256SUMS', '/forged/SHA256SUMS.sig']); // the binary was never fetched
+    node.untouched();
+  });
+
+  test('a changed signature is refused, and the installed binary stays', async () => {
+    const node = await installed();
+    const r = await install(['--base-url', `${base}/badsig`, '--release-key', releasePub], x64, node.prefix);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('SHA256SUMS.sig at');
+    expect(r.stderr).toContain('does not verify with the release key');
+    node.untouched();
+  });
+
+  test('a release signed by another key is refused, and the installed binary stays', async () => {
+    const node = await installed();
+    const r = await install(['--base-url', `${base}/release`, '--release-key', otherPub], x64, node.prefix);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`does not verify with the release key ${otherPub}`);
+    node.untouched();
+  });
+
+  test('an unsigned release is refused, and the installed binary stays', async () => {
+    const node = await installed();
+    const r = await install(['--base-url', `${base}/unsigned`, '--release-key', releasePub], x64, node.prefix);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`cannot download ${base}/unsigned/SHA256SUMS.sig: this release is not signed`);
+    node.untouched();
+  });
+
+  test('a signed release served as another version is refused: VERSION is covered by the signature', async () => {
+    const node = await installed();
+    const r = await install(['--base-url', `${base}/release`, '--release-key', releasePub, '--version', '9.9.9'], x64, node.prefix);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`is version ${pkg.version}, not 9.9.9 as asked; nothing was installed`);
+    expect(r.requests).not.toContain('/release/v9.9.9/tether-edge-linux-x64.xz');
+    node.untouched();
+  });
+
+  test('a signed release whose binary was changed still fails its checksum', async () => {
+    const r = await install(['--base-url', `${base}/tampered`, '--release-key', releasePub], x64);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('SHA256SUMS is signed by the release key');
+    expect(r.stderr).toContain('checksum mismatch for tether-edge-linux-x64.xz');
+    expect(existsSync(r.prefix)).toBe(false);
+  });
+
+  test('the signature, like every download, is fetched over https only: a redirect to http is not followed', async () => {
+    const r = await install(['--base-url', `${base}/sig-downgrade`, '--release-key', releasePub], x64);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`cannot download ${base}/sig-downgrade/SHA256SUMS.sig`);
+    expect(r.requests).toEqual(['/install.sh', '/sig-downgrade/SHA256SUMS', '/sig-downgrade/SHA256SUMS.sig']);
+    expect(existsSync(r.prefix)).toBe(false);
+  });
+
+  test('a key that is not an Ed25519 public key is refused before anything is downloaded', async () => {
+    const ec = join(work, 'ec.pub');
+    writeFileSync(ec, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
+    const wrongType = await install(['--base-url', `${base}/release`, '--release-key', ec], x64);
+    expect(wrongType.code).not.toBe(0);
+    expect(wrongType.stderr).toContain(`--release-key ${ec} is not an Ed25519 public key`);
+    expect(wrongType.requests).toEqual(['/install.sh']);
+    const priv = await install(['--base-url', `${base}/release`, '--release-key', releaseKey], x64);
+    expect(priv.code).not.toBe(0);
+    expect(priv.stderr).toContain(`--release-key ${releaseKey} is not a PEM public key`);
+    const missing = await install(['--base-url', `${base}/release`, '--release-key', join(work, 'absent.pub')], x64);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('cannot read --release-key');
+    expect(missing.requests).toEqual(['/install.sh']);
+  });
+});
+
 describe('the curl installer', () => {
   test('installs the x64 binary, checked against SHA256SUMS, from the .xz download, and it runs', async () => {
     const r = await install(['--base-url', `${base}/release`], { TETHER_INSTALL_ARCH: 'x86_64', TETHER_INSTALL_LIBC: 'glibc' });
@@ -96,6 +255,7 @@ describe('the curl installer', () => {
     const v = await run([r.bin, '--version']);
     expect(v.stdout).toMatch(/^\d+\.\d+\.\d+ \(commit \S+, bun-linux-x64\)\n$/);
     expect(r.stderr).toContain('bun-linux-x64'); // the installer printed what it installed
+    expect(r.stderr).toContain('warning: no --release-key: the release is not signature-checked');
 
     // A second run changes nothing.
     const before = statSync(r.bin);
@@ -207,6 +367,22 @@ describe('the curl installer', () => {
     const v = await run([r.bin, '--version']);
     expect(v.stderr).toBe('');
     expect(v.stdout).toMatch(/\(commit \S+, node-linux\)/);
+  });
+
+  test('replaces an installed binary by a rename beside it, never by writing into the running file', async () => {
+    const prefix = join(work, 'prefix-atomic');
+    mkdirSync(join(prefix, 'bin'), { recursive: true });
+    const old = '#!/bin/sh\necho old tether-edge\n';
+    writeFileSync(join(prefix, 'bin', 'tether-edge'), old, { mode: 0o755 });
+    // A hard link stands for the running process's open file: written in place, it would change too.
+    linkSync(join(prefix, 'bin', 'tether-edge'), join(work, 'running-tether-edge'));
+    const before = statSync(join(prefix, 'bin', 'tether-edge')).ino;
+    const r = await install(['--base-url', `${base}/release`, '--release-key', releasePub], x64, prefix);
+    expect(r.code).toBe(0);
+    expect(sha256(r.bin)).toBe(sha256(join(dist, 'tether-edge-linux-x64')));
+    expect(statSync(r.bin).ino).not.toBe(before);
+    expect(readFileSync(join(work, 'running-tether-edge'), 'utf8')).toBe(old);
+    expect(readdirSync(join(prefix, 'bin'))).toEqual(['tether-edge']); // no temporary file left beside it
   });
 
   test('the installer pins the better-sqlite3 the Node bundle was built against', () => {
