@@ -96,9 +96,9 @@ function fakeHub(paths: string[]): HubFetch {
 }
 
 describe('download', () => {
-  test('fetches the whole file, with its size and sha256, to <dir>/<upgrade>/<file>', async () => {
+  test('fetches the whole file, with its size and sha256, to <dir>/downloads/<upgrade>/<file>', async () => {
     const r = await download({ baseURL: base, file: FILE, dir: fresh(), upgrade: 'up-1' });
-    expect(r).toEqual({ path: join(dir, 'up-1', FILE), bytes: data.length, sha256: sha, via: 'direct' });
+    expect(r).toEqual({ path: join(dir, 'downloads', 'up-1', FILE), bytes: data.length, sha256: sha, via: 'direct' });
     expect(readFileSync(r.path).equals(data)).toBe(true);
     expect(existsSync(`${r.path}.part`)).toBe(false);
     expect(seen.map((s) => s.url)).toEqual([`/rel/0.2.0/${FILE}`]);
@@ -122,7 +122,7 @@ describe('download', () => {
     expect(e).toBeInstanceOf(DownloadError);
     expect((e as DownloadError).reason).toBe('cut');
     expect((e as Error).message).toContain('kept for a resume');
-    const part = join(dir, 'up-1', `${FILE}.part`);
+    const part = join(dir, 'downloads', 'up-1', `${FILE}.part`);
     const kept = statSync(part).size;
     expect(kept).toBeGreaterThan(0);
     expect(kept).toBeLessThan(data.length);
@@ -160,7 +160,7 @@ describe('download', () => {
     expect(e).toBeInstanceOf(DownloadError);
     expect((e as DownloadError).reason).toBe('too-large');
     expect((e as Error).message).toContain(`the file (${data.length} bytes) is more than the limit of 1000 bytes`);
-    expect(existsSync(join(dir, 'up-1', `${FILE}.part`))).toBe(false);
+    expect(existsSync(join(dir, 'downloads', 'up-1', `${FILE}.part`))).toBe(false);
   });
 
   test('a 404 from the origin is an http error naming the URL, and the hub is not asked', async () => {
@@ -187,7 +187,7 @@ describe('download', () => {
     const e = await download({ baseURL: base, file: FILE, dir: fresh(), upgrade: 'up-1', retries: 0, idleTimeoutMs: 300 }).catch((x: unknown) => x);
     expect((e as DownloadError).reason).toBe('cut');
     expect((e as Error).message).toContain('no data for 300 ms');
-    expect(statSync(join(dir, 'up-1', `${FILE}.part`)).size).toBe(64 * 1024);
+    expect(statSync(join(dir, 'downloads', 'up-1', `${FILE}.part`)).size).toBe(64 * 1024);
   });
 
   test('an origin that accepts but does not answer within connectTimeoutMs counts as unreachable: the hub is asked', async () => {
@@ -207,7 +207,7 @@ describe('download', () => {
     setTimeout(() => ac.abort(), 200);
     const e = await p.catch((x: unknown) => x);
     expect((e as DownloadError).reason).toBe('aborted');
-    expect(statSync(join(dir, 'up-1', `${FILE}.part`)).size).toBe(32 * 1024);
+    expect(statSync(join(dir, 'downloads', 'up-1', `${FILE}.part`)).size).toBe(32 * 1024);
   });
 
   test('a part begun directly is resumed through the hub when the origin becomes unreachable (the same validator)', async () => {
@@ -219,7 +219,7 @@ describe('download', () => {
     const paths: string[] = [];
     const first = await download({ baseURL: directBase, file: FILE, dir: fresh(), upgrade: 'up-1', retries: 0, hub: fakeHub(paths) }).catch((x: unknown) => x);
     expect((first as DownloadError).reason).toBe('cut');
-    const kept = statSync(join(dir, 'up-1', `${FILE}.part`)).size;
+    const kept = statSync(join(dir, 'downloads', 'up-1', `${FILE}.part`)).size;
     direct.closeAllConnections?.();
     await new Promise<void>((r) => direct.close(() => r()));
     const r = await download({ baseURL: directBase, file: FILE, dir, upgrade: 'up-1', hub: fakeHub(paths) });

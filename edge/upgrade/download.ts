@@ -5,8 +5,8 @@
  * (docs/security.md); this module only gets the bytes there and says what their sha256 is.
  *
  * Contract of `download(o)`:
- * - The file goes to `<dir>/<upgrade>/<file>.part` while it arrives and is renamed to
- *   `<dir>/<upgrade>/<file>` when complete (the returned path; the caller owns it then). The sha256
+ * - The file goes to `<dir>/downloads/<upgrade>/<file>.part` while it arrives and is renamed to
+ *   `<dir>/downloads/<upgrade>/<file>` when complete (the returned path; the caller owns it then). The sha256
  *   is computed while writing; a part left by an earlier call is hashed first and resumed.
  * - Resume: `<file>.part.json` keeps the URL and the validator the origin gave first (a strong
  *   ETag, else Last-Modified). The next request asks `Range: bytes=<have>-` with `If-Range:
@@ -52,7 +52,7 @@ export interface DownloadOptions {
   baseURL: string;
   file: string;
   dir: string;
-  /** The EdgeUpgrade's name: the hub's path, and the folder under dir. */
+  /** The EdgeUpgrade's name: the hub's path, and the folder under <dir>/downloads. */
   upgrade: string;
   /** CA bundle for an https baseURL (default: the system CAs). */
   caFile?: string;
@@ -299,7 +299,8 @@ export async function download(o: DownloadOptions): Promise<{ path: string; byte
   const limit = o.maxBytes ?? DEFAULT_MAX_BYTES;
   const idleMs = o.idleTimeoutMs ?? 30_000;
   const retries = o.retries ?? 3;
-  const folder = join(o.dir, t.upgrade);
+  // A folder of its own: dir is also the install's (releases/, known-good, state.json), and an upgrade may be named like those.
+  const folder = join(o.dir, 'downloads', t.upgrade);
   const final = join(folder, t.file);
   const part = `${final}.part`;
   const metaFile = `${part}.json`;
