@@ -46,7 +46,10 @@ export default defineCommand({
         });
       });
       await agent.close();
-      // Nothing left to wait for: exit now (0), whatever timers remain, so systemd restarts at once.
-      if (why === 'restart') process.exit(0);
+      // Exit now (0), whatever timers remain: for a restart, so systemd starts the new binary at once;
+      // for a stop, so that a trial being settled (settleTrial polls until its deadline) does not
+      // outlive the agent and judge a closed proxy unhealthy. The next start's guard takes it up.
+      log.info(why === 'restart' ? 'stopped; exiting to be restarted' : 'stopped');
+      process.exit(0);
     }),
 });
