@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTestPki } from '../../shared/tunnel/_test-pki.ts';
-import { DownloadError, type HubFetch, download, fetchSmall } from './download.ts';
+import { DownloadError, type HubFetch, download, fetchSmall, removeDownloads } from './download.ts';
 
 const FILE = 'tether-edge-linux-x64';
 const data = randomBytes(600 * 1024);
@@ -248,6 +248,20 @@ describe('download', () => {
       expect((e as DownloadError).reason).toBe('bad-request');
     }
     expect(seen).toEqual([]);
+  });
+});
+
+describe('removeDownloads', () => {
+  test('removes the folders of other upgrades, parts included, and keeps the one named', async () => {
+    b.cutAfter = 10 * 1024;
+    await download({ baseURL: base, file: FILE, dir: fresh(), upgrade: 'old', retries: 0 }).catch(() => {});
+    await download({ baseURL: base, file: FILE, dir, upgrade: 'new' });
+    expect(existsSync(join(dir, 'downloads', 'old', `${FILE}.part`))).toBe(true);
+    await removeDownloads(dir, 'new');
+    expect(existsSync(join(dir, 'downloads', 'old'))).toBe(false);
+    expect(existsSync(join(dir, 'downloads', 'new', FILE))).toBe(true);
+    await removeDownloads(dir);
+    expect(existsSync(join(dir, 'downloads', 'new'))).toBe(false);
   });
 });
 

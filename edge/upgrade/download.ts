@@ -24,12 +24,15 @@
  * - Every failure is a DownloadError whose message names the file, the route and the cause;
  *   `reason` sorts them for the caller's retry decision. An abort (`signal`) keeps the part.
  *
+ * `removeDownloads(dir, keep?)` removes what downloads left under `<dir>/downloads` (parts of
+ * abandoned upgrades, a file that failed verification), except the folder of upgrade `keep`.
+ *
  * `fetchSmall(o)` is the same routing for the small files (SHA256SUMS, its signature, VERSION),
  * into memory, never resumed, at most `maxBytes`.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
@@ -438,4 +441,10 @@ export async function fetchSmall(o: Omit<DownloadOptions, 'dir'> & { maxBytes: n
   }
   if (len !== undefined && /^\d+$/.test(len) && n !== Number(len)) throw new DownloadError(`download ${routes.where()}: got ${n} of ${len} bytes`, 'cut');
   return { body: Buffer.concat(chunks), via: routes.via };
+}
+
+export async function removeDownloads(dir: string, keep?: string): Promise<void> {
+  const root = join(dir, 'downloads');
+  const names = await readdir(root).catch(() => [] as string[]);
+  for (const name of names) if (name !== keep) await rm(join(root, name), { recursive: true, force: true });
 }
