@@ -109,7 +109,8 @@ class EntryReader extends Readable {
     start: number,
     private readonly end: number,
   ) {
-    super({ highWaterMark: 256 * 1024 });
+    // Small: hundreds of nodes may read at once, and the tunnel stream buffers its own window.
+    super({ highWaterMark: 64 * 1024 });
     this.pos = start;
     e.readers++;
   }
