@@ -16,6 +16,7 @@ import { createMemoryLogger } from '../shared/log.ts';
 import { type RunningAgent, startAgent } from './agent.ts';
 import { edgeConfigSchema } from './config.ts';
 import { buildInfo } from '../shared/version.ts';
+import { proxyAnswers } from './upgrade/health.ts';
 import { EDGE_VERSION_ANNOTATION, UPGRADE_STATUS_ANNOTATION, UPGRADE_TARGET_ANNOTATION } from '../shared/upgrade/contract.ts';
 
 let upstream: Server | undefined;
@@ -364,4 +365,15 @@ describe('over-the-air upgrades', () => {
       upstream = undefined;
     }
   });
+});
+
+test("a trial's health check reaches the TLS proxy without a client certificate (it answers 401: serving)", async () => {
+  const server = await fakeApiserver({});
+  await start(server, undefined, '127.0.0.1:0', { insecurePlainHttp: false });
+  expect(agent!.proxy.url).toStartWith('https://');
+  expect(await proxyAnswers(agent!.proxy.url)).toBe(true);
+  const url = agent!.proxy.url;
+  await agent!.close();
+  agent = undefined;
+  expect(await proxyAnswers(url)).toBe(false);
 });
