@@ -345,12 +345,14 @@ describe('guards', () => {
     expect(r.swaps.length).toBe(1);
   });
 
-  test('a build run from source refuses: it has no release binary to replace', async () => {
-    const r = rig({ target: 'source-linux-x64' });
-    await r.u.start();
-    await r.see(target('0.2.0'));
-    expect(r.phases().at(-1)!.reason).toContain('runs from source');
-    expect(r.fetched).toEqual([]);
+  test('a build run from source, or the Node bundle, refuses: there is no release binary to replace', async () => {
+    for (const t of ['source-linux-x64', 'node-linux']) {
+      const r = rig({ target: t });
+      await r.u.start();
+      await r.see(target('0.2.0'));
+      expect(r.phases().at(-1)!.reason).toBe(`this tether-edge (${t}) is not a compiled release binary; it cannot upgrade itself (upgrade it by hand)`);
+      expect(r.fetched).toEqual([]);
+    }
   });
 
   test('a malformed target annotation is ignored', async () => {

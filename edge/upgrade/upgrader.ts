@@ -9,7 +9,7 @@
  *   - the target version is the running one → nothing (Healthy, when its status was left unfinished);
  *   - (uid, version) already ended Failed or RolledBack here (outcomes.ts, or the status annotation
  *     read back) → never tried again: the hub's answer to that is a new EdgeUpgrade;
- *   - no pinned release key → Failed; a build run from source → Failed (it has no release target);
+ *   - no pinned release key → Failed; not a compiled binary (from source, the Node bundle) → Failed;
  *   - an older version, unless upgrade.allowDowngrade → Failed "downgrade refused".
  *
  * Steps: Downloading (SHA256SUMS, SHA256SUMS.sig and VERSION, checked at once — a bad signature
@@ -268,7 +268,8 @@ export function createUpgrader(o: UpgraderOptions): Upgrader {
       return;
     }
     if (!o.releaseKey) return fail(t, NO_RELEASE_KEY);
-    if (o.running.target.startsWith('source-')) return fail(t, `this tether-edge runs from source (${o.running.target}), not from a release binary; it cannot upgrade itself`);
+    // Only the compiled binaries (bun-linux-*) are release artifacts; from source or the Node bundle there is nothing to swap.
+    if (!o.running.target.startsWith('bun-')) return fail(t, `this tether-edge (${o.running.target}) is not a compiled release binary; it cannot upgrade itself (upgrade it by hand)`);
     const order = compareVersions(t.version, o.running.version);
     if (!o.allowDowngrade) {
       if (order === undefined) return fail(t, `downgrade refused: ${t.version} cannot be ordered against the running ${o.running.version} (not semver; upgrade.allowDowngrade allows it)`);
