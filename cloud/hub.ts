@@ -150,6 +150,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
           idleTimeoutMs: config.artifactOriginTimeoutSeconds * 1000,
           log: log.child({ part: 'artifacts' }),
         }),
+        answered: (_node, code) => metrics.apiAnswered(code),
         log: log.child({ part: 'artifacts' }),
       })
     : undefined;

@@ -154,7 +154,7 @@ async function get(f: HubFetcher, path: string, headers: Record<string, string> 
 }
 
 /** Any method through a node's api stream (hubFetch only GETs). */
-function raw(a: TunnelAgent, method: string, path: string): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
+function raw(a: TunnelAgent, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
   const agent = new http.Agent({ keepAlive: false });
   (agent as unknown as { createConnection: (o: unknown, cb: (e: Error | null, s?: unknown) => void) => void }).createConnection = (_o, cb) => {
     a.openApiStream({ compress: false }).then(
@@ -163,7 +163,9 @@ function raw(a: TunnelAgent, method: string, path: string): Promise<{ status: nu
     );
   };
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: 'kube-apiserver.tether', path, method, agent }, (res) => (res.resume(), resolve({ status: res.statusCode!, headers: res.headers })));
+    const req = http.request({ host: 'kube-apiserver.tether', path, method, headers, agent }, (res) => (res.resume(), resolve({ status: res.statusCode!, headers: res.headers })));
+    // A refused upgrade comes back as an ordinary answer, or as 'upgrade' if a runtime reads it so.
+    req.on('upgrade', (res, socket) => (socket.destroy(), resolve({ status: res.statusCode!, headers: res.headers })));
     req.on('error', reject);
     req.end();
   });
@@ -239,6 +241,8 @@ describe('artifact relay', () => {
       const post = await raw(s.agents[0]!, 'POST', '/tether/v1/artifacts/up-1/VERSION');
       expect(post.status).toBe(405);
       expect(post.headers.allow).toBe('GET, HEAD');
+      const upgrade = await raw(s.agents[0]!, 'GET', '/tether/v1/artifacts/up-1/VERSION', { connection: 'Upgrade', upgrade: 'SPDY/3.1' });
+      expect(upgrade.status).toBe(400);
       expect(lookups).toBe(0);
       expect(originHits).toEqual([]);
       expect(apiHits).toEqual([]);
@@ -278,6 +282,8 @@ describe('artifact relay', () => {
       const api = await get(f, '/api/v1/nodes/n1');
       expect(api.status).toBe(403);
       expect(message(api.body)).toContain('does not forward api streams to kube-apiserver (apiStreams: false)');
+      const exec = await raw(s.agents[0]!, 'POST', '/api/v1/namespaces/default/pods/p/exec', { connection: 'Upgrade', upgrade: 'SPDY/3.1' });
+      expect(exec.status).toBe(403);
       expect(apiHits).toEqual([]);
     } finally {
       await s.close();
