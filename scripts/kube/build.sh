@@ -97,7 +97,9 @@ for t in "${missing[@]}"; do
   echo "kube: go build $name …" >&2
   # Wall and CPU time of each binary (CPU time says more on a machine shared with other work).
   TIMEFORMAT="kube: built $name in %0Rs (cpu %0Us user, %0Ss sys)"
-  # Static, as upstream releases these (kubelet and kube-proxy too).
+  # Static. Upstream releases all of these static except the kubelet, whose only cgo users are
+  # the standard library's net and os/user: without cgo it uses Go's own DNS resolver and
+  # /etc/passwd lookup, which is all a kubelet here needs.
   time CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$bin/$name.tmp" "$pkg"
   mv "$bin/$name.tmp" "$bin/$name"
 done
