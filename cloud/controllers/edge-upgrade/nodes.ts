@@ -2,8 +2,8 @@
  * Where one node stands in one rollout, from its annotations (shared/upgrade/contract.ts) and its
  * Ready condition. Pure: the planner (plan.ts) decides from these.
  *
- *   updated   runs the version and reported Healthy for this rollout — or ran the version without
- *             ever being targeted by it (it was already there: counted, never targeted)
+ *   updated   runs the version and reported Healthy for this rollout — or runs it and reported
+ *             nothing for this rollout (it was already there: counted, never targeted)
  *   inFlight  carries this rollout's target and has not reported a final phase (yet)
  *   failed    reported Failed or RolledBack for this rollout, or stayed in flight past the timeout
  *   waiting   not targeted yet
@@ -92,7 +92,9 @@ export function nodeState(node: Node, pool: string, r: Rollout, o: StateOptions)
   if (report && (report.phase === 'Failed' || report.phase === 'RolledBack')) {
     return { ...base, ...at, stage: 'failed', reason: `${report.phase}: ${report.reason ?? 'the node gave no reason'}` };
   }
-  if (version === r.version && (report?.phase === 'Healthy' || (!targeted && !report))) {
+  // Without any report for this rollout the node got there by itself (it already ran the version,
+  // or was upgraded by other means): waiting for a report it has no reason to write would time out.
+  if (version === r.version && (report === undefined || report.phase === 'Healthy')) {
     return { ...base, ...at, stage: 'updated' };
   }
   const started = report !== undefined && !FINAL_PHASES.has(report.phase);

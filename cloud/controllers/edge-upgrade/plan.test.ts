@@ -80,13 +80,19 @@ describe('a node in a rollout', () => {
   test('Healthy for this rollout on the version is updated; a report about another rollout is ignored', () => {
     const n = node('n1', 'a');
     annotations(n)[UPGRADE_TARGET_ANNOTATION] = JSON.stringify({ upgrade: 'up', uid: UID, version: '0.2.0', baseURL: 'https://x.example' });
-    report(n, 'Healthy', { uid: 'other', version: '0.2.0' });
+    report(n, 'RolledBack', { uid: 'other', reason: 'about another rollout' });
+    expect(nodeState(n, 'a', r, { now: T0, targetedAt: T0 }).stage).toBe('inFlight');
+    report(n, 'Restarting', { version: '0.2.0' });
     expect(nodeState(n, 'a', r, { now: T0, targetedAt: T0 }).stage).toBe('inFlight');
     healthy(n);
     expect(nodeState(n, 'a', r, { now: T0, targetedAt: T0 }).stage).toBe('updated');
   });
-  test('a node that already runs the version and was never targeted is updated', () => {
+  test('a node that runs the version and reported nothing for this rollout is updated, targeted or not', () => {
     expect(nodeState(node('n1', 'a', { version: '0.2.0' }), 'a', r, { now: T0 })).toMatchObject({ stage: 'updated', targeted: false });
+    expect(nodeState(node('n1', 'a', { version: '0.2.0' }), 'a', r, { now: T0, justTargeted: true }).stage).toBe('updated');
+    const trial = node('n1', 'a', { version: '0.2.0' });
+    report(trial, 'Restarting');
+    expect(nodeState(trial, 'a', r, { now: T0, justTargeted: true }).stage).toBe('inFlight');
   });
   test('RolledBack and Failed are failures with their reason; silence past the timeout is one too', () => {
     const n = node('n1', 'a');
