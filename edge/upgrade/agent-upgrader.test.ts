@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -151,5 +151,7 @@ test('a tampered binary is refused after Verifying: Failed, the install path kee
   expect(readFileSync(s.binary)).toEqual(before);
   expect(restarts).toEqual([]);
   expect(readState({ binary: s.binary, dir: join(s.dataDir, 'upgrade') }).trial).toBeUndefined();
+  // What the refused download left is gone.
+  expect(existsSync(join(s.dataDir, 'upgrade', 'downloads')) ? readdirSync(join(s.dataDir, 'upgrade', 'downloads')) : []).toEqual([]);
   s.stop();
 });

@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../../shared/log.ts';
 import type { KubeObject } from '../store/index.ts';
-import { download, fetchSmall } from './download.ts';
+import { download, fetchSmall, removeDownloads } from './download.ts';
 import { installLayout, markReported, readState, settleTrial, swapIn } from './install.ts';
 import type { HubFetch } from './ports.ts';
 import { type NodePatch, createReporter } from './report.ts';
@@ -54,7 +54,7 @@ export function startAgentUpgrader(o: AgentUpgraderOptions): AgentUpgrader {
     deadlineSeconds: o.config.upgrade.healthDeadlineSeconds,
     layout,
     install: { readState, markReported, swapIn, settleTrial },
-    download: { download, fetchSmall },
+    download: { download, fetchSmall, removeDownloads },
     hub: o.hub,
     caFile: o.config.upgrade.caFile,
     report: createReporter({ patch: o.patch, onError: (what, reason) => log.warn('upgrade: report failed', { what, reason }) }),

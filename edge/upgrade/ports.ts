@@ -50,4 +50,6 @@ export interface FetchOptions {
 export interface DownloadPort {
   download(o: FetchOptions & { dir: string }): Promise<{ path: string; bytes: number; sha256: string; via: 'direct' | 'hub' }>;
   fetchSmall(o: FetchOptions & { maxBytes: number }): Promise<{ body: Buffer; via: 'direct' | 'hub' }>;
+  /** Removes what downloads left under dir (partial files, their metadata), but those of `keep` (an upgrade's name). */
+  removeDownloads?(dir: string, keep?: string): Promise<void>;
 }

@@ -64,6 +64,7 @@ function rig(o: { running?: string; releaseKey?: string | null; allowDowngrade?:
   const fetched: string[] = [];
   const swaps: SwapInOptions[] = [];
   const restarts: string[] = [];
+  const cleared: (string | undefined)[] = [];
   let reported = 0;
   let state: InstallState = o.state ?? {};
   let release = o.release ?? makeRelease('0.2.0');
@@ -91,6 +92,10 @@ function rig(o: { running?: string; releaseKey?: string | null; allowDowngrade?:
       const path = join(f.dir, `${f.file}.download`);
       writeFileSync(path, body);
       return { path, bytes: body.length, sha256: sha256Hex(body), via: 'direct' };
+    },
+    async removeDownloads(d, keep) {
+      expect(d).toBe(dir);
+      cleared.push(keep);
     },
   };
   const install: InstallPort = {
@@ -138,6 +143,7 @@ function rig(o: { running?: string; releaseKey?: string | null; allowDowngrade?:
     fetched,
     swaps,
     restarts,
+    cleared,
     get reported() {
       return reported;
     },
@@ -220,6 +226,16 @@ describe('steps', () => {
     expect(r.phases().at(-1)!.reason).toStartWith(`${ARTIFACT}: sha256 ${sha256Hex(Buffer.from('tampered binary'))} does not match SHA256SUMS`);
     expect(r.swaps).toEqual([]);
     expect(readdirSync(r.dir).filter((f) => f.endsWith('.download'))).toEqual([]);
+    // Other upgrades' leftovers cleared before the download (this one's kept to resume), all of them after the failure.
+    expect(r.cleared).toEqual(['fleet', undefined]);
+  });
+
+  test("with no target, or the running version as target, what downloads left is cleared", async () => {
+    const r = rig({ running: '0.2.0' });
+    await r.u.start();
+    await r.see(undefined, { [EDGE_VERSION_ANNOTATION]: '0.2.0' });
+    await r.see(target('0.2.0'));
+    expect(r.cleared).toEqual([undefined, undefined]);
   });
 
   test('a download that keeps failing online: Failed after 3 attempts; one that recovers goes on', async () => {

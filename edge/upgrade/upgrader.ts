@@ -163,8 +163,21 @@ export function createUpgrader(o: UpgraderOptions): Upgrader {
     else later();
   };
 
+  /**
+   * Clears what downloads left (a refused release, an abandoned target), but a partial download of
+   * `keep`: after a cut or a power loss that one resumes instead of costing the link again.
+   */
+  const clearDownloads = async (keep?: string) => {
+    try {
+      await o.download.removeDownloads?.(layout.dir, keep);
+    } catch (e) {
+      log.warn('upgrade: removing old downloads failed', { error: e });
+    }
+  };
+
   const fail = async (t: UpgradeTarget, reason: string) => {
     const s = status(t, 'Failed', { reason });
+    await clearDownloads();
     log.warn('upgrade refused', { upgrade: t.upgrade, version: t.version, reason });
     try {
       recordOutcome(layout.dir, s, log);
@@ -249,12 +262,16 @@ export function createUpgrader(o: UpgraderOptions): Upgrader {
   const evaluate = async () => {
     if (!view?.fresh) return;
     const t = targetOf(view);
-    if (!t) return void (waiting = undefined);
+    if (!t) {
+      waiting = undefined;
+      return clearDownloads();
+    }
     if (!o.online()) return void (waiting = 'offline: an upgrade never starts without the link');
     waiting = undefined;
     const shown = parseAnnotation(upgradeStatusSchema, view.annotations[UPGRADE_STATUS_ANNOTATION]);
     const mine = shown && shown.uid === t.uid && shown.version === t.version ? shown : undefined;
     if (t.version === o.running.version) {
+      await clearDownloads();
       // Committed, but the Healthy report was lost (or never written): say it now.
       const said = last && last.uid === t.uid && last.version === t.version && FINAL_PHASES.has(last.phase);
       if (mine && !FINAL_PHASES.has(mine.phase) && !pending && !said) {
@@ -265,7 +282,7 @@ export function createUpgrader(o: UpgraderOptions): Upgrader {
     }
     if (endedBadly(readOutcomes(layout.dir, log), t.uid, t.version) || (mine && (mine.phase === 'Failed' || mine.phase === 'RolledBack'))) {
       log.debug('upgrade: this target already ended here; not retried', { upgrade: t.upgrade, version: t.version });
-      return;
+      return clearDownloads();
     }
     if (!o.releaseKey) return fail(t, NO_RELEASE_KEY);
     // Only the compiled binaries (bun-linux-*) are release artifacts; from source or the Node bundle there is nothing to swap.
@@ -275,6 +292,7 @@ export function createUpgrader(o: UpgraderOptions): Upgrader {
       if (order === undefined) return fail(t, `downgrade refused: ${t.version} cannot be ordered against the running ${o.running.version} (not semver; upgrade.allowDowngrade allows it)`);
       if (order < 0) return fail(t, `downgrade refused: ${t.version} is older than the running ${o.running.version} (upgrade.allowDowngrade allows it)`);
     }
+    await clearDownloads(t.upgrade);
     await run(t);
   };
 
