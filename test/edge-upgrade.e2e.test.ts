@@ -20,7 +20,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EDGE_VERSION_ANNOTATION, UPGRADE_TARGET_ANNOTATION } from '../shared/upgrade/contract.ts';
+import { EDGE_VERSION_ANNOTATION, FINAL_PHASES, UPGRADE_STATUS_ANNOTATION, UPGRADE_TARGET_ANNOTATION, type UpgradePhase } from '../shared/upgrade/contract.ts';
 import { type Cluster, type CsrApprover, sharedCluster, startCsrApprover } from './support/cluster.ts';
 import { type EdgeSite, createEdgeSite } from './support/netns.ts';
 import { crdDir, deployDir, kubectlOf, nodeReady, startHub, tokenKubeconfig, until, type InProcessHub } from './support/pools.ts';
@@ -69,6 +69,17 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
   const eu = (name: string) => getJson(['get', 'edgeupgrade', name]);
   const versions = async () => Object.fromEntries((await Promise.all(names.map(node))).map((n) => [n.metadata.name, n.metadata.annotations?.[EDGE_VERSION_ANNOTATION]]));
   const targeted = async () => (await Promise.all(names.map(node))).filter((n) => n.metadata.annotations?.[UPGRADE_TARGET_ANNOTATION]).map((n) => n.metadata.name as string);
+  /** Nodes targeted whose own status for that target is not final yet: the ones upgrading now. */
+  const upgrading = async () =>
+    (await Promise.all(names.map(node)))
+      .filter((n) => {
+        const a = n.metadata.annotations ?? {};
+        if (!a[UPGRADE_TARGET_ANNOTATION]) return false;
+        const t = JSON.parse(a[UPGRADE_TARGET_ANNOTATION]);
+        const st = a[UPGRADE_STATUS_ANNOTATION] ? JSON.parse(a[UPGRADE_STATUS_ANNOTATION]) : undefined;
+        return !(st && st.uid === t.uid && st.version === t.version && FINAL_PHASES.has(st.phase as UpgradePhase));
+      })
+      .map((n) => n.metadata.name as string);
   const installed = (n: EdgeNode) => readFileSync(join(n.root, 'usr/local/bin/tether-edge'));
   const isBuild = (n: EdgeNode, v: string) => installed(n).equals(readFileSync(binaries[v]!));
   const explain = (e: unknown): never => {
@@ -191,15 +202,15 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
 
   test('0.91.0 rolls out pool by pool, one node at a time; every Node reports it, every install path holds it; Complete', async () => {
     await kubectl(['apply', '-f', '-'], edgeUpgrade(rollouts.good, V2, 'good'));
-    // Watch the waves: never two nodes targeted at once, and the south pool only after the north one.
+    // Watch the waves: never two nodes upgrading at once, and the south pool only after the north one.
     const seen: string[][] = [];
     const violations: string[] = [];
     const done = await until(
       'Complete',
       async () => {
-        const [t, v, u] = await Promise.all([targeted(), versions(), eu(rollouts.good)]);
+        const [t, busy, v, u] = await Promise.all([targeted(), upgrading(), versions(), eu(rollouts.good)]);
         seen.push([...t].sort());
-        if (t.length > 1) violations.push(`targeted at once: ${t.join(', ')}`);
+        if (busy.length > 1) violations.push(`upgrading at once: ${busy.join(', ')}`);
         if (t.includes(n3) && (v[n1] !== V2 || v[n2] !== V2)) violations.push(`${n3} targeted while the north pool runs ${v[n1]}, ${v[n2]}`);
         return { t, v, u };
       },
@@ -217,8 +228,9 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
       // One restart into the new binary, through the guard; the unit never hit systemd's start limit.
       expect(n.unit.starts()).toBe(2);
       expect(n.unit.failed()).toBe(false);
+      // `tether-edge status` of the new agent shows both versions and the rollout that brought it.
       const st = await agentStatus(n);
-      expect(JSON.stringify(st)).toContain(V1); // the previous version is shown
+      expect(st.upgrade).toMatchObject({ running: V2, previous: V1, last: { upgrade: rollouts.good, version: V2, phase: 'Healthy' } });
     }
   }, 900_000);
 
@@ -227,12 +239,16 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
     await kubectl(['apply', '-f', '-'], edgeUpgrade(rollouts.broken, BROKEN, 'broken'));
     const failed = await until(`${rollouts.broken} Failed`, () => eu(rollouts.broken), (u) => u.status?.phase === 'Failed', 600_000).catch(explain);
     expect(failed.status.message).toMatch(new RegExp(`^node ${n1}: RolledBack: `));
-    expect(failed.status.message).toContain(BROKEN);
+    expect(failed.status.message).toContain(`tether-edge ${BROKEN} did not become healthy in 3 starts`);
     const first = nodes[0]!;
     // The broken binary was started (and failed) before the guard put 0.91.0 back; n1 runs it again.
     expect(first.unit.log.some((l) => l.includes(`${BROKEN} (broken test build)`))).toBe(true);
     expect(isBuild(first, V2)).toBe(true);
     expect(first.unit.failed()).toBe(false);
+    const state = JSON.parse(readFileSync(join(first.root, 'var/lib/tether/upgrade/state.json'), 'utf8'));
+    expect(state.trial).toBeUndefined();
+    expect(state.running).toBe(V2);
+    expect(readFileSync(join(first.root, 'var/lib/tether/upgrade/known-good')).equals(readFileSync(binaries[V2]!))).toBe(true);
     expect(first.unit.starts()).toBeGreaterThan(startsBefore[0]! + 1);
     expect(await until('n1 reports 0.91.0', versions, (v) => v[n1] === V2).catch(explain)).toEqual(Object.fromEntries(names.map((n) => [n, V2])));
     // The next nodes were never targeted; nothing changed on them.
