@@ -47,10 +47,13 @@ function sourceKey(): string {
 
 /** tether-edge for bun-linux-x64 with `version` baked in (scripts/build.ts --only --target --version); cached. */
 export function buildEdge(version: string): string {
-  const dir = join(cacheRoot, 'bin', `${sourceKey()}-${version}`);
+  const key = sourceKey();
+  const dir = join(cacheRoot, 'bin', `${key}-${version}`);
   const binary = join(dir, ARTIFACT);
   if (existsSync(binary)) return binary;
   mkdirSync(join(cacheRoot, 'bin'), { recursive: true });
+  // Builds of other sources are stale (about 110 MB each): only this source's are kept.
+  for (const old of readdirSync(join(cacheRoot, 'bin'))) if (!old.startsWith(`${key}-`) && !old.startsWith('.build-')) rmSync(join(cacheRoot, 'bin', old), { recursive: true, force: true });
   const out = mkdtempSync(join(cacheRoot, 'bin', '.build-'));
   try {
     execFileSync(process.execPath, ['scripts/build.ts', '--out', out, '--version', version, '--only', 'tether-edge', '--target', RELEASE_TARGET, '--no-xz', '--no-node'], {
