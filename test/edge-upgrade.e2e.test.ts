@@ -10,7 +10,8 @@
  * In order: a release whose binary changed after signing, and one signed by another key, are
  * refused by the node they reach, nothing is swapped, and the EdgeUpgrade fails naming the node
  * and the reason; 0.91.0 rolls out pool by pool, one node at a time, every Node reports it, every
- * install path holds it, the status says Complete; a build that fails its start-up (0.92.0) is
+ * install path holds it (n2's agent is killed with SIGKILL right after it restarts into 0.91.0),
+ * the status says Complete; a build that fails its start-up (0.92.0) is
  * rolled back by the guard on the node it reached, the rollout stops in that wave, the status
  * says why, and every node still runs a working 0.91.0.
  */
@@ -200,14 +201,22 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
     }, 300_000);
   }
 
-  test('0.91.0 rolls out pool by pool, one node at a time; every Node reports it, every install path holds it; Complete', async () => {
+  test('0.91.0 rolls out pool by pool, one node at a time, through a kill -9 of one agent on trial; every Node reports it, every install path holds it; Complete', async () => {
     await kubectl(['apply', '-f', '-'], edgeUpgrade(rollouts.good, V2, 'good'));
     // Watch the waves: never two nodes upgrading at once, and the south pool only after the north one.
     const seen: string[][] = [];
     const violations: string[] = [];
+    // kill -9 of n2's agent as soon as it has restarted into the new binary (mid-trial, or just
+    // after its commit: either way the unit's next start must converge on 0.91.0).
+    const second = nodes[1]!;
+    let killed = false;
     const done = await until(
       'Complete',
       async () => {
+        if (!killed && second.unit.starts() === 2) {
+          second.unit.killMain('SIGKILL');
+          killed = true;
+        }
         const [t, busy, v, u] = await Promise.all([targeted(), upgrading(), versions(), eu(rollouts.good)]);
         seen.push([...t].sort());
         if (busy.length > 1) violations.push(`upgrading at once: ${busy.join(', ')}`);
@@ -218,6 +227,8 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
       600_000,
     ).catch(explain);
     expect(violations).toEqual([]);
+    expect(killed).toBe(true);
+    expect(second.unit.events.some((e) => e.kind === 'exit' && e.signal === 'SIGKILL')).toBe(true);
     expect(done.u.status).toMatchObject({ updated: 3, total: 3, progress: '3/3' });
     const order = [...new Set(seen.flat())];
     expect(order).toEqual([n1, n2, n3]);
@@ -225,8 +236,8 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
     for (const n of nodes) {
       expect(isBuild(n, V2)).toBe(true);
       expect(readFileSync(join(n.root, 'var/lib/tether/upgrade/known-good')).equals(readFileSync(binaries[V2]!))).toBe(true);
-      // One restart into the new binary, through the guard; the unit never hit systemd's start limit.
-      expect(n.unit.starts()).toBe(2);
+      // One restart into the new binary, through the guard (n2: and one after its kill -9); the unit never hit systemd's start limit.
+      expect(n.unit.starts()).toBe(n === second ? 3 : 2);
       expect(n.unit.failed()).toBe(false);
       // `tether-edge status` of the new agent shows both versions and the rollout that brought it.
       const st = await agentStatus(n);
