@@ -100,7 +100,7 @@ export const hubConfigSchema = z.strictObject({
     .min(1)
     .default(30)
     .describe("The relay's limit on an origin's answer, and on a pause in its bytes"),
-  controllers: controllersConfigSchema.prefault({}).describe('Node pool, pool set, autonomy and CSR controllers'),
+  controllers: controllersConfigSchema.prefault({}).describe('Node pool, pool set, autonomy, CSR approval and EdgeUpgrade controllers'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest log level written'),
   logFormat: z.enum(['json', 'text']).default('json').describe('Log line format'),
 });

@@ -46,6 +46,7 @@ const upgradeSchema = z.strictObject({
     .default(120)
     .describe('Seconds a new version has to become healthy before the previous binary is put back'),
   allowDowngrade: z.boolean().default(false).describe('Accept a target version lower than the running one'),
+  caFile: z.string().min(1).optional().describe('CA bundle of the release location (default: the system CAs)'),
 });
 
 export const edgeConfigSchema = z.strictObject({

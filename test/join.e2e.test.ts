@@ -18,7 +18,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { ChildProcess } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -111,7 +111,9 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
   test('a fresh node joins: the controller manager signs its certificate, the agent serves the kubelet simulator, the node is Ready', async () => {
     const root = join(work, 'fresh');
     mkdirSync(root);
-    const r = await join_([...argsOf(joinArgs), '--node-name', fresh, '--root', root]);
+    const releasePub = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    writeFileSync(join(work, 'release.pub'), releasePub);
+    const r = await join_([...argsOf(joinArgs), '--node-name', fresh, '--root', root, '--release-key', join(work, 'release.pub')]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`as node ${fresh}`);
@@ -130,7 +132,8 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     expect(csr.status.conditions).toContainEqual(expect.objectContaining({ type: 'Approved', reason: 'TetherBootstrap' }));
 
     const config = parseYaml(readFileSync(join(root, 'etc/tether/edge.yaml'), 'utf8'));
-    expect(config).toMatchObject({ nodeName: fresh, servers: [cluster.edgeServer], hubUrl: 'wss://198.18.0.1:8443' });
+    expect(config).toMatchObject({ nodeName: fresh, servers: [cluster.edgeServer], hubUrl: 'wss://198.18.0.1:8443', releaseKey: releasePub });
+    expect(r.stdout).not.toContain('no release key pinned');
     const kubeletConfPath = join(root, 'etc/kubernetes/kubelet.conf');
     const kubeletConf = parseYaml(readFileSync(kubeletConfPath, 'utf8'));
     const kubeletServer = kubeletConf.clusters[0].cluster.server as string;
@@ -210,6 +213,8 @@ describe.skipIf(!isRoot)('tether-edge join and reset on the real control plane',
     const before = treeSnapshot(root);
     const r = await join_([...argsOf(joinArgs), '--node-name', converted, '--pool', 'shop-7', '--root', root]);
     expect(r.code).toBe(0);
+    expect(r.stdout).toContain('next: no release key pinned: over-the-air upgrades will be refused');
+    expect(parseYaml(readFileSync(join(root, 'etc/tether/edge.yaml'), 'utf8')).releaseKey).toBeUndefined();
     expect(r.stdout).toContain('/etc/kubernetes/kubelet.conf   (replaced; original kept in /etc/tether/backup)');
     const conf = parseYaml(readFileSync(join(root, 'etc/kubernetes/kubelet.conf'), 'utf8'));
     const localCaPem = readFileSync(join(root, 'etc/tether/pki/local/ca.crt'), 'utf8');

@@ -12,7 +12,7 @@ export const controllersConfigSchema = z.strictObject({
   poolSets: z.boolean().default(true).describe('Run the PoolSet controller'),
   autonomy: z.boolean().default(true).describe('Run the autonomy controller (pod eviction tolerations)'),
   csrApproval: z.boolean().default(true).describe('Run the CSR approver for node client certificates'),
-  edgeUpgrades: z.boolean().default(false).describe('Run the EdgeUpgrade controller (over-the-air upgrades of tether-edge, pool by pool)'),
+  edgeUpgrades: z.boolean().default(true).describe('Run the EdgeUpgrade controller (over-the-air upgrades of tether-edge, pool by pool)'),
   leaseNamespace: z
     .string()
     .min(1)

@@ -146,8 +146,8 @@ describe('api streams through the hub', () => {
     }
   });
 
-  test('apiStreams: false refuses api streams', async () => {
-    const { a, close } = await hubWith({ apiStreams: false });
+  test('apiStreams and artifactRelay false refuse api streams', async () => {
+    const { a, close } = await hubWith({ apiStreams: false, artifactRelay: false });
     try {
       const e = await a.openApiStream().catch((x: unknown) => x);
       expect(String((e as Error).message)).toContain('accepts no streams');

@@ -223,7 +223,7 @@ export async function startCsrApprover(cluster: Cluster, opts: { identity?: stri
     registry: new Registry(),
     identity: opts.identity ?? `csr-approver-${process.pid}-${randomBytes(3).toString('hex')}`,
     leaseNamespace: 'tether-system',
-    config: { nodePools: false, poolSets: false, autonomy: false, csrApproval: true, retryMaxMs: 5000 },
+    config: { nodePools: false, poolSets: false, autonomy: false, csrApproval: true, edgeUpgrades: false, retryMaxMs: 5000 },
   });
   const timeoutMs = opts.timeoutMs ?? 90_000;
   let timer: ReturnType<typeof setTimeout> | undefined;
