@@ -152,6 +152,17 @@ const csr: ResourceFields = {
   unsupported: notSupported,
 };
 
+const podCertificateRequests: ResourceFields = {
+  labels: identity('metadata.name', 'spec.signerName', 'spec.podName', 'spec.nodeName'),
+  values: {
+    ...meta,
+    'spec.signerName': path('spec', 'signerName'),
+    'spec.podName': path('spec', 'podName'),
+    'spec.nodeName': path('spec', 'nodeName'),
+  },
+  unsupported: notSupported,
+};
+
 const resourceSlices = (version: string): ResourceFields => ({
   labels: identity('metadata.name', 'spec.nodeName', 'spec.driver'),
   values: { ...meta, 'spec.nodeName': path('spec', 'nodeName'), 'spec.driver': path('spec', 'driver') },
@@ -193,16 +204,11 @@ const specific: Readonly<Record<string, ResourceFields>> = {
   'certificates.k8s.io/v1beta1/certificatesigningrequests': csr,
   'certificates.k8s.io/v1alpha1/clustertrustbundles': csr,
   'certificates.k8s.io/v1beta1/clustertrustbundles': csr,
-  'certificates.k8s.io/v1alpha1/podcertificaterequests': {
-    labels: identity('metadata.name', 'spec.signerName', 'spec.podName', 'spec.nodeName'),
-    values: {
-      ...meta,
-      'spec.signerName': path('spec', 'signerName'),
-      'spec.podName': path('spec', 'podName'),
-      'spec.nodeName': path('spec', 'nodeName'),
-    },
-    unsupported: notSupported,
-  },
+  'certificates.k8s.io/v1/clustertrustbundles': csr,
+  // The kubelet (v1.37) watches its node's PodCertificateRequests by spec.nodeName.
+  'certificates.k8s.io/v1alpha1/podcertificaterequests': podCertificateRequests,
+  'certificates.k8s.io/v1beta1/podcertificaterequests': podCertificateRequests,
+  'certificates.k8s.io/v1/podcertificaterequests': podCertificateRequests,
   'batch/v1/jobs': {
     labels: identity('metadata.name', 'metadata.namespace', 'status.successful'),
     values: { ...meta, 'status.successful': (o) => int(obj(o.status).succeeded) },
