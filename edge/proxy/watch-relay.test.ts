@@ -24,7 +24,12 @@ const until = async (what: string, ok: () => boolean) => {
 };
 
 /** A fake apiserver whose watch answers are scripted per request; the relay through a proxy in front of it. */
-async function rig(script: (n: number, req: IncomingMessage, res: ServerResponse) => void, serveLog: (leg: ResourceRequestInfo, sink: RelaySink) => void, path = '/api/v1/namespaces/ns/configmaps?watch=1&resourceVersion=10&allowWatchBookmarks=true') {
+async function rig(
+  script: (n: number, req: IncomingMessage, res: ServerResponse) => void,
+  serveLog: (leg: ResourceRequestInfo, sink: RelaySink) => void,
+  path = '/api/v1/namespaces/ns/configmaps?watch=1&resourceVersion=10&allowWatchBookmarks=true',
+  opts: { offline?: boolean } = {},
+) {
   let n = 0;
   const upstreamUrls: string[] = [];
   const up = createServer((req, res) => {
@@ -33,7 +38,7 @@ async function rig(script: (n: number, req: IncomingMessage, res: ServerResponse
   });
   const upUrl = await listen(up);
   const target: ForwardTarget = { url: new URL(upUrl), agent: new Agent(), bearerAgent: new Agent() };
-  const state = { healthy: true, tracked: new Set<AbortController>() };
+  const state = { healthy: !opts.offline, tracked: new Set<AbortController>() };
   const upstreams = {
     pick: () => (state.healthy ? target : undefined),
     reportFailure: () => {},
@@ -43,7 +48,8 @@ async function rig(script: (n: number, req: IncomingMessage, res: ServerResponse
   const done: Promise<void>[] = [];
   const proxy = createServer((req, res) => {
     const info = parseRequest('GET', req.url ?? '/', {}) as ResourceRequestInfo;
-    done.push(relayWatch({ info, url: req.url ?? '/', headers: req.headers, upstreams, tapFor: () => undefined, serveLog, log, retryMs: 60_000 }, res, { upstream: target, signal: new AbortController().signal }));
+    const start = opts.offline ? ('log' as const) : { upstream: target, signal: new AbortController().signal };
+    done.push(relayWatch({ info, url: req.url ?? '/', headers: req.headers, upstreams, tapFor: () => undefined, serveLog, log, retryMs: 60_000 }, res, start));
   });
   const proxyUrl = await listen(proxy);
   const lines: string[] = [];
@@ -67,6 +73,52 @@ async function rig(script: (n: number, req: IncomingMessage, res: ServerResponse
 }
 
 describe('watch relay', () => {
+  test('a WatchList opened offline is answered by the log as sent: initial events, the initial-events-end BOOKMARK, then live events', async () => {
+    const legs: ResourceRequestInfo[] = [];
+    let sink: RelaySink | undefined;
+    const r = await rig(
+      () => {
+        throw new Error('offline: no upstream request');
+      },
+      (leg, s) => {
+        legs.push(leg);
+        sink = s;
+        s.write(ev('ADDED', 'a', 11));
+        s.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { resourceVersion: '11', annotations: { 'k8s.io/initial-events-end': 'true' } } } })}\n`);
+      },
+      '/api/v1/namespaces/ns/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true',
+      { offline: true },
+    );
+    await until('initial events', () => r.lines.length === 2);
+    expect(legs).toHaveLength(1);
+    expect(legs[0]!.sendInitialEvents).toBe(true);
+    expect(legs[0]!.resourceVersionMatch).toBe('NotOlderThan');
+    sink!.write(ev('MODIFIED', 'a', 12));
+    await until('live event', () => r.lines.length === 3);
+    expect(rvs(r.lines)).toEqual(['ADDED@11', 'BOOKMARK@11', 'MODIFIED@12']);
+    expect(r.upstreamUrls).toEqual([]);
+    r.client.destroy();
+  });
+
+  test('a watch without a resourceVersion opened offline gets the log\'s ADDED events for what exists', async () => {
+    const legs: ResourceRequestInfo[] = [];
+    const r = await rig(
+      () => {
+        throw new Error('offline: no upstream request');
+      },
+      (leg, s) => {
+        legs.push(leg);
+        s.write(ev('ADDED', 'a', 11));
+      },
+      '/api/v1/namespaces/ns/configmaps?watch=1&allowWatchBookmarks=true',
+      { offline: true },
+    );
+    await until('ADDED', () => r.lines.length === 1);
+    expect(legs[0]!.resourceVersion).toBeUndefined();
+    expect(rvs(r.lines)).toEqual(['ADDED@11']);
+    r.client.destroy();
+  });
+
   test('a watch lives through a cut and a heal: upstream, then the log after the last delivered version, then upstream from there', async () => {
     let sink: RelaySink | undefined;
     const logLegs: (string | undefined)[] = [];

@@ -275,7 +275,7 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
   };
 
   /** One log leg: resolves 'ended' when the log's watch ended, 'unavailable' when it could not start, 'broken' for a retry upstream. */
-  const logLeg = (): Promise<LegEnd> =>
+  const logLeg = (first: boolean): Promise<LegEnd> =>
     new Promise<LegEnd>((resolve, reject) => {
       const closers: (() => void)[] = [];
       let done = false;
@@ -299,7 +299,7 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
         onClose: (fn) => void closers.push(fn),
       };
       try {
-        opts.serveLog(legInfo(false), sink, { tableSeen });
+        opts.serveLog(legInfo(first), sink, { tableSeen });
         if (!res.headersSent) writeCacheHead();
       } catch (e) {
         if (!res.headersSent) {
@@ -323,6 +323,9 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
   try {
     let next: 'upstream' | 'log' = start === 'log' ? 'log' : 'upstream';
     let first = start === 'log' ? undefined : start;
+    // A watch opened offline: its first leg is the log's answer to the request as the client sent
+    // it (a WatchList's initial events and initial-events-end BOOKMARK included).
+    let logFirst = start === 'log';
     while (!gone && !terminal && !expired()) {
       if (next === 'upstream') {
         const target = first?.upstream ?? upstreams.pick();
@@ -338,8 +341,9 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
         if (r === 'broken') log.info('watch relay: upstream watch broke; continuing from the log', { path: info.path, rv });
         next = 'log';
       } else {
-        if (initialPhase) break;
-        const r = await logLeg();
+        if (initialPhase && !logFirst) break;
+        const r = await logLeg(logFirst);
+        logFirst = false;
         if (r === 'unavailable' || r === 'gone') break;
         if (r === 'ended' && !upstreams.pick()) break; // the log's watch ended itself (its timeout)
         log.info('watch relay: re-watching upstream', { path: info.path, rv });
