@@ -92,6 +92,8 @@ describe('settleTrial', () => {
     expect(runs(layout.binary)).toBe('tether-edge 2.0.0');
     await markReported(layout);
     expect(readState(layout).pendingReport).toBeUndefined();
+    // Delivered, and still known to a later start (tether-edge status shows it).
+    expect(readState(layout).lastReport).toMatchObject({ uid: 'u1', version: '2.0.0', phase: 'Healthy' });
     // A third release: the first one is no longer kept.
     await swap('3.0.0', { from: '2.0.0' });
     expect(await settleTrial(layout, '3.0.0', async () => true)).toBe('committed');

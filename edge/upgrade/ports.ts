@@ -15,6 +15,8 @@ export interface InstallState {
   previous?: string;
   trial?: { upgrade: string; uid: string; version: string; from: string; startedAt: string; deadlineSeconds: number; attempts: number };
   pendingReport?: UpgradeStatus;
+  /** The last final status delivered to the Node (shown across restarts). */
+  lastReport?: UpgradeStatus;
 }
 
 export interface SwapInOptions {

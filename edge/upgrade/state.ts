@@ -44,6 +44,8 @@ const stateSchema = z.object({
   previous: z.string().min(1).optional(),
   trial: trialSchema.optional(),
   pendingReport: upgradeStatusSchema.optional(),
+  /** The last final status delivered to the Node: `tether-edge status` shows it across restarts. */
+  lastReport: upgradeStatusSchema.optional(),
 });
 
 export type TrialState = z.infer<typeof trialSchema>;
@@ -85,10 +87,11 @@ export async function writeState(layout: InstallLayout, state: InstallState, onW
   fsyncDir(layout.dir);
 }
 
-/** Clears pendingReport once the agent has written it to its Node. */
+/** Clears pendingReport once the agent has written it to its Node (kept as lastReport). */
 export async function markReported(layout: InstallLayout): Promise<void> {
   const st = readState(layout);
   if (st.pendingReport === undefined) return;
+  st.lastReport = st.pendingReport;
   delete st.pendingReport;
   await writeState(layout, st);
 }

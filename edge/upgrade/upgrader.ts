@@ -337,6 +337,8 @@ export function createUpgrader(o: UpgraderOptions): Upgrader {
       } catch (e) {
         log.warn('upgrade: reading the install state failed', { error: e });
       }
+      // What a previous run of this agent delivered: shown by `tether-edge status`, and not sent again.
+      if (state.lastReport) last = state.lastReport;
       if (state.pendingReport) {
         pending = state.pendingReport;
         pendingFromState = true;
