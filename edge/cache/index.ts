@@ -11,6 +11,7 @@ import { documentKeys } from './documents.ts';
 import { readGet, readList } from './reader.ts';
 import { createRecorder } from './recorder.ts';
 import { serveWatch } from './watch-server.ts';
+import { replayToken } from './tokens.ts';
 import { writeOffline } from './writer.ts';
 
 export interface CacheOptions {
@@ -35,6 +36,7 @@ export function createCache(opts: CacheOptions): ProxyCache {
     watch: (info, sink, output) => serveWatch({ store, bus, bookmarkIntervalMs: opts.bookmarkIntervalMs }, info, sink, output),
     write: (info, url, contentType, body, hasCredentials) =>
       writeOffline({ store, bus, onEventsDropped: opts.onEventsDropped }, { info, url, contentType, body, hasCredentials }),
+    token: (info, body) => replayToken(store, info, body),
     document(info: RequestInfo, accept) {
       for (const key of documentKeys(info.path, accept)) {
         const d = store.documents.get(key);

@@ -261,6 +261,14 @@ describe('recorder', () => {
     expect(st.watermark).toBe(101);
     expect(store.objects.list('v1/services').map((o) => o.metadata.name)).toEqual(['s1', 's2', 's3']);
   });
+
+  test('an empty WatchList still records its list kind from the BOOKMARK: offline lists are <Kind>List, as client-go decodes them', async () => {
+    const lines = [
+      { type: 'BOOKMARK', object: { kind: 'CSIDriver', apiVersion: 'storage.k8s.io/v1', metadata: { resourceVersion: '100', annotations: { 'k8s.io/initial-events-end': 'true' } } } },
+    ].map((l) => JSON.stringify(l) + '\n');
+    await feed(req('/apis/storage.k8s.io/v1/csidrivers?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan'), lines);
+    expect(store.documents.get('listkind|storage.k8s.io/v1/csidrivers')?.body).toBe('CSIDriverList');
+  });
 });
 
 describe('writer', () => {

@@ -26,6 +26,7 @@ import type { KubeObject, Store, WatchEvent } from '../store/index.ts';
 import type { Tap } from '../proxy/forward.ts';
 import { accessOf } from './access.ts';
 import { documentKey } from './documents.ts';
+import { isTokenRequest, tokenTap } from './tokens.ts';
 import { scopeOf, streamMatcher } from './scope.ts';
 import { isEmptyDelta, liveCover, trimDelta } from './status-delta.ts';
 import { coalesced, isStatusWrite, statusPath } from './writer.ts';
@@ -155,7 +156,15 @@ export function createRecorder(opts: RecorderOptions): Recorder {
           const items = initial;
           initial = undefined;
           flush();
-          guard('watch-list', () => store.streams.replaceList(scope, info.component, items, rv, streamMatcher(scope)), scope.gvr);
+          guard('watch-list', () => {
+            store.streams.replaceList(scope, info.component, items, rv, streamMatcher(scope));
+            // A WatchList never sees a List's kind; the BOOKMARK names the objects' kind, even for none
+            // (the kubelet's CSIDrivers): offline lists are then answered as <Kind>List, not "List".
+            const kind = (ev.object as { kind?: unknown }).kind;
+            if (typeof kind === 'string' && kind && !store.documents.get(`listkind|${info.gvr}`)) {
+              store.documents.put(`listkind|${info.gvr}`, info.gvr, { contentType: 'text/plain', body: `${kind}List` });
+            }
+          }, scope.gvr);
           start(rv);
         } else if (!initial) {
           flush();
@@ -309,6 +318,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
           },
         };
       }
+      // The kubelet's TokenRequests: kept to be answered the same after an offline reboot (tokens.ts).
+      if (cached && body && isTokenRequest(info)) return tokenTap(store, info, body, opts.onStoreError);
       if (cached && isStatusWrite(info)) {
         guard('live status write', () => supersede(info, body));
         return undefined;

@@ -77,6 +77,8 @@ export interface ProxyCache {
   watch(info: ResourceRequestInfo, sink: WatchSink, output?: { table?: { headers: boolean } }): void;
   write(info: ResourceRequestInfo, url: string, contentType: string, body: string, hasCredentials: boolean): CachedAnswer;
   document(info: RequestInfo, accept: string | undefined): { contentType: string; body: string } | undefined;
+  /** The apiserver's answer to this exact TokenRequest, kept online while its token is valid (cache/tokens.ts). */
+  token?(info: ResourceRequestInfo, body: Buffer): CachedAnswer | undefined;
 }
 
 /**
@@ -246,7 +248,10 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       return relayed;
     }
     let a: CachedAnswer;
+    // The kubelet's TokenRequest, asked again after an offline reboot: the answer it had online.
+    const token = cached && who.lendsNode && info.verb === 'create' && info.subresource === 'token' ? cache.token?.(info, body ?? Buffer.alloc(0)) : undefined;
     if ((info.verb === 'get' && info.subresource === '') || info.verb === 'list') a = cache.read(info, cached, req.headers.accept);
+    else if (token) a = token;
     else if (info.verb === 'create' || info.verb === 'update' || info.verb === 'patch') {
       a = cache.write(info, req.url ?? info.path, String(req.headers['content-type'] ?? ''), (body ?? Buffer.alloc(0)).toString('utf8'), Boolean(req.headers.authorization));
     } else {
@@ -303,6 +308,9 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       const parsed = info;
       info.component = who.component; // the certificate's name, not the User-Agent
       info.lendsNode = who.lendsNode;
+      // What each local client asks and how (docs/offline.md's table of the kubelet's and
+      // kube-proxy's traffic was read off these lines); written only at logLevel debug.
+      log.debug('request', { component: who.component || who.kind, method: req.method, url: req.url, accept: req.headers.accept, contentType: req.headers['content-type'] });
       if (who.kind === 'anonymous') {
         writeStatus(res, statusBody(401, 'Unauthorized', who.why));
         count(info, 401, 'proxy');
