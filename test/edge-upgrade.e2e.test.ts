@@ -87,8 +87,11 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
     const tail = nodes.map((n) => `--- ${n.name} ---\n${n.unit.log.slice(-25).join('\n')}`).join('\n');
     throw new Error(`${(e as Error).message}\n--- hub ---\n${(hub?.log ?? []).slice(-20).join('\n')}\n${tail}`);
   };
-  const edgeUpgrade = (name: string, version: string, release: string) =>
-    JSON.stringify({ apiVersion: 'apps.tether.dev/v1alpha1', kind: 'EdgeUpgrade', metadata: { name }, spec: { version, baseURL: server!.baseURL(release), pools: [north, south], maxUnavailable: 1 } });
+  const edgeUpgrade = (name: string, version: string, release: string, o: { pools?: string[]; maxUnavailable?: number } = {}) =>
+    JSON.stringify({
+      apiVersion: 'apps.tether.dev/v1alpha1', kind: 'EdgeUpgrade', metadata: { name },
+      spec: { version, baseURL: server!.baseURL(release), pools: o.pools ?? [north, south], maxUnavailable: o.maxUnavailable ?? 1 },
+    });
   /** `tether-edge status --json` of the agent in the node's site (its own 127.0.0.1:10267). */
   const agentStatus = async (n: EdgeNode) => {
     const r = await n.site.exec([join(n.root, 'usr/local/bin/tether-edge'), 'status', '--json'], { timeoutMs: 20_000 });
@@ -182,23 +185,28 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
     ['whose binary changed after signing', rollouts.sum, '0.93.0', new RegExp(`${ARTIFACT}: sha256 [0-9a-f]{64} does not match SHA256SUMS`)],
     ['signed by another key', rollouts.sig, '0.93.1', /SHA256SUMS\.sig does not verify with the pinned release key/],
   ] as const) {
-    test(`a release ${kind} is refused by the node it reaches, nothing is swapped, and the EdgeUpgrade fails naming node and reason`, async () => {
-      await kubectl(['apply', '-f', '-'], edgeUpgrade(name, version, kind.startsWith('whose') ? 'checksum' : 'signature'));
-      const failed = await until(`${name} Failed`, () => eu(name), (u) => u.status?.phase === 'Failed', 240_000).catch(explain);
-      expect(failed.status.message).toMatch(new RegExp(`^node ${n1}: Failed: `));
-      expect(failed.status.message).toMatch(reason);
-      // Reached n1 only (the first wave); no node swapped, restarted or changed its version.
-      const reached = failed.status.nodes.filter((n: any) => n.phase === 'Failed').map((n: any) => n.name);
-      expect(reached).toEqual([n1]);
-      await until('targets removed', targeted, (t) => t.length === 0).catch(explain);
+    test(`a release ${kind} is refused by every node, nothing is swapped, and the EdgeUpgrade fails naming node and reason`, async () => {
+      // One rollout per pool, each pool's nodes all in one wave: every node is asked, and every node refuses.
+      for (const [pool, members] of [[north, [n1, n2]], [south, [n3]]] as const) {
+        const rollout = `${name}-${pool === north ? 'n' : 's'}`;
+        await kubectl(['apply', '-f', '-'], edgeUpgrade(rollout, version, kind.startsWith('whose') ? 'checksum' : 'signature', { pools: [pool], maxUnavailable: 3 }));
+        const failed = await until(`${rollout} Failed with every node's report`, () => eu(rollout),
+          (u) => u.status?.phase === 'Failed' && (u.status.nodes ?? []).filter((n: any) => n.phase === 'Failed').length === members.length, 240_000).catch(explain);
+        expect(failed.status.message).toMatch(new RegExp(`^node (${members.join('|')}): Failed: `));
+        expect(failed.status.message).toMatch(reason);
+        const refused = failed.status.nodes.filter((n: any) => n.phase === 'Failed');
+        expect(refused.map((n: any) => n.name).sort()).toEqual([...members].sort());
+        for (const n of refused) expect(n.reason).toMatch(reason);
+        await until('targets removed', targeted, (t) => t.length === 0).catch(explain);
+        await kubectl(['delete', 'edgeupgrade', rollout]);
+      }
       for (const n of nodes) {
         expect(isBuild(n, V1)).toBe(true);
         expect(n.unit.starts()).toBe(1);
         expect(existsSync(join(n.root, 'var/lib/tether/upgrade/releases', version))).toBe(false);
       }
       expect(await versions()).toEqual(Object.fromEntries(names.map((n) => [n, V1])));
-      await kubectl(['delete', 'edgeupgrade', name]);
-    }, 300_000);
+    }, 600_000);
   }
 
   test('0.91.0 rolls out pool by pool, one node at a time, through a kill -9 of one agent on trial; every Node reports it, every install path holds it; Complete', async () => {
