@@ -337,6 +337,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let pools: { stop(): void } | undefined;
   const userAgent = `tether-edge/${buildInfo.version}`;
+  /** One watch of the agent's own on the upstream the pool picks (tracked: a cut aborts it). */
+  const watchOnPool = (path: string, onLine: (line: string) => void) => {
+    const u = pool.pick();
+    if (!u) return { done: Promise.resolve({ status: 0 }), stop: () => {} };
+    const abort = new AbortController();
+    const untrack = pool.track(u, abort);
+    const w = watchUpstream(targetOf(u), path, onLine, { signal: abort.signal, userAgent });
+    void w.done.finally(untrack);
+    return w;
+  };
   /** NodePools (for the topology filter): one LIST, then a watch, while online; started again on each reconnect. */
   const followPools = (call: Parameters<typeof replayOutbox>[1]) => {
     pools?.stop();
@@ -344,15 +354,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     pools = topology.followPools({
       call,
       online: () => pool.online,
-      watch: (path, onLine) => {
-        const u = pool.pick();
-        if (!u) return { done: Promise.resolve({ status: 0 }), stop: () => {} };
-        const abort = new AbortController();
-        const untrack = pool.track(u, abort);
-        const w = watchUpstream(targetOf(u), path, onLine, { signal: abort.signal, userAgent });
-        void w.done.finally(untrack);
-        return w;
-      },
+      watch: watchOnPool,
     });
   };
   const discoveryTags = new Map<string, string>();
@@ -431,19 +433,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     upgrader = startAgentUpgrader({
       nodeName: opts.nodeName,
       running: buildInfo,
-      // upgrade.caFile (the release location's CA) is read if the configuration has it.
-      config: { dataDir: config.dataDir, releaseKey: config.releaseKey, upgrade: { ...upgradeConfig, caFile: (upgradeConfig as { caFile?: string }).caFile } },
+      config: { dataDir: config.dataDir, releaseKey: config.releaseKey, upgrade: upgradeConfig },
       storedNode: store ? () => store.objects.get('v1/nodes', '', opts.nodeName) : undefined,
       online: () => pool.online,
-      watch: (path, onLine) => {
-        const u = pool.pick();
-        if (!u) return { done: Promise.resolve({ status: 0 }), stop: () => {} };
-        const abort = new AbortController();
-        const untrack = pool.track(u, abort);
-        const w = watchUpstream(targetOf(u), path, onLine, { signal: abort.signal, userAgent });
-        void w.done.finally(untrack);
-        return w;
-      },
+      watch: watchOnPool,
       patch: (body) => {
         const u = pool.pick();
         if (!u) return Promise.reject(new TetherError(ErrorCode.UpstreamUnavailable, `patch node ${opts.nodeName}: offline`));

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
 import { sharedCluster, type Cluster } from './support/cluster.ts';
-import { crdDir, deployDir, kubectlOf, nodeReady, startHub, startSimNode, tokenKubeconfig, until, type InProcessHub, type SimNode } from './support/pools.ts';
+import { prepareHub, kubectlOf, nodeReady, startHub, startSimNode, tokenKubeconfig, until, type InProcessHub, type SimNode } from './support/pools.ts';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn('pools.e2e.test.ts skipped: edge network namespaces need root');
@@ -42,15 +42,7 @@ describe.skipIf(!isRoot)('node pools and pool sets', () => {
   beforeAll(async () => {
     cluster = await sharedCluster();
     kubectl = kubectlOf(cluster);
-    await kubectl(['apply', '-f', crdDir]);
-    await kubectl(['wait', '--for', 'condition=established', 'crd/nodepools.apps.tether.dev', 'crd/poolsets.apps.tether.dev']);
-    await kubectl(['apply', '-f', `${deployDir}namespace.yaml`, '-f', `${deployDir}rbac.yaml`]);
-    await kubectl(['create', 'namespace', ns]);
-    // The lease of this suite's hubs lives in the suite's namespace (deploy/ grants it in tether-system).
-    await kubectl(['create', 'role', 'lease', '-n', ns, '--verb=get,update', '--resource=leases', '--resource-name=tether-hub-controllers']);
-    await kubectl(['create', 'role', 'lease-create', '-n', ns, '--verb=create', '--resource=leases']);
-    for (const r of ['lease', 'lease-create']) await kubectl(['create', 'rolebinding', r, '-n', ns, `--role=${r}`, '--serviceaccount=tether-system:tether-hub']);
-    const token = (await kubectl(['create', 'token', 'tether-hub', '-n', 'tether-system', '--duration=2h'])).trim();
+    const token = await prepareHub(cluster, ns, ['nodepools', 'poolsets']);
     kubeconfig = tokenKubeconfig(cluster, token);
     sims = await Promise.all(names.map((n, i) => startSimNode(cluster, n, `pools${i + 1}-${id}`)));
     hub = startHub(kubeconfig, `hub-a-${id}`, ns);

@@ -28,6 +28,23 @@ export function kubectlOf(cluster: Cluster) {
   };
 }
 
+/**
+ * What a suite's in-process hub needs: the CRDs (established), deploy/'s namespace and RBAC, the
+ * suite's namespace with the hub's Lease roles in it (deploy/ grants them in tether-system), and a
+ * token of the tether-hub service account, so the hub runs with exactly deploy/'s rights.
+ */
+export async function prepareHub(cluster: Cluster, ns: string, crds: string[]): Promise<string> {
+  const kubectl = kubectlOf(cluster);
+  await kubectl(['apply', '-f', crdDir]);
+  await kubectl(['wait', '--for', 'condition=established', ...crds.map((c) => `crd/${c}.apps.tether.dev`)]);
+  await kubectl(['apply', '-f', `${deployDir}namespace.yaml`, '-f', `${deployDir}rbac.yaml`]);
+  await kubectl(['create', 'namespace', ns]);
+  await kubectl(['create', 'role', 'lease', '-n', ns, '--verb=get,update', '--resource=leases', '--resource-name=tether-hub-controllers']);
+  await kubectl(['create', 'role', 'lease-create', '-n', ns, '--verb=create', '--resource=leases']);
+  for (const r of ['lease', 'lease-create']) await kubectl(['create', 'rolebinding', r, '-n', ns, `--role=${r}`, '--serviceaccount=tether-system:tether-hub']);
+  return (await kubectl(['create', 'token', 'tether-hub', '-n', 'tether-system', '--duration=2h'])).trim();
+}
+
 export interface SimNode {
   name: string;
   cert: { certFile: string; keyFile: string };

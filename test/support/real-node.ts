@@ -31,6 +31,7 @@ import { stringify } from 'yaml';
 import { testImagesArchive, PAUSE_IMAGE } from '../../scripts/images/test-images.ts';
 import type { Cluster } from './cluster.ts';
 import type { EdgeSite } from './netns.ts';
+import { isAlive } from './netns/commands.ts';
 import { run, type RunResult } from './run.ts';
 import { until } from './wait.ts';
 
@@ -119,15 +120,6 @@ function pidsOf(top: string): number[] {
 /** Where each live node records its test process and directory, so that a later run can clean up after a killed one. */
 const CLAIMS = '/run/tether-nodes';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Containers, mounts and cgroups of nodes whose test process died without destroy() (kill -9, a crashed run). */
 async function sweepStaleNodes(): Promise<void> {
   if (!existsSync(CLAIMS)) return;
@@ -138,7 +130,7 @@ async function sweepStaleNodes(): Promise<void> {
     } catch {
       continue;
     }
-    if (alive(owner.pid)) continue;
+    if (isAlive(owner.pid)) continue;
     await teardown(owner.base, owner.cgroupRoot);
     rmSync(join(CLAIMS, claim), { force: true });
   }
