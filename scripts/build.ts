@@ -16,6 +16,7 @@
  *                                         #   (default: package.json's)
  *   bun scripts/build.ts --sign-key release.key           # sign SHA256SUMS (an Ed25519 private key PEM)
  *   bun scripts/build.ts --xz-level 1     # faster, larger .xz copies (default 6)
+ *   bun scripts/build.ts --no-gz          # no .gz copies of the tether-edge binaries (what upgrades fetch)
  *   bun scripts/build.ts --update-modules # accept a change in the edge module list
  *   bun scripts/build.ts --out DIR        # write somewhere else than dist/ (tests)
  */
@@ -23,6 +24,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
 import { RELEASE_FILES } from '../shared/upgrade/contract.ts';
@@ -43,6 +45,7 @@ const { values: opts } = parseArgs({
   options: {
     target: { type: 'string', multiple: true },
     'no-xz': { type: 'boolean' },
+    'no-gz': { type: 'boolean' },
     'no-node': { type: 'boolean' },
     'update-modules': { type: 'boolean' },
     out: { type: 'string' },
@@ -163,8 +166,15 @@ for (const file of artifacts) {
     xzSize = statSync(`${file}.xz`).size;
     sums.push(`${sha256(`${file}.xz`)}  ${name}.xz`);
   }
+  // The agent's over-the-air upgrade fetches this (node:zlib inflates it; xz has no decoder there).
+  let gzSize = 0;
+  if (!opts['no-gz'] && /^tether-edge-linux-/.test(name)) {
+    writeFileSync(`${file}.gz`, gzipSync(readFileSync(file), { level: 9 }));
+    gzSize = statSync(`${file}.gz`).size;
+    sums.push(`${sha256(`${file}.gz`)}  ${name}.gz`);
+  }
   sums.push(`${sha256(file)}  ${name}`);
-  rows.push(`${name.padEnd(34)} ${mb(raw).padStart(9)}${xzSize ? `  ${mb(xzSize).padStart(9)} .xz` : ''}`);
+  rows.push(`${name.padEnd(34)} ${mb(raw).padStart(9)}${xzSize ? `  ${mb(xzSize).padStart(9)} .xz` : ''}${gzSize ? `  ${mb(gzSize).padStart(9)} .gz` : ''}`);
 }
 const sumsText = sums.sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('\n') + '\n';
 writeFileSync(join(dist, RELEASE_FILES.sums), sumsText);

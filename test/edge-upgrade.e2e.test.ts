@@ -182,7 +182,7 @@ describe.skipIf(!isRoot)('over-the-air upgrades of tether-edge on the real contr
   }, 120_000);
 
   for (const [kind, name, version, reason] of [
-    ['whose binary changed after signing', rollouts.sum, '0.93.0', new RegExp(`${ARTIFACT}: sha256 [0-9a-f]{64} does not match SHA256SUMS`)],
+    ['whose binary changed after signing', rollouts.sum, '0.93.0', new RegExp(`${ARTIFACT}\\.gz: sha256 [0-9a-f]{64} does not match SHA256SUMS`)],
     ['signed by another key', rollouts.sig, '0.93.1', /SHA256SUMS\.sig does not verify with the pinned release key/],
   ] as const) {
     test(`a release ${kind} is refused by every node, nothing is swapped, and the EdgeUpgrade fails naming node and reason`, async () => {

@@ -70,7 +70,7 @@ beforeAll(async () => {
     if (k.code !== 0) throw new Error(`${cmd.join(' ')}: ${k.stderr}`);
   }
   const r = await run(
-    [bunBin, join(root, 'scripts/build.ts'), '--out', dist, '--only', 'tether-edge', '--target', 'bun-linux-x64', '--target', 'bun-linux-arm64', '--xz-level', '1', '--sign-key', releaseKey],
+    [bunBin, join(root, 'scripts/build.ts'), '--out', dist, '--only', 'tether-edge', '--target', 'bun-linux-x64', '--target', 'bun-linux-arm64', '--xz-level', '1', '--no-gz', '--sign-key', releaseKey],
     { cwd: root },
   );
   if (r.code !== 0) throw new Error(`build failed:\n${r.stdout}\n${r.stderr}`);

@@ -20,7 +20,7 @@ let cert: { certFile: string; keyFile: string };
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  const b = await run([bunBin, join(root, 'scripts/build.ts'), '--out', out, '--target', 'bun-linux-x64', '--no-xz'], { cwd: root });
+  const b = await run([bunBin, join(root, 'scripts/build.ts'), '--out', out, '--target', 'bun-linux-x64', '--no-xz', '--no-gz'], { cwd: root });
   if (b.code !== 0) throw new Error(`build failed:\n${b.stdout}\n${b.stderr}`);
   symlinkSync(join(root, 'node_modules'), join(out, 'node_modules'));
   cluster = await sharedCluster();

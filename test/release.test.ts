@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import pkg from '../package.json' with { type: 'json' };
 import { bunBin, run } from './support/run.ts';
 
@@ -96,9 +97,18 @@ describe('signed releases', () => {
     const listed: Record<string, string> = Object.fromEntries(sums.map(([hash, name]) => [name!, hash!]));
     expect(listed.VERSION).toBe(sha256(join(out, 'VERSION')));
     expect(Object.keys(listed).sort()).toEqual(
-      ['VERSION', 'install.sh', 'tether-edge-linux-arm64', 'tether-edge-linux-x64', 'tether-edge.mjs', 'tether-hub-linux-arm64', 'tether-hub-linux-x64'].sort(),
+      ['VERSION', 'install.sh', 'tether-edge-linux-arm64', 'tether-edge-linux-arm64.gz', 'tether-edge-linux-x64', 'tether-edge-linux-x64.gz', 'tether-edge.mjs', 'tether-hub-linux-arm64', 'tether-hub-linux-x64'].sort(),
     );
     for (const [name, hash] of Object.entries(listed)) expect(sha256(join(out, name))).toBe(hash);
+  });
+
+  test('each tether-edge binary has a .gz copy (what an over-the-air upgrade fetches) that inflates to exactly that binary, at about half its size', () => {
+    for (const t of ['linux-x64', 'linux-arm64']) {
+      const raw = readFileSync(join(out, `tether-edge-${t}`));
+      const gz = readFileSync(join(out, `tether-edge-${t}.gz`));
+      expect(gunzipSync(gz).equals(raw)).toBe(true);
+      expect(gz.length).toBeLessThan(raw.length * 0.6);
+    }
   });
 
   test('SHA256SUMS.sig is a raw Ed25519 signature that openssl verifies with the public key, and only over those bytes', async () => {
@@ -122,7 +132,7 @@ describe('signed releases', () => {
     );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(readdirSync(one).sort()).toEqual(['SHA256SUMS', 'SHA256SUMS.sig', 'VERSION', 'install.sh', 'tether-edge-linux-x64']);
+    expect(readdirSync(one).sort()).toEqual(['SHA256SUMS', 'SHA256SUMS.sig', 'VERSION', 'install.sh', 'tether-edge-linux-x64', 'tether-edge-linux-x64.gz']);
     expect(readFileSync(join(one, 'VERSION'), 'utf8')).toBe('0.9.1-rc.1\n');
     const v = await run([join(one, 'tether-edge-linux-x64'), '--version']);
     expect(v.stdout).toMatch(/^0\.9\.1-rc\.1 \(commit \S+, bun-linux-x64\)\n$/);

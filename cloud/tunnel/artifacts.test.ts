@@ -231,7 +231,7 @@ describe('artifact relay', () => {
       for (const file of ['tether-hub-linux-x64', 'install.sh', 'SHA256SUMS.bak', '.VERSION']) {
         const r = await get(f, `/tether/v1/artifacts/up-1/${file}`);
         expect(r.status).toBe(403);
-        expect(message(r.body)).toBe(`tether-hub: ${file} is not a release file the hub relays (SHA256SUMS, SHA256SUMS.sig, VERSION, tether-edge-linux-<target>[.xz])`);
+        expect(message(r.body)).toBe(`tether-hub: ${file} is not a release file the hub relays (SHA256SUMS, SHA256SUMS.sig, VERSION, tether-edge-linux-<target>[.xz|.gz])`);
       }
       for (const path of ['/tether/v1/artifacts/up-1/../../api/v1/secrets', '/tether/v1/artifacts/up-1/%2e%2e%2fVERSION', '/tether/v1/artifacts/up-1', '/tether/v1/artifacts/Up_1/VERSION']) {
         const r = await get(f, path);

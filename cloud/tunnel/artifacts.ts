@@ -8,7 +8,7 @@
  * Contract:
  * - GET and HEAD only (else 405). The path is exactly prefix + object name + file: no
  *   percent-encoding, no further segments (400). The file must be a release file: SHA256SUMS,
- *   SHA256SUMS.sig, VERSION, tether-edge-linux-<target>[.xz] (403 for any other name).
+ *   SHA256SUMS.sig, VERSION, tether-edge-linux-<target>[.xz|.gz] (403 for any other name).
  * - The EdgeUpgrade is read with the hub's credentials (artifact-upgrades.ts): unknown 404. The URL
  *   fetched is `<spec.baseURL>/<file>` and nothing else: the node chooses among the object's files,
  *   never a host or a path. An http baseURL is used only with spec.insecure (else 502).
@@ -31,7 +31,7 @@ import type { UpgradeLookup } from './artifact-upgrades.ts';
 export const ARTIFACTS_PREFIX = '/tether/v1/artifacts/';
 
 /** Release files a node may ask for (scripts/build.ts names them; shared/upgrade/contract.ts RELEASE_FILES). */
-const RELEASE_FILE = /^(SHA256SUMS|SHA256SUMS\.sig|VERSION|tether-edge-linux-[a-z0-9]+(-[a-z0-9]+)*(\.xz)?)$/;
+const RELEASE_FILE = /^(SHA256SUMS|SHA256SUMS\.sig|VERSION|tether-edge-linux-[a-z0-9]+(-[a-z0-9]+)*(\.xz|\.gz)?)$/;
 const OBJECT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export function isArtifactPath(url: string | undefined): boolean {
@@ -102,7 +102,7 @@ export function createArtifactRelay(o: ArtifactRelayOptions): ArtifactRelay {
     }
     const [name, file] = parts as [string, string];
     if (!RELEASE_FILE.test(file)) {
-      return fail({ code: 403, reason: 'Forbidden', message: `${file} is not a release file the hub relays (SHA256SUMS, SHA256SUMS.sig, VERSION, tether-edge-linux-<target>[.xz])` });
+      return fail({ code: 403, reason: 'Forbidden', message: `${file} is not a release file the hub relays (SHA256SUMS, SHA256SUMS.sig, VERSION, tether-edge-linux-<target>[.xz|.gz])` });
     }
     let up;
     try {

@@ -5,7 +5,8 @@
  */
 import { afterEach, describe, expect, test } from 'bun:test';
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMemoryLogger } from '../../shared/log.ts';
@@ -30,16 +31,19 @@ interface Release {
   files: Record<string, Buffer>;
 }
 
-function makeRelease(version: string, o: { signer?: typeof keys.privateKey; versionFile?: string; binary?: Buffer } = {}): Release {
+function makeRelease(version: string, o: { signer?: typeof keys.privateKey; versionFile?: string; binary?: Buffer; gz?: Buffer } = {}): Release {
   const good = Buffer.from(`binary ${version}`);
   const versionBytes = Buffer.from(`${version}\n`);
-  const sums = Buffer.from(`${sha256Hex(good)}  ${ARTIFACT}\n${sha256Hex(versionBytes)}  VERSION\n`);
+  // With `gz`: the release also lists <artifact>.gz (what scripts/build.ts writes), signed like the rest.
+  const gzLine = o.gz ? `${sha256Hex(o.gz)}  ${ARTIFACT}.gz\n` : '';
+  const sums = Buffer.from(`${sha256Hex(good)}  ${ARTIFACT}\n${gzLine}${sha256Hex(versionBytes)}  VERSION\n`);
   return {
     files: {
       SHA256SUMS: sums,
       'SHA256SUMS.sig': sign(null, sums, o.signer ?? keys.privateKey),
       VERSION: o.versionFile !== undefined ? Buffer.from(o.versionFile) : versionBytes,
       [ARTIFACT]: o.binary ?? good,
+      ...(o.gz ? { [`${ARTIFACT}.gz`]: o.gz } : {}),
     },
   };
 }
@@ -63,6 +67,7 @@ function rig(o: { running?: string; releaseKey?: string | null; allowDowngrade?:
   let patchWorks = true;
   const fetched: string[] = [];
   const swaps: SwapInOptions[] = [];
+  const swapped: Buffer[] = [];
   const restarts: string[] = [];
   const cleared: (string | undefined)[] = [];
   let reported = 0;
@@ -106,6 +111,7 @@ function rig(o: { running?: string; releaseKey?: string | null; allowDowngrade?:
     },
     async swapIn(_layout, s) {
       swaps.push(s);
+      swapped.push(readFileSync(s.verified));
       rmSync(s.verified);
     },
     settleTrial: async () => o.settle ?? 'none',
@@ -142,6 +148,7 @@ function rig(o: { running?: string; releaseKey?: string | null; allowDowngrade?:
     patches,
     fetched,
     swaps,
+    swapped,
     restarts,
     cleared,
     get reported() {
@@ -188,6 +195,26 @@ const settleSteps = async (u: Upgrader, until: () => boolean, idle = true) => {
 };
 
 describe('steps', () => {
+  test('a release that lists the binary gzipped: the .gz is fetched, checked, inflated, and the binary it gives checked and swapped in', async () => {
+    const r = rig({ release: makeRelease('0.2.0', { gz: gzipSync(Buffer.from('binary 0.2.0')) }) });
+    expect(await r.u.start()).toBe('none');
+    await r.see(target('0.2.0'));
+    expect(r.phases().map((s) => s.phase)).toEqual(['Downloading', 'Verifying', 'Restarting']);
+    expect(r.fetched).toEqual(['SHA256SUMS', 'SHA256SUMS.sig', 'VERSION', `${ARTIFACT}.gz`]);
+    expect(r.swapped.map((b) => b.toString())).toEqual(['binary 0.2.0']);
+    expect(readdirSync(r.dir).filter((f) => f.startsWith(ARTIFACT))).toEqual([]);
+  });
+
+  test('a signed .gz that inflates to another binary is refused on the binary\'s own line; nothing is swapped', async () => {
+    const r = rig({ release: makeRelease('0.2.0', { gz: gzipSync(Buffer.from('not the released binary')) }) });
+    expect(await r.u.start()).toBe('none');
+    await r.see(target('0.2.0'));
+    expect(r.phases().at(-1)).toMatchObject({ phase: 'Failed' });
+    expect(r.phases().at(-1)!.reason).toStartWith(`${ARTIFACT}: sha256 ${sha256Hex(Buffer.from('not the released binary'))} does not match SHA256SUMS`);
+    expect(r.swaps).toEqual([]);
+    expect(readdirSync(r.dir).filter((f) => f.startsWith(ARTIFACT))).toEqual([]);
+  });
+
   test('a good release: Downloading, Verifying, swapIn with the verified file, Restarting, then the restart', async () => {
     const r = rig();
     expect(await r.u.start()).toBe('none');

@@ -40,7 +40,8 @@ import type { DownloadPort, HubFetch, InstallLayout, InstallPort, InstallState }
 import type { Reporter } from './report.ts';
 import { compareVersions } from './semver.ts';
 import type { NodeView } from './target.ts';
-import { ReleaseRefused, checkArtifact, verifyRelease } from './verify.ts';
+import { ReleaseRefused, checkArtifact, parseSums, verifyRelease } from './verify.ts';
+import { inflateTo } from './inflate.ts';
 
 export const NO_RELEASE_KEY = 'no release key pinned (tether-edge join --release-key)';
 
@@ -223,15 +224,30 @@ export function createUpgrader(o: UpgraderOptions): Upgrader {
     const signature = await small(RELEASE_FILES.signature, 1024);
     const version = await small(RELEASE_FILES.version, 256);
     const expected = verifyRelease({ sums, signature, version }, { releaseKey: o.releaseKey!, version: t.version, artifact });
-    const got = await withRetries(artifact, signal, () => o.download.download({ ...common, file: artifact, dir: layout.dir, maxBytes: 512 * 1024 * 1024 }));
+    // The signed SHA256SUMS may list the binary gzipped too: half the bytes over the link. The .gz is
+    // checked against its own line before it is inflated, the binary it inflates to against its own.
+    const gzName = `${artifact}.gz`;
+    const gzSum = parseSums(sums.toString('utf8')).get(gzName);
+    const MAX = 512 * 1024 * 1024;
+    const fetched = await withRetries(gzSum ? gzName : artifact, signal, () => o.download.download({ ...common, file: gzSum ? gzName : artifact, dir: layout.dir, maxBytes: MAX }));
+    let got = fetched;
     try {
       if (!(await report(status(t, 'Verifying')))) throw new Offline('report Verifying');
+      if (gzSum) {
+        checkArtifact(gzName, gzSum, fetched.sha256);
+        const inflated = await inflateTo(fetched.path, `${fetched.path}.bin`, MAX, signal).catch((e: unknown) => {
+          throw new ReleaseRefused(`${gzName}: ${messageOf(e)}`);
+        });
+        rmSync(fetched.path, { force: true });
+        got = { ...fetched, ...inflated };
+      }
       checkArtifact(artifact, expected, got.sha256);
       if (signal.aborted) throw signal.reason;
       current!.swapped = true; // from here on a changed target no longer stops us
       await o.install.swapIn(layout, { verified: got.path, version: t.version, from: o.running.version, upgrade: t.upgrade, uid: t.uid, deadlineSeconds: o.deadlineSeconds });
     } catch (e) {
       rmSync(got.path, { force: true });
+      rmSync(fetched.path, { force: true });
       if (current?.swapped) throw new ReleaseRefused(`install failed: ${messageOf(e)}`);
       throw e;
     }

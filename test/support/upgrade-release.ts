@@ -14,6 +14,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -56,7 +57,7 @@ export function buildEdge(version: string): string {
   for (const old of readdirSync(join(cacheRoot, 'bin'))) if (!old.startsWith(`${key}-`) && !old.startsWith('.build-')) rmSync(join(cacheRoot, 'bin', old), { recursive: true, force: true });
   const out = mkdtempSync(join(cacheRoot, 'bin', '.build-'));
   try {
-    execFileSync(process.execPath, ['scripts/build.ts', '--out', out, '--version', version, '--only', 'tether-edge', '--target', RELEASE_TARGET, '--no-xz', '--no-node'], {
+    execFileSync(process.execPath, ['scripts/build.ts', '--out', out, '--version', version, '--only', 'tether-edge', '--target', RELEASE_TARGET, '--no-xz', '--no-gz', '--no-node'], {
       cwd: repo,
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 600_000,
@@ -116,9 +117,11 @@ export function writeRelease(root: string, name: string, o: { version: string; b
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   copyFileSync(o.binary, join(dir, ARTIFACT));
+  // As scripts/build.ts writes it: the binary gzipped beside it, which the agent fetches (level 1 here: speed).
+  writeFileSync(join(dir, `${ARTIFACT}.gz`), gzipSync(readFileSync(o.binary), { level: 1 }));
   writeFileSync(join(dir, RELEASE_FILES.version), `${o.version}\n`);
   const sums =
-    [ARTIFACT, RELEASE_FILES.version]
+    [ARTIFACT, `${ARTIFACT}.gz`, RELEASE_FILES.version]
       .sort()
       .map((f) => `${sha256(readFileSync(join(dir, f)))}  ${f}`)
       .join('\n') + '\n';
@@ -126,11 +129,13 @@ export function writeRelease(root: string, name: string, o: { version: string; b
   const signer = o.tamper === 'signature' ? (o.otherKey ?? makeReleaseKey(dir, 'not-the-release-key')).key : o.key.key;
   writeFileSync(join(dir, RELEASE_FILES.signature), signRelease(Buffer.from(sums), signer));
   if (o.tamper === 'checksum') {
-    // One byte changed in the middle of the binary, after signing: the size stays, the sha256 does not.
-    const b = readFileSync(join(dir, ARTIFACT));
-    const at = b.length >> 1;
-    b[at] = b[at]! ^ 0xff;
-    writeFileSync(join(dir, ARTIFACT), b);
+    // One byte changed in the middle of the binary and of its .gz, after signing: the sizes stay, the sha256s do not.
+    for (const f of [ARTIFACT, `${ARTIFACT}.gz`]) {
+      const b = readFileSync(join(dir, f));
+      const at = b.length >> 1;
+      b[at] = b[at]! ^ 0xff;
+      writeFileSync(join(dir, f), b);
+    }
   }
   return dir;
 }
