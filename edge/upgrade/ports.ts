@@ -1,32 +1,14 @@
 /**
  * What the upgrader needs from the install side (edge/upgrade/install.ts) and the download side
  * (edge/upgrade/download.ts), as narrow types: the upgrader is tested with fakes of these, and
- * wire.ts hands it the real functions (structural typing checks that they fit).
+ * agent-upgrader.ts hands it the real functions. The install side's types are its own (state.ts), not copies.
  */
-import type { UpgradeStatus } from '../../shared/upgrade/contract.ts';
+import type { SwapOptions } from './install.ts';
+import type { InstallLayout, InstallState } from './state.ts';
 
-export interface InstallLayout {
-  binary: string;
-  dir: string;
-}
-
-export interface InstallState {
-  running?: string;
-  previous?: string;
-  trial?: { upgrade: string; uid: string; version: string; from: string; startedAt: string; deadlineSeconds: number; attempts: number };
-  pendingReport?: UpgradeStatus;
-  /** The last final status delivered to the Node (shown across restarts). */
-  lastReport?: UpgradeStatus;
-}
-
-export interface SwapInOptions {
-  verified: string;
-  version: string;
-  from: string;
-  upgrade: string;
-  uid: string;
-  deadlineSeconds: number;
-}
+export type { InstallLayout, InstallState };
+/** What the upgrader passes to swapIn (the crash test's step hook and clock are not its business). */
+export type SwapInOptions = Omit<SwapOptions, 'now' | 'onStep'>;
 
 export interface InstallPort {
   readState(layout: InstallLayout): InstallState;
