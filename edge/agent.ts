@@ -298,6 +298,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const cachedSet = new Set(config.cacheComponents.map((c) => c.toLowerCase()));
   const proxy = await createProxyServer({
     listen: config.listen,
+    logRequests: config.logLevel === 'debug',
     upstreams: {
       pick: () => {
         const u = pool.pick();

@@ -36,6 +36,7 @@ import { type OfflineTokens, type PodRef, createOfflineTokens } from '../auth/of
 import { type LocalTls, createListener } from './listener.ts';
 import { FLAPPING_RETRY_SECONDS, rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
 import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
+import { isTokenRequest } from '../cache/tokens.ts';
 import type { Tap } from './forward.ts';
 import { type RelaySink, type WatchRelayOptions, relayWatch } from './watch-relay.ts';
 
@@ -101,6 +102,8 @@ export interface ProxyOptions {
   cache: ProxyCache;
   isCachedComponent(component: string): boolean;
   log: Logger;
+  /** One debug line per request (logLevel debug): what each client asks, and how. */
+  logRequests?: boolean;
   requests: Counter;
   /** At most this many LISTs go upstream at once (relists after a reconnect are queued, not stormed). */
   maxConcurrentLists?: number;
@@ -249,7 +252,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     }
     let a: CachedAnswer;
     // The kubelet's TokenRequest, asked again after an offline reboot: the answer it had online.
-    const token = cached && who.lendsNode && info.verb === 'create' && info.subresource === 'token' ? cache.token?.(info, body ?? Buffer.alloc(0)) : undefined;
+    const token = cached && who.lendsNode && isTokenRequest(info) ? cache.token?.(info, body ?? Buffer.alloc(0)) : undefined;
     if ((info.verb === 'get' && info.subresource === '') || info.verb === 'list') a = cache.read(info, cached, req.headers.accept);
     else if (token) a = token;
     else if (info.verb === 'create' || info.verb === 'update' || info.verb === 'patch') {
@@ -309,8 +312,8 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       info.component = who.component; // the certificate's name, not the User-Agent
       info.lendsNode = who.lendsNode;
       // What each local client asks and how (docs/offline.md's table of the kubelet's and
-      // kube-proxy's traffic was read off these lines); written only at logLevel debug.
-      log.debug('request', { component: who.component || who.kind, method: req.method, url: req.url, accept: req.headers.accept, contentType: req.headers['content-type'] });
+      // kube-proxy's traffic was read off these lines); only at logLevel debug (nothing built otherwise).
+      if (opts.logRequests) log.debug('request', { component: who.component || who.kind, method: req.method, url: req.url, accept: req.headers.accept, contentType: req.headers['content-type'] });
       if (who.kind === 'anonymous') {
         writeStatus(res, statusBody(401, 'Unauthorized', who.why));
         count(info, 401, 'proxy');
