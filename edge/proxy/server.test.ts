@@ -25,6 +25,7 @@ const localCa = mkCa('local CA');
 const foreignCa = mkCa('someone else');
 const nodeCert = clusterCa.issue('system:node:edge-1', 'client');
 const kubeletCert = localCa.issue('kubelet', 'client');
+const operatorCert = localCa.issue('operator', 'client');
 const foreignKubelet = foreignCa.issue('kubelet', 'client');
 const serving = localCa.issue('tether-edge', 'server', { hosts: ['127.0.0.1'] });
 
@@ -293,6 +294,33 @@ describe('cacheSecrets: false', () => {
     await start();
     await call('/api/v1/namespaces/default/secrets/s', { creds: kubeletCert });
     expect(taps).toEqual([{ component: 'kubelet', cached: true, path: '/api/v1/namespaces/default/secrets/s' }]);
+  });
+});
+
+describe('offline TokenRequests', () => {
+  const TOKEN = '/api/v1/namespaces/default/serviceaccounts/default/token';
+  test('only the kubelet gets the answer kept for its TokenRequest; another local client or a bearer token never does', async () => {
+    const asked: string[] = [];
+    const kept = { kind: 'TokenRequest', status: { token: 'issued-online' } };
+    await start({
+      online: false,
+      cache: {
+        tapFor: () => undefined,
+        read: () => ({ status: 200, body: {} }),
+        watch: () => {},
+        write: () => ({ status: 503, body: { kind: 'Status', code: 503 } }),
+        document: () => undefined,
+        token: (info, body) => (asked.push(`${info.component} ${body.toString()}`), { status: 201, body: kept }),
+      },
+    });
+    const post = (o: { creds?: Creds; headers?: Record<string, string> }) => call(TOKEN, { method: 'POST', body: 'the-request', ...o, headers: { 'content-type': 'application/json', ...o.headers } });
+    const kubelet = await post({ creds: kubeletCert });
+    expect(kubelet.status).toBe(201);
+    expect(kubelet.body).toEqual(kept);
+    expect(asked).toEqual(['kubelet the-request']);
+    expect((await post({ creds: operatorCert })).status).toBe(503);
+    expect((await post({ headers: { authorization: 'Bearer some-pod-token' } })).status).not.toBe(201);
+    expect(asked).toEqual(['kubelet the-request']);
   });
 });
 
