@@ -136,19 +136,36 @@ async function sweepStaleNodes(): Promise<void> {
   }
 }
 
-/** Kills every process of a node's cgroup tree, unmounts everything under its directory, removes both. */
-async function teardown(base: string, cgroupRoot: string): Promise<void> {
-  const top = join(CGROUP_FS, 'pids', cgroupRoot);
-  for (let i = 0; i < 50 && pidsOf(top).length > 0; i++) {
-    for (const pid of pidsOf(top)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
+function sigkill(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
     }
+  }
+}
+
+/** SIGKILL to every process of a node's cgroup tree until none is left; false if some survive. */
+async function killCgroup(cgroupRoot: string): Promise<boolean> {
+  const top = join(CGROUP_FS, 'pids', cgroupRoot);
+  for (let i = 0; i < 50; i++) {
+    const pids = pidsOf(top);
+    if (pids.length === 0) return true;
+    sigkill(pids);
     await new Promise((r) => setTimeout(r, 100));
   }
+  return pidsOf(top).length === 0;
+}
+
+/** The shims (containerd-shim-runc-v2) and anything else left in the site's network namespace. */
+async function killSite(ns: string): Promise<void> {
+  sigkill((await run(['ip', 'netns', 'pids', ns])).stdout.split(/\s+/).filter(Boolean).map(Number));
+}
+
+/** Kills every process of a node's cgroup tree, unmounts everything under its directory, removes both. */
+async function teardown(base: string, cgroupRoot: string): Promise<void> {
+  await killCgroup(cgroupRoot);
   await unmountUnder(base);
   for (const h of HIERARCHIES()) {
     for (const d of cgroupDirs(join(CGROUP_FS, h, cgroupRoot))) {
@@ -341,19 +358,7 @@ export async function realNode(o: RealNodeOptions): Promise<RealNode> {
   };
   const containerPids = () => pidsOf(join(CGROUP_FS, 'pids', cgroupRoot));
   const killContainers = async () => {
-    for (let i = 0; i < 50; i++) {
-      const pids = containerPids();
-      if (pids.length === 0) return;
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`node ${name}: container processes survive SIGKILL: ${containerPids().join(' ')}`);
+    if (!(await killCgroup(cgroupRoot))) throw new Error(`node ${name}: container processes survive SIGKILL: ${containerPids().join(' ')}`);
   };
   const unmountAll = () => unmountUnder(base);
   const stopProc = async (which: string, signal: NodeJS.Signals) => {
@@ -451,15 +456,8 @@ export async function realNode(o: RealNodeOptions): Promise<RealNode> {
     containerPids,
     async powerCut() {
       await Promise.all(['agent', 'kubelet', 'kube-proxy', 'containerd'].map((w) => stopProc(w, 'SIGKILL')));
-      // The shims (containerd-shim-runc-v2, in the site's namespace) and the containers.
-      const shims = (await run(['ip', 'netns', 'pids', site.ns])).stdout.split(/\s+/).filter(Boolean).map(Number);
-      for (const pid of shims) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
+      // The shims (in the site's namespace) and the containers.
+      await killSite(site.ns);
       await killContainers();
       await unmountAll();
       rmSync(dirs.run, { recursive: true, force: true });
@@ -476,14 +474,7 @@ export async function realNode(o: RealNodeOptions): Promise<RealNode> {
     async destroy() {
       await Promise.all(['kube-proxy', 'kubelet', 'agent'].map((w) => stopProc(w, 'SIGTERM')));
       await stopProc('containerd', 'SIGTERM');
-      const shims = (await run(['ip', 'netns', 'pids', site.ns])).stdout.split(/\s+/).filter(Boolean).map(Number);
-      for (const pid of shims) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
+      await killSite(site.ns);
       await teardown(base, cgroupRoot);
       rmSync(join(CLAIMS, name), { force: true });
     },
