@@ -1,9 +1,11 @@
 /**
  * OCI image layouts, written without a daemon: one tar archive holding `oci-layout`, `index.json`
  * and `blobs/sha256/…`, as `ctr images import` and skopeo's `oci-archive:` read. Reproducible:
- * the same inputs give the same bytes and digests (no timestamps anywhere, layers from tar.ts).
+ * the same inputs give the same bytes and digests (no timestamps anywhere, layers from tar.ts,
+ * gzip with a zero mtime, blobs in digest order, JSON keys in the order written here).
  */
 import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { tar, type TarEntry } from './tar.ts';
 
 export interface ImageConfig {
@@ -12,6 +14,7 @@ export interface ImageConfig {
   Env?: string[];
   User?: string;
   WorkingDir?: string;
+  Labels?: Record<string, string>;
 }
 
 export interface PlatformImage {
@@ -20,6 +23,12 @@ export interface PlatformImage {
   /** Uncompressed layer tars, bottom first. */
   layers: Buffer[];
   config: ImageConfig;
+  /**
+   * Store the layers gzipped (what registries and release images carry; the test images stay plain
+   * tar). The gzip header has no mtime or name, so the same tar gives the same blob on every build
+   * with the same zlib.
+   */
+  gzip?: boolean;
 }
 
 export interface Image {
@@ -27,6 +36,8 @@ export interface Image {
   ref: string;
   /** One entry: index.json names the manifest; several: it names an image index of them (multi-arch). */
   platforms: PlatformImage[];
+  /** Annotations of the image's manifest or index (e.g. org.opencontainers.image.version). */
+  annotations?: Record<string, string>;
 }
 
 const MEDIA = {
@@ -34,6 +45,7 @@ const MEDIA = {
   manifest: 'application/vnd.oci.image.manifest.v1+json',
   config: 'application/vnd.oci.image.config.v1+json',
   layer: 'application/vnd.oci.image.layer.v1.tar',
+  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
 };
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -59,20 +71,20 @@ export function ociArchive(images: Image[]): { archive: Buffer; images: { ref: s
   const tops: Descriptor[] = [];
   for (const image of images) {
     if (image.platforms.length === 0) throw new Error(`oci: ${image.ref} has no platform`);
+    const annotations = image.annotations && Object.keys(image.annotations).length ? { annotations: image.annotations } : {};
     const manifests = image.platforms.map((p) => {
-      const layers = p.layers.map((l) => put(MEDIA.layer, l));
+      // The config names each layer by the digest of its uncompressed tar (diff_id); the manifest by its blob's.
+      const diffIds = p.layers.map((l) => sha256(l));
+      const layers = p.layers.map((l) => (p.gzip ? put(MEDIA.layerGzip, gzipSync(l, { level: 9 })) : put(MEDIA.layer, l)));
       const platform = { architecture: p.architecture, os: 'linux', ...(p.variant ? { variant: p.variant } : {}) };
-      const config = put(
-        MEDIA.config,
-        json({ ...platform, config: p.config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }),
-      );
-      const m = put(MEDIA.manifest, json({ schemaVersion: 2, mediaType: MEDIA.manifest, config, layers }));
+      const config = put(MEDIA.config, json({ ...platform, config: p.config, rootfs: { type: 'layers', diff_ids: diffIds } }));
+      const m = put(MEDIA.manifest, json({ schemaVersion: 2, mediaType: MEDIA.manifest, config, layers, ...annotations }));
       return { ...m, platform };
     });
     const top =
       manifests.length === 1
         ? { mediaType: MEDIA.manifest, digest: manifests[0]!.digest, size: manifests[0]!.size, platform: manifests[0]!.platform }
-        : put(MEDIA.index, json({ schemaVersion: 2, mediaType: MEDIA.index, manifests }));
+        : put(MEDIA.index, json({ schemaVersion: 2, mediaType: MEDIA.index, manifests, ...annotations }));
     tops.push({
       ...top,
       annotations: { 'io.containerd.image.name': image.ref, 'org.opencontainers.image.ref.name': image.ref },

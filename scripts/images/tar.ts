@@ -1,11 +1,17 @@
 /**
- * A minimal, reproducible ustar writer: every entry owned by 0:0, mtime 0, in the order given. Enough
- * for image layers (regular files, directories, symlinks); no long names beyond ustar's 100+155.
+ * A minimal, reproducible ustar writer: mtime 0, no user or group names, every entry owned by 0:0
+ * unless it names its owner (an image's home directory for its non-root user), in the order given.
+ * Enough for image layers (regular files, directories, symlinks); no long names beyond ustar's 100+155.
  */
+/** A numeric owner; never the build machine's: only what the caller writes here. */
+export interface TarOwner {
+  uid?: number;
+  gid?: number;
+}
 export type TarEntry =
-  | { type: 'dir'; path: string; mode?: number }
-  | { type: 'file'; path: string; data: Uint8Array; mode?: number }
-  | { type: 'symlink'; path: string; target: string };
+  | ({ type: 'dir'; path: string; mode?: number } & TarOwner)
+  | ({ type: 'file'; path: string; data: Uint8Array; mode?: number } & TarOwner)
+  | ({ type: 'symlink'; path: string; target: string } & TarOwner);
 
 const BLOCK = 512;
 
@@ -27,8 +33,8 @@ function header(e: TarEntry, size: number): Buffer {
   const mode = e.type === 'symlink' ? 0o777 : (e.mode ?? (e.type === 'dir' ? 0o755 : 0o644));
   h.write(name, 0, 100, 'utf8');
   h.write(octal(mode, 8), 100, 8, 'ascii');
-  h.write(octal(0, 8), 108, 8, 'ascii'); // uid
-  h.write(octal(0, 8), 116, 8, 'ascii'); // gid
+  h.write(octal(e.uid ?? 0, 8), 108, 8, 'ascii');
+  h.write(octal(e.gid ?? 0, 8), 116, 8, 'ascii');
   h.write(octal(size, 12), 124, 12, 'ascii');
   h.write(octal(0, 12), 136, 12, 'ascii'); // mtime
   h.write('        ', 148, 8, 'ascii'); // checksum placeholder
