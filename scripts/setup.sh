@@ -24,6 +24,7 @@ command -v runc >/dev/null 2>&1 || pkgs+=(runc)
 command -v iptables >/dev/null 2>&1 && command -v iptables-save >/dev/null 2>&1 || pkgs+=(iptables)
 dpkg -s busybox-static >/dev/null 2>&1 || pkgs+=(busybox-static) # static: it is copied into images
 command -v nsenter >/dev/null 2>&1 || pkgs+=(util-linux)
+command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus) # test/prometheus.e2e.test.ts scrapes through the hub
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${pkgs[*]}" >&2
   as_root apt-get update -qq
