@@ -14,8 +14,8 @@ import { createMemoryLogger } from '../shared/log.ts';
 import { Registry } from '../shared/metrics.ts';
 import { hubConfigSchema } from './config.ts';
 import { startHub, type RunningHub } from './hub.ts';
-import { createMemoryLeases } from './tunnel/_memory-leases.ts';
-import { makeHubTestPki, type HubTestPki } from './tunnel/_test-pki.ts';
+import { createMemoryLeases } from '../test/support/memory-leases.ts';
+import { createHubTestPki, type HubTestPki } from '../test/support/pki.ts';
 import { staticHubBackend, type HubBackend } from './tunnel/backend.ts';
 import { createLeaseView } from './tunnel/leases.ts';
 import { dialTunnel } from '../shared/tunnel/ws-transport.ts';
@@ -41,7 +41,7 @@ let echoPort = 0;
 const cleanup: (() => Promise<unknown> | unknown)[] = [];
 
 beforeAll(async () => {
-  pki = await makeHubTestPki();
+  pki = await createHubTestPki();
   echo = createServer((s) => s.pipe(s).on('error', () => {}));
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   echoPort = (echo.address() as { port: number }).port;

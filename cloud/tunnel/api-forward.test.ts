@@ -10,7 +10,7 @@ import { createMemoryLogger } from '../../shared/log.ts';
 import { createTransportPair } from '../../shared/tunnel/memory-transport.ts';
 import { createTunnelSession } from '../../shared/tunnel/session.ts';
 import { createApiForwarder, type ApiForwarder, type ApiUpstream } from './api-forward.ts';
-import { makeHubTestPki, type HubTestPki } from './_test-pki.ts';
+import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 
 interface Seen {
   method: string;
@@ -34,7 +34,7 @@ function withClientCert(req: IncomingMessage): boolean {
 }
 
 beforeAll(async () => {
-  pki = await makeHubTestPki();
+  pki = await createHubTestPki();
   const ca = readFileSync(pki.caFile);
   const hubClient = await pki.client('tether-hub-sa');
   apiserver = https.createServer({ cert: readFileSync(pki.hub.certFile), key: readFileSync(pki.hub.keyFile), ca, requestCert: true, rejectUnauthorized: false }, (req, res) => {

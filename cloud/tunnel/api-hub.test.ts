@@ -16,7 +16,7 @@ import { hubConfigSchema } from '../config.ts';
 import { startHub, type RunningHub } from '../hub.ts';
 import type { ApiUpstream } from './api-forward.ts';
 import { staticHubBackend } from './backend.ts';
-import { makeHubTestPki, type HubTestPki } from './_test-pki.ts';
+import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 
 let pki: HubTestPki;
 let apiserver: https.Server;
@@ -24,7 +24,7 @@ let upstream: ApiUpstream;
 const seen: IncomingMessage['headers'][] = [];
 
 beforeAll(async () => {
-  pki = await makeHubTestPki();
+  pki = await createHubTestPki();
   const ca = readFileSync(pki.caFile);
   apiserver = https.createServer({ cert: readFileSync(pki.hub.certFile), key: readFileSync(pki.hub.keyFile) }, (req, res) => {
     seen.push(req.headers);

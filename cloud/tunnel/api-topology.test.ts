@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { createApiForwarder, type ApiUpstream } from './api-forward.ts';
 import { classify, createHubTopology, type HubTopology } from './api-topology.ts';
-import { makeHubTestPki, type HubTestPki } from './_test-pki.ts';
+import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 
 const svc = (topology: string | undefined) => ({
   kind: 'Service',
@@ -88,7 +88,7 @@ const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => vo
 const seen: IncomingMessage['headers'][] = [];
 
 beforeAll(async () => {
-  pki = await makeHubTestPki();
+  pki = await createHubTestPki();
   apiserver = https.createServer({ cert: readFileSync(pki.hub.certFile), key: readFileSync(pki.hub.keyFile) }, (req, res) => {
     seen.push(req.headers);
     routes.get(req.url!.split('?')[0]!)?.(req, res);

@@ -22,7 +22,7 @@ import { startHub, type RunningHub } from '../hub.ts';
 import type { ApiUpstream } from './api-forward.ts';
 import type { UpgradeOrigin } from './artifact-upgrades.ts';
 import { staticHubBackend } from './backend.ts';
-import { makeHubTestPki, type HubTestPki } from './_test-pki.ts';
+import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 
 const BINARY = 'tether-edge-linux-x64';
 const binary = randomBytes(700 * 1024);
@@ -43,7 +43,7 @@ const upgrades = new Map<string, UpgradeOrigin>();
 let lookups = 0;
 
 beforeAll(async () => {
-  pki = await makeHubTestPki();
+  pki = await createHubTestPki();
   work = mkdtempSync(join(tmpdir(), 'tether-relay-'));
   origin = http.createServer((req, res) => {
     originHits.push(req.url!);

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type TLSSocket } from 'node:tls';
-import { makeHubTestPki, type HubTestPki } from './_test-pki.ts';
+import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 import { ErrorCode, isTetherError } from '../../shared/errors.ts';
 import { authenticate, bearerToken, createCachedReviewer, nodeNameOf, type Identity } from './identity.ts';
 
 let pki: HubTestPki;
-beforeAll(async () => void (pki = await makeHubTestPki()));
+beforeAll(async () => void (pki = await createHubTestPki()));
 afterAll(() => pki.remove());
 
 /** Authenticates a real TLS client presenting `files` to a server that trusts the test CA. */

@@ -1,6 +1,6 @@
 import { afterEach, expect, test } from 'bun:test';
 import { createMemoryLogger } from '../../shared/log.ts';
-import { createMemoryLeases } from './_memory-leases.ts';
+import { createMemoryLeases } from '../../test/support/memory-leases.ts';
 import { createLeaseKeeper, createLeaseView, leaseName, type LeaseKeeper } from './leases.ts';
 
 const keepers: LeaseKeeper[] = [];

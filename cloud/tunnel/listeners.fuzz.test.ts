@@ -23,7 +23,7 @@ import { encodeFrame } from '../../shared/tunnel/frames.ts';
 import { dialTunnel } from '../../shared/tunnel/ws-transport.ts';
 import { hubConfigSchema } from '../config.ts';
 import { startHub, type RunningHub } from '../hub.ts';
-import { makeHubTestPki, type HubTestPki } from './_test-pki.ts';
+import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 import { staticHubBackend } from './backend.ts';
 
 const NODE_IP = '198.18.99.1';
@@ -47,7 +47,7 @@ async function until<T>(what: string, fn: () => T, ok: (v: T) => boolean, ms = 2
 const listenerConnections = (listener: 'agent' | 'connect') => () => Number(new RegExp(`tether_hub_listener_connections\\{listener="${listener}"\\} (\\d+)`).exec(registry.render())?.[1]);
 
 beforeAll(async () => {
-  pki = await makeHubTestPki();
+  pki = await createHubTestPki();
   // Every destination (direct dial or through the agent) ends here: an HTTP answer to whatever comes.
   target = createServer((s) => {
     s.on('error', () => {});

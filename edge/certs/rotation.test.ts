@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { checkTls } from '../upstream/tls.ts';
-import { type FakeCsrApi, startFakeCsrApi } from './_fake-csr-api.ts';
+import { type FakeCsrApi, startFakeCsrApi } from '../../test/support/fake-csr-api.ts';
 import { recoverCertFiles, writeCertPair } from './cert-files.ts';
 import { type CertRotation, type RotatedTls, renewalDeadline, startCertRotation } from './rotation.ts';
 
@@ -27,12 +27,12 @@ afterEach(() => {
 });
 
 /** A node directory with a CA file and a one-day certificate for `node`. */
-function nodeFiles(node: string) {
+async function nodeFiles(node: string) {
   const dir = mkdtempSync(join(tmpdir(), 'tether-rotation-'));
   dirs.push(dir);
   const files = { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'pki', 'node.crt'), keyFile: join(dir, 'pki', 'node.key'), bootstrapTokenFile: join(dir, 'pki', 'bootstrap-token') };
   writeFileSync(files.caFile, api.caPem);
-  const first = api.issue(`system:node:${node}`);
+  const first = await api.issue(`system:node:${node}`);
   writeCertPair(files, first.certPem, first.keyPem);
   return { dir, ...files, first: new X509Certificate(first.certPem) };
 }
@@ -57,7 +57,7 @@ describe('renewal deadline', () => {
 
 describe('certificate rotation', () => {
   test('renews when the deadline passes, with the current certificate, and hands the new pair over', async () => {
-    const f = nodeFiles('n1');
+    const f = await nodeFiles('n1');
     const log = createMemoryLogger();
     let clock = new Date(f.first.validTo).getTime() - 60_000; // past 90 %: due at once
     const handed: RotatedTls[] = [];
@@ -88,7 +88,7 @@ describe('certificate rotation', () => {
   });
 
   test('through the hub: the CSR requests go on the given agent (plain HTTP to the via-hub name), and the hub lends the node identity', async () => {
-    const f = nodeFiles('n9');
+    const f = await nodeFiles('n9');
     const target = new URL(api.url);
     let opened = 0;
     // Stands in for the hub agent: its connections reach the CSR API as the node, as tether-hub forwards them.
@@ -109,7 +109,7 @@ describe('certificate rotation', () => {
   });
 
   test('a server that cannot be reached is skipped for the next one', async () => {
-    const f = nodeFiles('n2');
+    const f = await nodeFiles('n2');
     const r = startCertRotation({ nodeName: 'n2', servers: [await closedPort(), api.url], ...f, log: createMemoryLogger(), onRotated: () => {} });
     rotations.push(r);
     await r.renewNow();
@@ -118,7 +118,7 @@ describe('certificate rotation', () => {
   });
 
   test('expired without a bootstrap token: a clear problem in status and an error in the log, then a fresh token re-bootstraps', async () => {
-    const f = nodeFiles('n3');
+    const f = await nodeFiles('n3');
     const log = createMemoryLogger();
     let clock = new Date(f.first.validTo).getTime() + 1000;
     const r = startCertRotation({
@@ -150,7 +150,7 @@ describe('certificate rotation', () => {
   });
 
   test('a denied request is reported with its reason and retried later', async () => {
-    const f = nodeFiles('n4');
+    const f = await nodeFiles('n4');
     const log = createMemoryLogger();
     api.deny = true;
     try {
@@ -170,9 +170,9 @@ describe('certificate rotation', () => {
 });
 
 describe('certificate files', () => {
-  test('an interrupted replacement is completed when the new certificate pairs with the key, discarded otherwise', () => {
-    const f = nodeFiles('n5');
-    const next = api.issue('system:node:n5');
+  test('an interrupted replacement is completed when the new certificate pairs with the key, discarded otherwise', async () => {
+    const f = await nodeFiles('n5');
+    const next = await api.issue('system:node:n5');
     // Crash between the two renames: new key in place, new certificate still beside it.
     writeFileSync(f.keyFile, next.keyPem);
     writeFileSync(`${f.certFile}.new`, next.certPem);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Duplex, PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createMemoryLogger } from '../../shared/log.ts';
-import { startWsServer } from '../../shared/tunnel/_test-pairs.ts';
+import { startWsServer } from '../../test/support/tunnel-pairs.ts';
 import { createTunnelSession, type TunnelSession } from '../../shared/tunnel/session.ts';
 
 const main = fileURLToPath(new URL('../main.ts', import.meta.url));

@@ -10,7 +10,7 @@ import { PassThrough } from 'node:stream';
 import { ErrorCode, isTetherError } from '../../shared/errors.ts';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
-import { startWsServer } from '../../shared/tunnel/_test-pairs.ts';
+import { startWsServer } from '../../test/support/tunnel-pairs.ts';
 import { createTunnelSession, type OpenInfo, type TunnelSession } from '../../shared/tunnel/session.ts';
 import { type TunnelAgent, type TunnelSessionEvent, startTunnelAgent } from './agent.ts';
 

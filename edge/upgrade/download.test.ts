@@ -11,7 +11,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeTestPki } from '../../shared/tunnel/_test-pki.ts';
+import { createTunnelTestPki } from '../../test/support/pki.ts';
 import { DownloadError, type HubFetch, download, fetchSmall, removeDownloads } from './download.ts';
 
 const FILE = 'tether-edge-linux-x64';
@@ -271,7 +271,7 @@ describe('https', () => {
   let tlsBase: string;
   let pkiDir: string;
   beforeAll(async () => {
-    const pki = makeTestPki();
+    const pki = await createTunnelTestPki();
     pkiDir = mkdtempSync(join(tmpdir(), 'tether-download-ca-'));
     caFile = join(pkiDir, 'ca.crt');
     writeFileSync(caFile, pki.ca);

@@ -9,8 +9,8 @@ import { Duplex, PassThrough } from 'node:stream';
 import { constants, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { createMemoryLogger } from '../log.ts';
 import { decodeFrame, encodeFrame, type Frame } from './frames.ts';
-import type { PairFactory } from './_test-pairs.ts';
-import { readAll, until, writeAll } from './_test-session.ts';
+import type { PairFactory } from '../../test/support/tunnel-pairs.ts';
+import { readAll, until, writeAll } from '../../test/support/tunnel-session.ts';
 import { createTunnelSession, inspectSession, type OpenInfo, type TunnelSession, type TunnelSessionOptions, type TunnelTransport } from './session.ts';
 import type { TestFn } from './session.contract.ts';
 

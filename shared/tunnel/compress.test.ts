@@ -10,8 +10,8 @@ import { createMemoryLogger } from '../log.ts';
 import { encodeFrame, MAX_FRAME_PAYLOAD } from './frames.ts';
 import { createTransportPair } from './memory-transport.ts';
 import { counter, lease, mixedBytes, runCompressContract } from './compress.contract.ts';
-import { memoryPairs, wsPairs } from './_test-pairs.ts';
-import { readAll, until, writeAll } from './_test-session.ts';
+import { memoryPairs, wsPairs } from '../../test/support/tunnel-pairs.ts';
+import { readAll, until, writeAll } from '../../test/support/tunnel-session.ts';
 import { createTunnelSession, inspectSession, streamIdOf, type OpenInfo, type TunnelSessionOptions } from './session.ts';
 
 const hello = { node: 'edge-1', addresses: ['198.18.1.2'], version: 'test' };

@@ -11,7 +11,7 @@ import { createMemoryLogger } from '../log.ts';
 import { createRandom, fuzzPlan, heapAfterGc, mutate, sampleFrame, type Random } from './_fuzz.ts';
 import { decodeFrame, encodeFrame, FRAME_HEADER_SIZE, MAX_FRAME_PAYLOAD } from './frames.ts';
 import { createTransportPair } from './memory-transport.ts';
-import { until } from './_test-session.ts';
+import { until } from '../../test/support/tunnel-session.ts';
 import { createTunnelSession, inspectSession } from './session.ts';
 
 /** JSON payloads with hostile keys and shapes, wrapped in a valid header. */

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { getEventListeners } from 'node:events';
 import { ErrorCode, isTetherError, TetherError } from '../errors.ts';
-import { createSessionPair, destinationPorts, readAll, until, writeAll, type PairOptions, type SessionPair } from './_test-session.ts';
-import type { PairFactory } from './_test-pairs.ts';
+import { createSessionPair, destinationPorts, readAll, until, writeAll, type PairOptions, type SessionPair } from '../../test/support/tunnel-session.ts';
+import type { PairFactory } from '../../test/support/tunnel-pairs.ts';
 import { inspectSession, streamIdOf } from './session.ts';
 
 export type TestFn = (name: string, fn: () => Promise<void>) => void;

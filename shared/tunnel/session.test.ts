@@ -5,9 +5,9 @@ import { ErrorCode, isTetherError } from '../errors.ts';
 import { createMemoryLogger } from '../log.ts';
 import { encodeFrame, FRAME_HEADER_SIZE, FrameType, MAX_FRAME_SIZE, TUNNEL_PROTOCOL_VERSION } from './frames.ts';
 import { createTransportPair, type PairOptions } from './memory-transport.ts';
-import { readAll, until, writeAll } from './_test-session.ts';
+import { readAll, until, writeAll } from '../../test/support/tunnel-session.ts';
 import { createTunnelSession, inspectSession, streamIdOf, type TunnelTransport } from './session.ts';
-import { memoryPairs } from './_test-pairs.ts';
+import { memoryPairs } from '../../test/support/tunnel-pairs.ts';
 import { runSessionContract } from './session.contract.ts';
 
 runSessionContract(test, memoryPairs());

@@ -5,12 +5,12 @@
  */
 import { test } from 'node:test';
 import { runCompressContract } from './compress.contract.ts';
-import { memoryPairs, wsPairs } from './_test-pairs.ts';
-import { makeTestPki } from './_test-pki.ts';
+import { memoryPairs, wsPairs } from '../../test/support/tunnel-pairs.ts';
+import { createTunnelTestPki } from '../../test/support/pki.ts';
 import { runSessionContract } from './session.contract.ts';
 import { runWsTransportTests } from './ws-transport.contract.ts';
 
-const pki = makeTestPki('edge-1');
+const pki = await createTunnelTestPki('edge-1');
 runSessionContract(test, memoryPairs());
 runSessionContract(test, wsPairs());
 runSessionContract(test, wsPairs(pki));

@@ -11,9 +11,9 @@ import { PassThrough } from 'node:stream';
 import { ErrorCode, isTetherError } from '../errors.ts';
 import { createMemoryLogger } from '../log.ts';
 import { FRAME_HEADER_SIZE, FrameType, MAX_FRAME_PAYLOAD, TUNNEL_PROTOCOL_VERSION, TUNNEL_SUBPROTOCOL } from './frames.ts';
-import { startWsServer } from './_test-pairs.ts';
-import type { TestPki } from './_test-pki.ts';
-import { readAll, until } from './_test-session.ts';
+import { startWsServer } from '../../test/support/tunnel-pairs.ts';
+import type { TunnelTestPki } from '../../test/support/pki.ts';
+import { readAll, until } from '../../test/support/tunnel-session.ts';
 import { createTunnelSession, streamIdOf } from './session.ts';
 import type { TestFn } from './session.contract.ts';
 import { dialTunnel } from './ws-transport.ts';
@@ -40,7 +40,7 @@ async function silentServer() {
   };
 }
 
-export function runWsTransportTests(test: TestFn, pki: TestPki): void {
+export function runWsTransportTests(test: TestFn, pki: TunnelTestPki): void {
   test('ws: over TLS the hub sees the client certificate the agent dialed with', async () => {
     const srv = await startWsServer({ pki });
     try {

@@ -1,17 +1,14 @@
 /**
  * Test support for edge/certs unit tests only: an HTTPS server on 127.0.0.1 that plays the
- * CertificateSigningRequest API of kube-apiserver (create, get) with a throwaway openssl CA,
- * approving and signing at once. The end-to-end suites use the real control plane instead.
+ * CertificateSigningRequest API of kube-apiserver (create, get) with a throwaway CA
+ * (test/support/pki.ts), approving and signing at once. The end-to-end suites use the real control plane instead.
  *
  * Authentication: a bearer token from `tokens`, or a client certificate signed by the CA.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls, { type TLSSocket } from 'node:tls';
+import { createTestPki } from './pki.ts';
 
 export interface FakeCsrApi {
   url: string;
@@ -22,39 +19,22 @@ export interface FakeCsrApi {
   /** Answer CSRs with a Denied condition instead of a certificate. */
   deny: boolean;
   /** A client certificate for `cn` (O=system:nodes) valid for `days`. */
-  issue(cn: string, days?: number): { certPem: string; keyPem: string };
+  issue(cn: string, days?: number): Promise<{ certPem: string; keyPem: string }>;
   close(): Promise<void>;
 }
 
 export async function startFakeCsrApi(): Promise<FakeCsrApi> {
-  const dir = mkdtempSync(join(tmpdir(), 'tether-fake-csr-'));
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const keyArgs = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  ssl('req', '-x509', ...keyArgs, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=fake-cluster-ca');
-  ssl('req', ...keyArgs, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-out', 'server.crt', '-extfile', 'server.ext');
-  let n = 0;
-  const sign = (csrPem: string, days: number): string => {
-    const id = ++n;
-    writeFileSync(join(dir, `c${id}.csr`), csrPem);
-    ssl('x509', '-req', '-in', `c${id}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', String(days), '-out', `c${id}.crt`);
-    return readFileSync(join(dir, `c${id}.crt`), 'utf8');
-  };
+  const pki = await createTestPki({ cn: 'fake-cluster-ca' });
+  const serving = await pki.server({ cn: '127.0.0.1', ips: ['127.0.0.1'], days: 1 });
   const csrs = new Map<string, { certificate?: string; denied?: boolean }>();
   const api: FakeCsrApi = {
     url: '',
-    caPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
+    caPem: pki.caPem,
     created: [],
     tokens: new Set(),
     deny: false,
-    issue(cn, days = 1) {
-      const id = ++n;
-      ssl('req', ...keyArgs, '-keyout', `i${id}.key`, '-out', `i${id}.csr`, '-subj', `/O=system:nodes/CN=${cn}`);
-      const certPem = sign(readFileSync(join(dir, `i${id}.csr`), 'utf8'), days);
-      return { certPem, keyPem: readFileSync(join(dir, `i${id}.key`), 'utf8') };
-    },
-    close: () => new Promise((resolve) => server.close(() => (rmSync(dir, { recursive: true, force: true }), resolve()))),
+    issue: (cn, days = 1) => pki.client(cn, ['system:nodes'], days),
+    close: () => new Promise((resolve) => server.close(() => (pki.remove(), resolve()))),
   };
   // A tls.Server handing its sockets to an http.Server: under Bun, https.Server requests do not
   // expose the peer certificate, TLS sockets do.
@@ -66,14 +46,22 @@ export async function startFakeCsrApi(): Promise<FakeCsrApi> {
     if (!who) return send(401, { kind: 'Status', message: 'Unauthorized' });
     const chunks: Buffer[] = [];
     req.on('data', (d: Buffer) => chunks.push(d));
-    req.on('end', () => {
+    req.on('end', async () => {
       const base = '/apis/certificates.k8s.io/v1/certificatesigningrequests';
       if (req.method === 'POST' && req.url === base) {
         const csr = JSON.parse(Buffer.concat(chunks).toString());
         const name = `${csr.metadata.generateName}${api.created.length}`;
         api.created.push({ name, by: who });
         const pem = Buffer.from(csr.spec.request, 'base64').toString();
-        csrs.set(name, api.deny ? { denied: true } : { certificate: Buffer.from(sign(pem, 1)).toString('base64') });
+        let certificate: string | undefined;
+        if (!api.deny) {
+          try {
+            certificate = Buffer.from(await pki.signCsr(pem, 1)).toString('base64');
+          } catch (e) {
+            return send(400, { kind: 'Status', message: `sign request: ${(e as Error).message}` });
+          }
+        }
+        csrs.set(name, api.deny ? { denied: true } : { certificate });
         return send(201, { ...csr, metadata: { name } });
       }
       const name = req.url?.startsWith(`${base}/`) ? req.url.slice(base.length + 1) : '';
@@ -86,7 +74,7 @@ export async function startFakeCsrApi(): Promise<FakeCsrApi> {
     });
   });
   const server = tls.createServer(
-    { cert: readFileSync(join(dir, 'server.crt')), key: readFileSync(join(dir, 'server.key')), ca: api.caPem, requestCert: true, rejectUnauthorized: false },
+    { cert: serving.certPem, key: serving.keyPem, ca: api.caPem, requestCert: true, rejectUnauthorized: false },
     (socket) => app.emit('connection', socket),
   );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -4,8 +4,8 @@
  * Lease informer feeds them. Several hubs in one test share one store.
  */
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
-import type { Watching } from './kube-backend.ts';
-import type { LeaseApi, LeaseState, LeaseView } from './leases.ts';
+import type { Watching } from '../../cloud/tunnel/kube-backend.ts';
+import type { LeaseApi, LeaseState, LeaseView } from '../../cloud/tunnel/leases.ts';
 
 export interface MemoryLeases {
   api: LeaseApi;

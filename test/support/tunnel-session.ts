@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { Duplex, PassThrough } from 'node:stream';
-import { ErrorCode, TetherError } from '../errors.ts';
-import { createMemoryLogger } from '../log.ts';
-import { freezable, type PairFactory } from './_test-pairs.ts';
-import { createTunnelSession, inspectSession, type Hello, type TunnelSession } from './session.ts';
+import { ErrorCode, TetherError } from '../../shared/errors.ts';
+import { createMemoryLogger } from '../../shared/log.ts';
+import { freezable, type PairFactory } from './tunnel-pairs.ts';
+import { createTunnelSession, inspectSession, type Hello, type TunnelSession } from '../../shared/tunnel/session.ts';
 
 export const destinationPorts = { echo: 7, replyAfterEof: 8, stuck: 9, refusedPlain: 10, slowDial: 11 } as const;
 

@@ -6,10 +6,10 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { createTransportPair, type PairOptions } from './memory-transport.ts';
-import type { TunnelTransport } from './session.ts';
-import type { TestPki } from './_test-pki.ts';
-import { createWsUpgradeHandler, dialTunnel, type UpgradeOptions } from './ws-transport.ts';
+import { createTransportPair, type PairOptions } from '../../shared/tunnel/memory-transport.ts';
+import type { TunnelTransport } from '../../shared/tunnel/session.ts';
+import type { TunnelTestPki } from './pki.ts';
+import { createWsUpgradeHandler, dialTunnel, type UpgradeOptions } from '../../shared/tunnel/ws-transport.ts';
 
 export interface Pair {
   hub: TunnelTransport;
@@ -30,7 +30,7 @@ export const memoryPairs = (opts: PairOptions = {}): PairFactory => ({
 });
 
 /** A websocket server on 127.0.0.1 (TLS when `pki` is given) and a way to dial it. */
-export async function startWsServer(opts: { pki?: TestPki; upgrade?: UpgradeOptions } = {}) {
+export async function startWsServer(opts: { pki?: TunnelTestPki; upgrade?: UpgradeOptions } = {}) {
   const accepted: TunnelTransport[] = [];
   const waiters: ((t: TunnelTransport) => void)[] = [];
   const peers: (string | undefined)[] = [];
@@ -64,7 +64,7 @@ export async function startWsServer(opts: { pki?: TestPki; upgrade?: UpgradeOpti
   };
 }
 
-export const wsPairs = (pki?: TestPki): PairFactory => ({
+export const wsPairs = (pki?: TunnelTestPki): PairFactory => ({
   name: pki ? 'websocket over TLS with client certificates' : 'websocket',
   create: async () => {
     const srv = await startWsServer({ pki });
