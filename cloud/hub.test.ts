@@ -8,14 +8,13 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { dialTcp } from '../edge/tunnel/destinations.ts';
-import { startTunnelAgent, type TunnelAgent } from '../edge/tunnel/agent.ts';
 import { createMemoryLogger } from '../shared/log.ts';
 import { Registry } from '../shared/metrics.ts';
 import { hubConfigSchema } from './config.ts';
 import { startHub, type RunningHub } from './hub.ts';
 import { createMemoryLeases } from '../test/support/memory-leases.ts';
 import { createHubTestPki, type HubTestPki } from '../test/support/pki.ts';
+import { startTestAgent, type TunnelAgent } from '../test/support/tunnel-agent.ts';
 import { staticHubBackend, type HubBackend } from './tunnel/backend.ts';
 import { createLeaseView } from './tunnel/leases.ts';
 import { dialTunnel } from '../shared/tunnel/ws-transport.ts';
@@ -78,15 +77,15 @@ async function hub(opts: { replica?: string; backend?: HubBackend; config?: Reco
 
 async function agent(h: RunningHub | string[], creds: { certFile: string; keyFile: string } | undefined, opts: { node?: string; token?: string; addresses?: string[] } = {}) {
   const log = createMemoryLogger();
-  const a = startTunnelAgent({
+  const a = startTestAgent({
     hubUrls: Array.isArray(h) ? h : [`wss://${h.agentAddress}`],
-    nodeName: opts.node ?? 'n1',
+    caFile: pki.caFile,
+    creds,
+    node: opts.node,
     addresses: opts.addresses ?? [NODE_IP],
     ports: [echoPort],
-    tls: () => ({ ca: readFileSync(pki.caFile), ...(creds ? { cert: readFileSync(creds.certFile), key: readFileSync(creds.keyFile) } : {}) }),
-    token: opts.token ? () => opts.token : undefined,
-    backoff: { initialMs: 20, maxMs: 100 },
-    dial: (_host, port) => dialTcp('127.0.0.1', port),
+    token: opts.token,
+    loopback: true,
     log,
   });
   cleanup.push(() => a.close());

@@ -9,7 +9,6 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { startTunnelAgent, type TunnelAgent } from '../../edge/tunnel/agent.ts';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
 import { hubConfigSchema } from '../config.ts';
@@ -17,6 +16,7 @@ import { startHub, type RunningHub } from '../hub.ts';
 import type { ApiUpstream } from './api-forward.ts';
 import { staticHubBackend } from './backend.ts';
 import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
+import { startTestAgent, type TunnelAgent } from '../../test/support/tunnel-agent.ts';
 
 let pki: HubTestPki;
 let apiserver: https.Server;
@@ -83,15 +83,7 @@ async function hubWith(config: Record<string, unknown>, node = 'n1'): Promise<{ 
     apiUpstream: upstream,
   });
   const creds = await pki.node(node);
-  const a = startTunnelAgent({
-    hubUrls: [`wss://${h.agentAddress}`],
-    nodeName: node,
-    addresses: [],
-    ports: [],
-    tls: () => ({ ca: readFileSync(pki.caFile), cert: readFileSync(creds.certFile), key: readFileSync(creds.keyFile) }),
-    backoff: { initialMs: 20, maxMs: 100 },
-    log: createMemoryLogger('info'),
-  });
+  const a = startTestAgent({ hubUrls: [`wss://${h.agentAddress}`], caFile: pki.caFile, creds, node });
   await until('agent connected or refused', () => a.connected || !!a.status().lastError);
   return { h, registry, a, close: async () => (await a.close(), await h.close()) };
 }

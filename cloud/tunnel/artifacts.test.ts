@@ -12,7 +12,6 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTunnelAgent, type TunnelAgent } from '../../edge/tunnel/agent.ts';
 import { download, fetchSmall } from '../../edge/upgrade/download.ts';
 import { hubFetch, type HubFetcher } from '../../edge/upgrade/hub-fetch.ts';
 import { createMemoryLogger } from '../../shared/log.ts';
@@ -23,6 +22,7 @@ import type { ApiUpstream } from './api-forward.ts';
 import type { UpgradeOrigin } from './artifact-upgrades.ts';
 import { staticHubBackend } from './backend.ts';
 import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
+import { startTestAgent, type TunnelAgent } from '../../test/support/tunnel-agent.ts';
 
 const BINARY = 'tether-edge-linux-x64';
 const binary = randomBytes(700 * 1024);
@@ -120,15 +120,7 @@ async function site(config: Record<string, unknown>, nodes = ['n1']): Promise<Si
   for (const node of nodes) {
     const creds = await pki.node(node);
     agents.push(
-      startTunnelAgent({
-        hubUrls: [`wss://${hub.agentAddress}`],
-        nodeName: node,
-        addresses: [],
-        ports: [],
-        tls: () => ({ ca: readFileSync(pki.caFile), cert: readFileSync(creds.certFile), key: readFileSync(creds.keyFile) }),
-        backoff: { initialMs: 20, maxMs: 100 },
-        log: createMemoryLogger('info'),
-      }),
+      startTestAgent({ hubUrls: [`wss://${hub.agentAddress}`], caFile: pki.caFile, creds, node }),
     );
   }
   await until('agents connected', () => agents.every((a) => a.connected));
@@ -324,15 +316,7 @@ describe('artifact relay', () => {
         expect(status).toBe(404);
       }
       const someone = await pki.client('someone');
-      const stranger = startTunnelAgent({
-        hubUrls: [`wss://${s.hub.agentAddress}`],
-        nodeName: 'n1',
-        addresses: [],
-        ports: [],
-        tls: () => ({ ca: readFileSync(pki.caFile), cert: readFileSync(someone.certFile), key: readFileSync(someone.keyFile) }),
-        backoff: { initialMs: 20, maxMs: 100 },
-        log: createMemoryLogger('info'),
-      });
+      const stranger = startTestAgent({ hubUrls: [`wss://${s.hub.agentAddress}`], caFile: pki.caFile, creds: someone, node: 'n1' });
       try {
         await until('refusal', () => !!stranger.status().lastError);
         const e = await fetchSmall({ baseURL: unreachable, file: 'VERSION', upgrade: 'up-1', maxBytes: 64, hub: hubFetch(stranger) }).catch((x: unknown) => x);

@@ -14,8 +14,6 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { dialTcp } from '../../edge/tunnel/destinations.ts';
-import { startTunnelAgent, type TunnelAgent } from '../../edge/tunnel/agent.ts';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
 import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds, sampleFrame, type Random } from '../../shared/tunnel/_fuzz.ts';
@@ -24,6 +22,7 @@ import { dialTunnel } from '../../shared/tunnel/ws-transport.ts';
 import { hubConfigSchema } from '../config.ts';
 import { startHub, type RunningHub } from '../hub.ts';
 import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
+import { startTestAgent, type TunnelAgent } from '../../test/support/tunnel-agent.ts';
 import { staticHubBackend } from './backend.ts';
 
 const NODE_IP = '198.18.99.1';
@@ -72,10 +71,9 @@ beforeAll(async () => {
   const n1 = await pki.node('n1');
   files.node2 = await pki.node('n2');
   files.egress = await pki.client('kube-apiserver-egress');
-  agent = startTunnelAgent({
-    hubUrls: [`wss://${hub.agentAddress}`], nodeName: 'n1', addresses: [NODE_IP], ports: [port],
-    tls: () => ({ ca: readFileSync(pki.caFile), cert: readFileSync(n1.certFile), key: readFileSync(n1.keyFile) }),
-    backoff: { initialMs: 20, maxMs: 100 }, dial: (_h, p) => dialTcp('127.0.0.1', p), log: createMemoryLogger(),
+  agent = startTestAgent({
+    hubUrls: [`wss://${hub.agentAddress}`], caFile: pki.caFile, creds: n1, node: 'n1', addresses: [NODE_IP], ports: [port],
+    loopback: true, log: createMemoryLogger(),
   });
   await until('agent connected', () => agent.connected, (c) => c);
 }, 60_000);
