@@ -24,11 +24,17 @@ command -v runc >/dev/null 2>&1 || pkgs+=(runc)
 command -v iptables >/dev/null 2>&1 && command -v iptables-save >/dev/null 2>&1 || pkgs+=(iptables)
 dpkg -s busybox-static >/dev/null 2>&1 || pkgs+=(busybox-static) # static: it is copied into images
 command -v nsenter >/dev/null 2>&1 || pkgs+=(util-linux)
-command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus) # test/prometheus.e2e.test.ts scrapes through the hub
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${pkgs[*]}" >&2
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
+fi
+# test/prometheus.e2e.test.ts scrapes through the hub with Debian's Prometheus. Without its
+# Recommends: prometheus-node-exporter would start a service listening on every interface.
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "setup: installing Debian package: prometheus" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >&2
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
