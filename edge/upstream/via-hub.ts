@@ -19,7 +19,12 @@
  * - When the session ends, every api stream errors (E_TUNNEL_CLOSED) and so does its socket; the
  *   agent drops it from its pool like a dead TCP connection. Such an error is not definitive by
  *   itself (the stream may belong to a session the hub drained while a new one is up): the end of
- *   the current session reaches the pool from the tunnel agent's `onSession` (edge/agent.ts).
+ *   the current session reaches the pool from the tunnel agent's `onSession` (followSessions).
+ * - `hubLinks(tunnel)` are the targets' links in this mode (targets.ts): the pool's agent (api
+ *   streams compressed both ways), bearer requests on streams whose requests stay plain (a pod's
+ *   token must never share a compression context with bytes another local client chose: CRIME)
+ *   while their answers compress, answers that carry Secrets or tokens and upgrades on streams with
+ *   no compression at all, and certificate renewal on the upstream's own agent.
  * - `setKeepAlive`, `setNoDelay`, `ref`, `unref` are no-ops (node:http calls them on its sockets;
  *   Bun reuses a socket for keep-alive only if they exist); `setTimeout(ms, cb?)` is a real idle
  *   timeout ('timeout' after ms without bytes either way), as node:http relies on it for request
@@ -30,6 +35,7 @@
 import http from 'node:http';
 import { Duplex } from 'node:stream';
 import { ErrorCode, isTetherError, messageOf } from '../../shared/errors.ts';
+import type { UpstreamLinks } from './targets.ts';
 import { POOLING, dropIdleSockets } from './tls.ts';
 
 /** The one upstream of the via-hub mode: a name, not an address (the hub chooses the apiserver). */
@@ -180,6 +186,25 @@ class HubAgent extends http.Agent {
 
 export function createHubAgent(open: OpenApiStream): http.Agent {
   return new HubAgent(open);
+}
+
+/** What hubLinks needs of the tunnel agent (edge/tunnel/agent.ts `openApiStream`). */
+export interface ApiStreams {
+  openApiStream(o?: { compress?: boolean | 'answers' }): Promise<Duplex>;
+}
+
+/** The upstream's connections through the hub, each kind on api streams of its own compression. */
+export function hubLinks(tunnel: ApiStreams): UpstreamLinks {
+  return {
+    createAgent: () => createHubAgent(() => tunnel.openApiStream()),
+    // The hub lends the node's identity only to requests without `Authorization: Bearer` and passes
+    // the others on as they are; their requests stay plain, their answers (a kube-proxy's watch
+    // events) compress.
+    bearerAgent: () => createHubAgent(() => tunnel.openApiStream({ compress: 'answers' })),
+    sensitiveAgent: createHubAgent(() => tunnel.openApiStream({ compress: false })),
+    connect: () => new ApiStreamSocket(() => tunnel.openApiStream({ compress: false })),
+    renewOnUpstream: true,
+  };
 }
 
 /** What followSessions needs of the tunnel agent (edge/tunnel/agent.ts `onSession`). */
