@@ -1,9 +1,13 @@
 #!/usr/bin/env bun
 /**
  * Release build. Compiles tether-edge and tether-hub for four Linux targets, plus tether-edge.mjs,
- * a Node >= 20 bundle for 32-bit ARM (better-sqlite3 stays external). Writes everything to dist/
- * with .xz copies, VERSION (one line, the version built) and SHA256SUMS, prints each artifact's
- * size, and checks the modules bundled into tether-edge against scripts/edge-modules.txt. With
+ * a Node >= 20 bundle for 32-bit ARM (better-sqlite3 stays external), and the container images
+ * tether-hub-<v>.oci.tar and tether-edge-<v>.oci.tar (OCI layouts, one linux/amd64 + linux/arm64
+ * index each, from the glibc binaries: scripts/build/images.ts) with their image indexes
+ * <name>-<v>.oci-index.json, whose sha256 in SHA256SUMS is the image digest. Writes everything to
+ * dist/ with .xz copies of the binaries, VERSION (one line, the version built) and SHA256SUMS,
+ * prints each artifact's size, and checks the modules bundled into tether-edge against
+ * scripts/edge-modules.txt. With
  * --sign-key it also writes SHA256SUMS.sig, the raw Ed25519 signature over SHA256SUMS
  * (scripts/build/sign.ts). VERSION is listed in SHA256SUMS so the signature names the version:
  * an old signed release cannot be passed off as a newer one.
@@ -17,6 +21,8 @@
  *   bun scripts/build.ts --sign-key release.key           # sign SHA256SUMS (an Ed25519 private key PEM)
  *   bun scripts/build.ts --xz-level 1     # faster, larger .xz copies (default 6)
  *   bun scripts/build.ts --no-gz          # no .gz copies of the tether-edge binaries (what upgrades fetch)
+ *   bun scripts/build.ts --no-images      # no container images (they are built from the
+ *                                         #   bun-linux-x64/-arm64 targets built, amd64/arm64)
  *   bun scripts/build.ts --update-modules # accept a change in the edge module list
  *   bun scripts/build.ts --out DIR        # write somewhere else than dist/ (tests)
  */
@@ -28,6 +34,7 @@ import { gzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
 import { RELEASE_FILES } from '../shared/upgrade/contract.ts';
+import { imageFile, imageIndexFile, type ImageArch, type ImageSpec, writeImage } from './build/images.ts';
 import { checkEdgeModules, modulesOf } from './build/modules.ts';
 import { readSigningKey, signRelease } from './build/sign.ts';
 
@@ -46,6 +53,7 @@ const { values: opts } = parseArgs({
     target: { type: 'string', multiple: true },
     'no-xz': { type: 'boolean' },
     'no-gz': { type: 'boolean' },
+    'no-images': { type: 'boolean' },
     'no-node': { type: 'boolean' },
     'update-modules': { type: 'boolean' },
     out: { type: 'string' },
@@ -142,6 +150,32 @@ if (!opts['no-node'] && binaries.some(([b]) => b === 'tether-edge')) {
   artifacts.push(outfile);
 }
 
+// The container images, from the glibc binaries just built (the musl ones would need musl's libstdc++ too).
+const IMAGE_TARGETS: Partial<Record<(typeof TARGETS)[number], ImageArch>> = { 'bun-linux-x64': 'amd64', 'bun-linux-arm64': 'arm64' };
+const images: string[] = [];
+if (!opts['no-images']) {
+  for (const [binary] of binaries) {
+    const built = targets.filter((t) => IMAGE_TARGETS[t]);
+    if (!built.length) continue;
+    const spec: ImageSpec = {
+      name: binary,
+      version,
+      binaries: Object.fromEntries(built.map((t) => [IMAGE_TARGETS[t]!, join(dist, `${binary}-${t.replace(/^bun-/, '')}`)])),
+      out: join(dist, imageFile(binary, version)),
+    };
+    let written: Awaited<ReturnType<typeof writeImage>>;
+    try {
+      written = await writeImage(spec);
+    } catch (e) {
+      fail(`image ${binary}: ${(e as Error).message}`);
+    }
+    const index = join(dist, imageIndexFile(binary, version));
+    writeFileSync(index, written.index);
+    artifacts.push(written.path, index);
+    images.push(`${imageFile(binary, version)} ${written.digest} (${written.platforms.map((p) => `linux/${p}`).join(', ')})`);
+  }
+}
+
 // The installer, with the release location stamped in when the release process names one.
 {
   const base = process.env.TETHER_RELEASE_BASE ?? '';
@@ -161,7 +195,8 @@ for (const file of artifacts) {
   const name = relative(dist, file);
   const raw = statSync(file).size;
   let xzSize = 0;
-  if (!opts['no-xz'] && !file.endsWith('.sh') && name !== RELEASE_FILES.version) {
+  // Images carry gzipped layers already; the index is a few hundred bytes.
+  if (!opts['no-xz'] && !file.endsWith('.sh') && name !== RELEASE_FILES.version && !/\.oci(\.tar|-index\.json)$/.test(name)) {
     execFileSync('xz', ['-T0', `-${xzLevel}`, '-k', '-f', file]);
     xzSize = statSync(`${file}.xz`).size;
     sums.push(`${sha256(`${file}.xz`)}  ${name}.xz`);
@@ -174,12 +209,13 @@ for (const file of artifacts) {
     sums.push(`${sha256(`${file}.gz`)}  ${name}.gz`);
   }
   sums.push(`${sha256(file)}  ${name}`);
-  rows.push(`${name.padEnd(34)} ${mb(raw).padStart(9)}${xzSize ? `  ${mb(xzSize).padStart(9)} .xz` : ''}${gzSize ? `  ${mb(gzSize).padStart(9)} .gz` : ''}`);
+  rows.push(`${name.padEnd(38)} ${mb(raw).padStart(9)}${xzSize ? `  ${mb(xzSize).padStart(9)} .xz` : ''}${gzSize ? `  ${mb(gzSize).padStart(9)} .gz` : ''}`);
 }
 const sumsText = sums.sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('\n') + '\n';
 writeFileSync(join(dist, RELEASE_FILES.sums), sumsText);
 if (signingKey) writeFileSync(join(dist, RELEASE_FILES.signature), signRelease(Buffer.from(sumsText), signingKey));
 console.log(rows.join('\n'));
+for (const line of images) console.log(`image: ${line}`);
 console.log(
   `build: ${version}, ${artifacts.length} artifacts in ${dist}${signingKey ? `, ${RELEASE_FILES.sums} signed` : ', not signed (no --sign-key)'} (${((performance.now() - started) / 1000).toFixed(1)} s)`,
 );

@@ -38,6 +38,8 @@ export interface WrittenImage {
   /** sha256:… of the image index (what a registry names the multi-arch image by). */
   digest: string;
   platforms: ImageArch[];
+  /** The image index itself (JSON): its sha256 is `digest`; the release ships it so SHA256SUMS states the digest. */
+  index: Buffer;
 }
 
 /** The non-root user the images run as (the number distroless images use for "nonroot"). */
@@ -51,6 +53,8 @@ export const IMAGE_ARCHES: readonly ImageArch[] = ['amd64', 'arm64'];
 export const imageRef = (name: string, version: string) => `tether.local/${name}:${version}`;
 /** The archive's file name in dist/. */
 export const imageFile = (name: string, version: string) => `${name}-${version}.oci.tar`;
+/** The image index's file name in dist/: its line in SHA256SUMS is the image digest. */
+export const imageIndexFile = (name: string, version: string) => `${name}-${version}.oci-index.json`;
 
 /** Where each arch's glibc lives in the image (the loader's default search path) and on the build machine. */
 const GLIBC: Record<ImageArch, { multiarch: string; hostDirs: string[]; package: string }> = {
@@ -115,11 +119,12 @@ function baseLayer(arch: ImageArch, interpreter: string, libs: Map<string, Buffe
     ...dirs(['lib', libDir]),
     ...[...libs.keys()].sort().map((soname): TarEntry => ({ type: 'file', path: `${libDir}/${soname}`, data: libs.get(soname)!, mode: 0o755 })),
   ];
-  // The path the kernel starts (PT_INTERP) points at the loader in the multiarch directory, as on Debian.
+  // The path the kernel starts (PT_INTERP) points at the loader in the multiarch directory, as on
+  // Debian, but relative: tools that run the rootfs without entering it (qemu-user's -L) resolve it too.
   if (interp !== `${libDir}/${loader}`) {
     const parent = posix.dirname(interp);
     if (parent !== 'lib' && parent !== '.') entries.push({ type: 'dir', path: parent });
-    entries.push({ type: 'symlink', path: interp, target: `/${libDir}/${loader}` });
+    entries.push({ type: 'symlink', path: interp, target: posix.relative(parent, `${libDir}/${loader}`) });
   }
   entries.push({ type: 'dir', path: 'tmp', mode: 0o1777 });
   return tar(entries);
@@ -169,11 +174,11 @@ export async function writeImage(spec: ImageSpec): Promise<WrittenImage> {
   const platforms = imagePlatforms(spec);
   const ref = imageRef(spec.name, spec.version);
   const { archive, images } = ociArchive([
-    { ref, platforms, annotations: { 'org.opencontainers.image.title': spec.name, 'org.opencontainers.image.version': spec.version } },
+    { ref, platforms, index: true, annotations: { 'org.opencontainers.image.title': spec.name, 'org.opencontainers.image.version': spec.version } },
   ]);
   mkdirSync(dirname(spec.out), { recursive: true });
   writeFileSync(spec.out, archive);
-  return { path: spec.out, digest: images[0]!.digest, platforms: platforms.map((p) => p.architecture as ImageArch) };
+  return { path: spec.out, digest: images[0]!.digest, platforms: platforms.map((p) => p.architecture as ImageArch), index: images[0]!.top };
 }
 
 if (import.meta.main) {

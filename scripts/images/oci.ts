@@ -34,10 +34,12 @@ export interface PlatformImage {
 export interface Image {
   /** e.g. "tether.local/busybox:1" */
   ref: string;
-  /** One entry: index.json names the manifest; several: it names an image index of them (multi-arch). */
+  /** One entry: index.json names the manifest (unless `index`); several: it names an image index of them (multi-arch). */
   platforms: PlatformImage[];
   /** Annotations of the image's manifest or index (e.g. org.opencontainers.image.version). */
   annotations?: Record<string, string>;
+  /** An image index even for one platform (release images: the digest always names an index). */
+  index?: boolean;
 }
 
 const MEDIA = {
@@ -58,8 +60,15 @@ export interface Descriptor {
   annotations?: Record<string, string>;
 }
 
+/** One image of an archive: its digest, and the bytes of the blob that digest names (its index, or its manifest). */
+export interface ArchivedImage {
+  ref: string;
+  digest: string;
+  top: Buffer;
+}
+
 /** Builds the layout; returns the archive and the top descriptor of each image (its digest is the image's). */
-export function ociArchive(images: Image[]): { archive: Buffer; images: { ref: string; digest: string }[] } {
+export function ociArchive(images: Image[]): { archive: Buffer; images: ArchivedImage[] } {
   const blobs = new Map<string, Buffer>();
   const put = (mediaType: string, body: Buffer): Descriptor => {
     const digest = sha256(body);
@@ -82,7 +91,7 @@ export function ociArchive(images: Image[]): { archive: Buffer; images: { ref: s
       return { ...m, platform };
     });
     const top =
-      manifests.length === 1
+      manifests.length === 1 && !image.index
         ? { mediaType: MEDIA.manifest, digest: manifests[0]!.digest, size: manifests[0]!.size, platform: manifests[0]!.platform }
         : put(MEDIA.index, json({ schemaVersion: 2, mediaType: MEDIA.index, manifests, ...annotations }));
     tops.push({
@@ -98,5 +107,5 @@ export function ociArchive(images: Image[]): { archive: Buffer; images: { ref: s
     { type: 'dir', path: 'blobs/sha256' },
     ...[...blobs.keys()].sort().map((d): TarEntry => ({ type: 'file', path: `blobs/sha256/${d.slice(7)}`, data: blobs.get(d)! })),
   ];
-  return { archive: tar(entries), images: tops.map((t, i) => ({ ref: images[i]!.ref, digest: t.digest })) };
+  return { archive: tar(entries), images: tops.map((t, i) => ({ ref: images[i]!.ref, digest: t.digest, top: blobs.get(t.digest)! })) };
 }
