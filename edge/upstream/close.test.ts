@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makePki, startApiServer, type Pki, type TestApiServer } from './_test-servers.ts';
+import { makePki, startApiServer, type Pki, type TestApiServer } from '../../test/support/upstream-servers.ts';
 
 // close() must leave nothing that keeps a process alive: not the probe timers, not the keep-alive
 // sockets, not a watch in flight. A child process proves it by exiting on its own, under both runtimes.
@@ -12,7 +12,7 @@ let server: TestApiServer;
 let out: string;
 
 beforeAll(async () => {
-  pki = makePki(['system:node:edge-1']);
+  pki = await makePki(['system:node:edge-1']);
   server = await startApiServer(pki);
   out = mkdtempSync(join(tmpdir(), 'tether-upstream-node-'));
 });
@@ -44,14 +44,14 @@ const expected = { healthy: true, whoami: 'system:node:edge-1', watchEnded: 'abo
 const title = 'the default probe presents the client certificate, and after close() the process exits by itself';
 
 test(`under Bun: ${title}`, async () => {
-  const r = await runChild([process.execPath, join(import.meta.dir, '_close-child.ts')]);
+  const r = await runChild([process.execPath, join(import.meta.dir, '../../test/support/upstream-close-child.ts')]);
   expect(r.code, r.stderr).toBe(0);
   expect(JSON.parse(r.stdout)).toEqual(expected);
 });
 
 const node = Bun.which('node');
 test.skipIf(!node)(`under Node: ${title}`, async () => {
-  const entry = join(import.meta.dir, '_close-child.ts');
+  const entry = join(import.meta.dir, '../../test/support/upstream-close-child.ts');
   const built = await Bun.build({ entrypoints: [entry], target: 'node', format: 'esm', outdir: out });
   expect(built.success).toBe(true);
   const r = await runChild([node!, built.outputs[0]!.path]);

@@ -3,14 +3,14 @@ import { ErrorCode, isTetherError, messageOf } from '../../shared/errors.ts';
 import { probeOnce, probeReadyz } from './health.ts';
 import { createTrafficMeter } from './traffic.ts';
 import { createAgent, type UpstreamAgent } from './tls.ts';
-import { makePki, startApiServer, waitFor, type Pki, type TestApiServer } from './_test-servers.ts';
+import { makePki, startApiServer, waitFor, type Pki, type TestApiServer } from '../../test/support/upstream-servers.ts';
 
 let pki: Pki;
 let server: TestApiServer;
 const cleanup: (() => unknown)[] = [];
 
 beforeAll(async () => {
-  pki = makePki(['client-a']);
+  pki = await makePki(['client-a']);
   server = await startApiServer(pki);
 });
 afterAll(async () => {

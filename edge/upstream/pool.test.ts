@@ -3,13 +3,13 @@ import { ErrorCode, isTetherError } from '../../shared/errors.ts';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { createUpstreamPool, type UpstreamChange, type UpstreamPool, type UpstreamPoolOptions } from './pool.ts';
 import { agentBusy } from './tls.ts';
-import { get, makePki, openWatch, startApiServer, waitFor, type Pki, type TestApiServer } from './_test-servers.ts';
+import { get, makePki, openWatch, startApiServer, waitFor, type Pki, type TestApiServer } from '../../test/support/upstream-servers.ts';
 
 let pki: Pki;
 const cleanup: (() => unknown)[] = [];
 
-beforeAll(() => {
-  pki = makePki(['client-a', 'client-b']);
+beforeAll(async () => {
+  pki = await makePki(['client-a', 'client-b']);
 });
 afterAll(() => pki.remove());
 afterEach(async () => {

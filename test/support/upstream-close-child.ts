@@ -1,11 +1,11 @@
 /**
- * Child process of close.test.ts, run under Bun and (bundled) under Node: builds a pool with the
+ * Child process of edge/upstream/close.test.ts, run under Bun and (bundled) under Node: builds a pool with the
  * default probe against the server in argv[2], uses its agent for a request and a tracked watch, prints
  * what it saw as one JSON line, calls close() and returns. The process must then exit by itself.
  */
+import { createUpstreamPool } from '../../edge/upstream/pool.ts';
 import { createLogger } from '../../shared/log.ts';
-import { createUpstreamPool } from './pool.ts';
-import { get, openWatch } from './_test-servers.ts';
+import { get, openWatch } from './upstream-servers.ts';
 
 const { server, ca, cert, key } = JSON.parse(process.argv[2] ?? '{}') as Record<string, string>;
 const pool = createUpstreamPool({

@@ -1,5 +1,5 @@
 /**
- * Test support for edge/upstream: a throwaway PKI made with the openssl CLI, and local HTTPS
+ * Test support for edge/upstream: a throwaway PKI (the one of test/support/pki.ts), and local HTTPS
  * "apiservers" on 127.0.0.1 that require a client certificate signed by that CA.
  *
  * A server listens with a raw net.Server in front of a tls.Server and an http.Server, so that it can
@@ -9,15 +9,12 @@
  *   never answered), as a server behind a dead link;
  * - stop(): close the listener and destroy every socket; start(): listen again on the same port.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
-import type { Upstream, UpstreamAgent } from './pool.ts';
+import type { Upstream, UpstreamAgent } from '../../edge/upstream/pool.ts';
+import { createTestPki } from './pki.ts';
 
 export interface Pki {
   dir: string;
@@ -27,35 +24,25 @@ export interface Pki {
   remove(): void;
 }
 
-export function makePki(clients: string[]): Pki {
-  const dir = mkdtempSync(join(tmpdir(), 'tether-upstream-'));
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const keyArgs = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  ssl('req', '-x509', ...keyArgs, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=tether-test-ca');
-  const issue = (name: string, cn: string, ext?: string) => {
-    ssl('req', ...keyArgs, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-    const extArgs: string[] = [];
-    if (ext) {
-      writeFileSync(join(dir, `${name}.ext`), ext);
-      extArgs.push('-extfile', `${name}.ext`);
-    }
-    const signArgs = ['-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1'];
-    ssl('x509', '-req', '-in', `${name}.csr`, ...signArgs, '-out', `${name}.crt`, ...extArgs);
-    const read = (ext: string) => readFileSync(join(dir, `${name}.${ext}`), 'utf8');
-    return { cert: read('crt'), key: read('key') };
-  };
-  const server = issue('server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1\n');
-  const issued = new Map(clients.map((cn) => [cn, issue(`client-${cn}`, cn)]));
+/** A CA (test/support/pki.ts), a serving certificate for 127.0.0.1 and a client certificate per CN. */
+export async function makePki(clients: string[]): Promise<Pki> {
+  const pki = await createTestPki();
+  const server = await pki.server({ cn: '127.0.0.1', ips: ['127.0.0.1'] });
+  const issued = new Map<string, { cert: string; key: string }>();
+  for (const cn of clients) {
+    const c = await pki.client(cn);
+    issued.set(cn, { cert: c.certPem, key: c.keyPem });
+  }
   return {
-    dir,
-    ca: readFileSync(join(dir, 'ca.crt'), 'utf8'),
-    server,
+    dir: pki.dir,
+    ca: pki.caPem,
+    server: { cert: server.certPem, key: server.keyPem },
     client(cn) {
       const c = issued.get(cn);
       if (!c) throw new Error(`no client certificate ${cn}`);
       return c;
     },
-    remove: () => rmSync(dir, { recursive: true, force: true }),
+    remove: pki.remove,
   };
 }
 
