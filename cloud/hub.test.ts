@@ -18,6 +18,7 @@ import { startTestAgent, type TunnelAgent } from '../test/support/tunnel-agent.t
 import { staticHubBackend, type HubBackend } from './tunnel/backend.ts';
 import { createLeaseView } from './tunnel/leases.ts';
 import { dialTunnel } from '../shared/tunnel/ws-transport.ts';
+import { until } from '../test/support/wait.ts';
 
 // Each test makes certificates with the openssl CLI and starts hubs and agents: on a loaded 2-core
 // machine that alone can pass bun's 5 s default (a budget, not an assertion about speed).
@@ -92,15 +93,6 @@ async function agent(h: RunningHub | string[], creds: { certFile: string; keyFil
   return { a, log };
 }
 
-async function until<T>(what: string, fn: () => T, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)?.slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 const connected = (a: TunnelAgent) => until('agent connected', () => a.connected, (c) => c);
 
 /** CONNECT through a hub (TLS, client certificate); returns the status line and, on 200, the echo of `send`. */

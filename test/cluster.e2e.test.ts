@@ -15,7 +15,7 @@ import { parse as parseYaml } from 'yaml';
 import { createKubeRest } from '../scripts/cluster/api.ts';
 import { createBootstrapToken } from '../scripts/cluster/bootstrap.ts';
 import { createCa, createCsr, issueCert } from '../scripts/cluster/pki.ts';
-import { pollUntil } from '../scripts/cluster/wait.ts';
+import { pollUntil } from './support/wait.ts';
 import { sharedCluster, startCluster, type Cluster, type KubeRest } from './support/cluster.ts';
 
 const pinnedVersion = /^\s*k8s\.io\/kubernetes (v\S+)\s*$/m.exec(readFileSync(join(import.meta.dir, '..', 'scripts', 'kube', 'go.mod'), 'utf8'))?.[1];

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { X509Certificate } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createCsr } from '../scripts/cluster/pki.ts';
-import { pollUntil } from '../scripts/cluster/wait.ts';
+import { pollUntil } from './support/wait.ts';
 import { type Cluster, type CsrApprover, sharedCluster, startCsrApprover } from './support/cluster.ts';
 import { bunBin, run } from './support/run.ts';
 

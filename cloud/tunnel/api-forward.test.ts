@@ -11,6 +11,7 @@ import { createTransportPair } from '../../shared/tunnel/memory-transport.ts';
 import { createTunnelSession } from '../../shared/tunnel/session.ts';
 import { createApiForwarder, type ApiForwarder, type ApiUpstream } from './api-forward.ts';
 import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 interface Seen {
   method: string;
@@ -122,14 +123,6 @@ function request(agent: http.Agent, path: string, opts: { method?: string; heade
 
 const last = () => seen[seen.length - 1]!;
 
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 describe('api stream forwarder', () => {
   test('a request without a bearer token goes out as the node: identity headers stripped, Impersonate-User set, the hub credentials', async () => {
     const { f, codes } = forwarder();
@@ -227,7 +220,7 @@ describe('api stream forwarder', () => {
     // The second event was written only after the first had reached the edge.
     expect(got.join('')).toBe('{"type":"ADDED","object":{"n":1}}\n{"type":"ADDED","object":{"n":2}}\n');
     expect(got[0]).toBe('{"type":"ADDED","object":{"n":1}}\n');
-    await until(() => upstreamClosed, 'upstream response closed');
+    await waitFor('upstream response closed', () => upstreamClosed);
     f.close();
   });
 
@@ -244,12 +237,12 @@ describe('api stream forwarder', () => {
     const streams: Duplex[] = [];
     const r = http.get({ host: 'x', path: '/api/v1/watch-abort', agent: edgeAgent(f, 'edge-1', streams) }, (res) => res.on('data', () => {}));
     r.on('error', () => {});
-    await until(() => started && streams.length === 1, 'watch started');
-    await until(() => f.streams === 1, 'stream counted');
+    await waitFor('watch started', () => started && streams.length === 1);
+    await waitFor('stream counted', () => f.streams === 1);
     streams[0]!.destroy(); // the tunnel stream is reset (agent gone)
-    await until(() => upstreamGone, 'upstream connection closed');
+    await waitFor('upstream connection closed', () => upstreamGone);
     expect(upstreamGone).toBe(true);
-    await until(() => f.streams === 0, 'stream forgotten');
+    await waitFor('stream forgotten', () => f.streams === 0);
     expect(codes).toEqual([200]);
     f.close();
   });
@@ -265,7 +258,7 @@ describe('api stream forwarder', () => {
     let text = '';
     d.on('data', (c: Buffer) => (text += c));
     d.write('GET http://198.18.0.5/api HTTP/1.1\r\nHost: 198.18.0.5\r\nConnection: close\r\n\r\n');
-    await until(() => text.includes('"kind":"Echo"'), 'answer from the apiserver');
+    await waitFor('answer from the apiserver', () => text.includes('"kind":"Echo"'));
     expect(last().url).toBe('/');
     d.destroy();
     f.close();
@@ -303,16 +296,16 @@ describe('api stream forwarder', () => {
         })
         .on('error', reject);
     });
-    await until(() => blocked && resume !== undefined, 'the apiserver blocked by the paused edge');
+    await waitFor('the apiserver blocked by the paused edge', () => blocked && resume !== undefined);
     // Let the chain fill up: wait until the apiserver has written nothing more for 40 polls in a row
     // (or has written everything, which only a forwarder buffering without bound lets it do).
     let last = -1;
     let still = 0;
-    await until(() => {
+    await waitFor('the apiserver stopped writing', () => {
       still = written === last ? still + 1 : 0;
       last = written;
       return still >= 40 || written >= total;
-    }, 'the apiserver stopped writing');
+    });
     expect(written).toBeLessThan(total / 2);
     resume();
     await done;
@@ -366,11 +359,11 @@ describe('api stream forwarder', () => {
     let text = '';
     d.on('data', (c: Buffer) => (text += c));
     d.write('POST /api/v1/namespaces/default/pods/p/exec?command=sh HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Remote-User: admin\r\n\r\n');
-    await until(() => text.includes('\r\n\r\n'), '101 head');
+    await waitFor('101 head', () => text.includes('\r\n\r\n'));
     expect(text.startsWith('HTTP/1.1 101 ')).toBe(true);
     expect(text.toLowerCase()).toContain('x-stream-protocol-version: v4.channel.k8s.io');
     d.write('ping');
-    await until(() => text.includes('echo:ping'), 'echo through the upgraded stream');
+    await waitFor('echo through the upgraded stream', () => text.includes('echo:ping'));
     const u = upgrades[upgrades.length - 1]!;
     expect(u.headers['impersonate-user']).toBe('system:node:edge-1');
     expect(u.headers['x-remote-user']).toBeUndefined();

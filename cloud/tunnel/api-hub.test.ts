@@ -17,6 +17,7 @@ import type { ApiUpstream } from './api-forward.ts';
 import { staticHubBackend } from './backend.ts';
 import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 import { startTestAgent, type TunnelAgent } from '../../test/support/tunnel-agent.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 let pki: HubTestPki;
 let apiserver: https.Server;
@@ -45,14 +46,6 @@ afterAll(() => {
   apiserver.closeAllConnections?.();
   pki.remove();
 });
-
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function get(open: () => Promise<Duplex>, path: string): Promise<{ status: number; body: string }> {
   const agent = new http.Agent({ keepAlive: false });
@@ -84,7 +77,7 @@ async function hubWith(config: Record<string, unknown>, node = 'n1'): Promise<{ 
   });
   const creds = await pki.node(node);
   const a = startTestAgent({ hubUrls: [`wss://${h.agentAddress}`], caFile: pki.caFile, creds, node });
-  await until('agent connected or refused', () => a.connected || !!a.status().lastError);
+  await waitFor('agent connected or refused', () => a.connected || !!a.status().lastError);
   return { h, registry, a, close: async () => (await a.close(), await h.close()) };
 }
 
@@ -130,7 +123,7 @@ describe('api streams through the hub', () => {
     }
     const refused = await hubWith({}, 'fresh');
     try {
-      await until('refusal', () => !!refused.a.status().lastError);
+      await waitFor('refusal', () => !!refused.a.status().lastError);
       expect(refused.a.status().lastError).toContain('hello: Node fresh does not exist');
       expect(refused.a.connected).toBe(false);
     } finally {

@@ -8,6 +8,7 @@ import { createMemoryLogger } from '../../shared/log.ts';
 import { createApiForwarder, type ApiUpstream } from './api-forward.ts';
 import { classify, createHubTopology, type HubTopology } from './api-topology.ts';
 import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 const svc = (topology: string | undefined) => ({
   kind: 'Service',
@@ -112,14 +113,6 @@ function edge(open: () => Promise<Duplex>): http.Agent {
   return agent;
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 describe('filtering before the link', () => {
   test("a LIST of EndpointSlices crosses the link with the node's pool's endpoints only, asked uncompressed", async () => {
     const t = synced();
@@ -169,18 +162,18 @@ describe('filtering before the link', () => {
         res.on('end', () => (ended = true));
       })
       .on('error', () => {});
-    await until('first event', () => events.length === 1);
+    await waitFor('first event', () => events.length === 1);
     expect(events[0]!.object.endpoints.map((e: { nodeName: string }) => e.nodeName)).toEqual(['n1']);
     sendSecond();
-    await until('second event and bookmark', () => events.length === 3);
+    await waitFor('second event and bookmark', () => events.length === 3);
     expect(events[1]!.object.endpoints.map((e: { nodeName: string }) => e.nodeName)).toEqual(['n2']);
     expect(events[2]!.type).toBe('BOOKMARK');
     expect(ended).toBe(false);
     t.observeNodePool('MODIFIED', { metadata: { name: 'pool-a' }, status: { nodes: ['n1'] } });
-    await until('watch ended', () => ended);
+    await waitFor('watch ended', () => ended);
     expect(events.at(-1)).toMatchObject({ type: 'ERROR', object: { kind: 'Status', reason: 'Expired', code: 410 } });
     expect(events.at(-1)!.object.message).toContain('pool membership of node n1 changed');
-    await until('upstream watch aborted', () => upstreamClosed);
+    await waitFor('upstream watch aborted', () => upstreamClosed);
     f.close();
   });
 

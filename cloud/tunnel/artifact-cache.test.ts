@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { type ArtifactCache, CacheFullError, createArtifactCache } from './artifact-cache.ts';
 import { OriginError, createOriginFetch } from './artifact-origin.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 const files = new Map<string, Buffer>([
   ['/a', randomBytes(300 * 1024)],
@@ -69,14 +70,6 @@ async function all(r: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const url = (p: string) => new URL(origin + p);
 
 describe('artifact cache', () => {
@@ -110,7 +103,7 @@ describe('artifact cache', () => {
     const a = await c1.open('uid-1', 'a', url('/a'));
     await all(a.read(0, a.info.size - 1));
     // Readers may finish before the writer renames the part (it syncs first).
-    await until('the copy is complete on disk', () => existsSync(join(dir, 'uid-1', 'a')));
+    await waitFor('the copy is complete on disk', () => existsSync(join(dir, 'uid-1', 'a')));
     c1.close();
     mkdirSync(join(dir, 'uid-2'));
     writeFileSync(join(dir, 'uid-2', 'b.part'), 'half');
@@ -128,7 +121,7 @@ describe('artifact cache', () => {
     for (const [uid, p] of [['u1', '/b'], ['u2', '/c']] as const) {
       const a = await c.open(uid, p.slice(1), url(p));
       await all(a.read(0, a.info.size - 1));
-      await until(`${uid}${p} complete on disk`, () => existsSync(join(dir, uid, p.slice(1))));
+      await waitFor(`${uid}${p} complete on disk`, () => existsSync(join(dir, uid, p.slice(1))));
     }
     // u1/b is older; a's 300 KiB need one copy to go.
     const a = await c.open('u3', 'a', url('/a'));

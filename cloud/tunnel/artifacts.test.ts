@@ -23,6 +23,7 @@ import type { UpgradeOrigin } from './artifact-upgrades.ts';
 import { staticHubBackend } from './backend.ts';
 import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 import { startTestAgent, type TunnelAgent } from '../../test/support/tunnel-agent.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 const BINARY = 'tether-edge-linux-x64';
 const binary = randomBytes(700 * 1024);
@@ -83,14 +84,6 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 interface Site {
   hub: RunningHub;
   agents: TunnelAgent[];
@@ -123,7 +116,7 @@ async function site(config: Record<string, unknown>, nodes = ['n1']): Promise<Si
       startTestAgent({ hubUrls: [`wss://${hub.agentAddress}`], caFile: pki.caFile, creds, node }),
     );
   }
-  await until('agents connected', () => agents.every((a) => a.connected));
+  await waitFor('agents connected', () => agents.every((a) => a.connected));
   const fetchers = agents.map((a) => hubFetch(a));
   return {
     hub,
@@ -318,7 +311,7 @@ describe('artifact relay', () => {
       const someone = await pki.client('someone');
       const stranger = startTestAgent({ hubUrls: [`wss://${s.hub.agentAddress}`], caFile: pki.caFile, creds: someone, node: 'n1' });
       try {
-        await until('refusal', () => !!stranger.status().lastError);
+        await waitFor('refusal', () => !!stranger.status().lastError);
         const e = await fetchSmall({ baseURL: unreachable, file: 'VERSION', upgrade: 'up-1', maxBytes: 64, hub: hubFetch(stranger) }).catch((x: unknown) => x);
         expect((e as Error).message).toContain('no tunnel session to the hub');
       } finally {

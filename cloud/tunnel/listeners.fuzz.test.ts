@@ -24,6 +24,7 @@ import { startHub, type RunningHub } from '../hub.ts';
 import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
 import { startTestAgent, type TunnelAgent } from '../../test/support/tunnel-agent.ts';
 import { staticHubBackend } from './backend.ts';
+import { until } from '../../test/support/wait.ts';
 
 const NODE_IP = '198.18.99.1';
 let pki: HubTestPki;
@@ -34,15 +35,6 @@ let registry: Registry;
 let agent: TunnelAgent;
 const files = { egress: { certFile: '', keyFile: '' }, node2: { certFile: '', keyFile: '' } };
 
-async function until<T>(what: string, fn: () => T, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)?.slice(0, 300)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 const listenerConnections = (listener: 'agent' | 'connect') => () => Number(new RegExp(`tether_hub_listener_connections\\{listener="${listener}"\\} (\\d+)`).exec(registry.render())?.[1]);
 
 beforeAll(async () => {

@@ -11,6 +11,7 @@ import { checkTls } from '../upstream/tls.ts';
 import { type FakeCsrApi, startFakeCsrApi } from '../../test/support/fake-csr-api.ts';
 import { recoverCertFiles, writeCertPair } from './cert-files.ts';
 import { type CertRotation, type RotatedTls, renewalDeadline, startCertRotation } from './rotation.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 let api: FakeCsrApi;
 const dirs: string[] = [];
@@ -69,7 +70,7 @@ describe('certificate rotation', () => {
       },
     });
     rotations.push(r);
-    await waitFor(() => r.status().rotations === 1);
+    await waitFor('the first rotation', () => r.status().rotations === 1, 20_000);
     const created = api.created.at(-1)!;
     expect(created.by).toBe('cert:system:node:n1');
     const onDisk = new X509Certificate(readFileSync(f.certFile));
@@ -126,7 +127,7 @@ describe('certificate rotation', () => {
       onRotated: () => (clock = Date.now()),
     });
     rotations.push(r);
-    await waitFor(() => r.status().problem !== null);
+    await waitFor('a problem reported', () => r.status().problem !== null, 20_000);
     let st = r.status();
     expect(st.state).toBe('expired');
     expect(st.problem).toContain('certificate expired at');
@@ -188,10 +189,3 @@ describe('certificate files', () => {
   });
 });
 
-async function waitFor(cond: () => boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -13,6 +13,7 @@ import { Registry } from '../../shared/metrics.ts';
 import { startWsServer } from '../../test/support/tunnel-pairs.ts';
 import { createTunnelSession, type OpenInfo, type TunnelSession } from '../../shared/tunnel/session.ts';
 import { type TunnelAgent, type TunnelSessionEvent, startTunnelAgent } from './agent.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -66,14 +67,6 @@ function agentFor(urls: string[], registry?: Registry): TunnelAgent & { events: 
   return Object.assign(a, { events });
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 async function echo(d: Duplex, text: string): Promise<string> {
   const chunks: Buffer[] = [];
   d.on('data', (c: Buffer) => chunks.push(c));
@@ -90,7 +83,7 @@ test('openApiStream opens a compressed api stream kube-apiserver:0 on the curren
   const a = await replica('a');
   const registry = new Registry();
   const agent = agentFor([a.url], registry);
-  await until('connected', () => agent.connected);
+  await waitFor('connected', () => agent.connected);
   expect(agent.events.map((e) => e.state)).toEqual(['up']);
   const text = JSON.stringify({ kind: 'PodList', items: Array.from({ length: 50 }, (_, i) => ({ metadata: { name: `pod-${i}`, namespace: 'default' } })) });
   expect(await echo(await agent.openApiStream(), text)).toBe(text);
@@ -112,7 +105,7 @@ test('when the hub drains the session, the next api stream opens on the other re
   const a = await replica('a');
   const b = await replica('b');
   const agent = agentFor([a.url, b.url]);
-  await until('connected to a', () => agent.connected && a.sessions.length === 1);
+  await waitFor('connected to a', () => agent.connected && a.sessions.length === 1);
   expect(await echo(await agent.openApiStream(), 'first')).toBe('first');
   const before = agent.apiBytes();
   const draining = new Promise<void>((resolve) => agent.onSession((ev) => ev.state === 'draining' && resolve()));
@@ -127,7 +120,7 @@ test('when the hub drains the session, the next api stream opens on the other re
   const after = agent.apiBytes();
   expect(after.rawOut).toBe(before.rawOut + 'second'.length);
   await a.stop();
-  await until('the drained session ended', () => a.sessions[0]!.state === 'closed');
+  await waitFor('the drained session ended', () => a.sessions[0]!.state === 'closed');
   expect(agent.events.map((e) => e.state)).toEqual(['up', 'draining', 'up']); // a drained session's end is not a "down"
   expect(agent.apiBytes().rawOut).toBe(after.rawOut); // a session's bytes outlive it
 });
@@ -148,10 +141,10 @@ test('with no session openApiStream rejects at once with E_TUNNEL_CLOSED (the po
 test('the session ends → a down event; the agent reconnects and says up again', async () => {
   const a = await replica('a');
   const agent = agentFor([a.url]);
-  await until('connected', () => agent.connected);
+  await waitFor('connected', () => agent.connected);
   a.sessions[0]!.close('link cut');
-  await until('down', () => agent.events.some((e) => e.state === 'down'));
-  await until('up again', () => agent.events.filter((e) => e.state === 'up').length === 2);
+  await waitFor('down', () => agent.events.some((e) => e.state === 'down'));
+  await waitFor('up again', () => agent.events.filter((e) => e.state === 'up').length === 2);
   expect(agent.events.map((e) => e.state)).toEqual(['up', 'down', 'up']);
   expect(await echo(await agent.openApiStream(), 'again')).toBe('again');
 });

@@ -10,7 +10,8 @@ import { constants, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { createMemoryLogger } from '../log.ts';
 import { decodeFrame, encodeFrame, type Frame } from './frames.ts';
 import type { PairFactory } from '../../test/support/tunnel-pairs.ts';
-import { readAll, until, writeAll } from '../../test/support/tunnel-session.ts';
+import { readAll, writeAll } from '../../test/support/tunnel-session.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { createTunnelSession, inspectSession, type OpenInfo, type TunnelSession, type TunnelSessionOptions, type TunnelTransport } from './session.ts';
 import type { TestFn } from './session.contract.ts';
 
@@ -96,7 +97,7 @@ function rawPeer(t: TunnelTransport) {
     seen,
     send: (f: Frame) => t.send(encodeFrame(f)),
     next: async <T extends Frame['type']>(type: T) => {
-      await until(() => got.some((f) => f.type === type), `a ${type} frame`);
+      await waitFor(`a ${type} frame`, () => got.some((f) => f.type === type));
       return got.splice(got.findIndex((f) => f.type === type), 1)[0]! as Extract<Frame, { type: T }>;
     },
   };
@@ -148,7 +149,7 @@ export function runCompressContract(test: TestFn, factory: PairFactory): void {
       assert.deepEqual([a.apiRawOut, a.apiRawIn, h.apiRawIn, h.apiRawOut], [total, total, total, total]);
       assert.equal(a.apiWireOut, h.apiWireIn);
       assert.equal(h.apiWireOut, a.apiWireIn);
-      await until(() => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0, 'streams released');
+      await waitFor('streams released', () => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0);
       assert.equal(inspectSession(s.agent).zlibContexts, 2);
       s.agent.close('done');
       await s.hub.closed;
@@ -183,7 +184,7 @@ export function runCompressContract(test: TestFn, factory: PairFactory): void {
       const body = mixedBytes(500_000, 42);
       const [echoed] = await Promise.all([readAll(d), writeAll(d, body, 30_000, true)]);
       assert.equal(sha(echoed), sha(body));
-      await until(() => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0, 'streams released');
+      await waitFor('streams released', () => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0);
       assert.equal(s.hub.state, 'open');
     } finally {
       await s.dispose();
@@ -198,7 +199,7 @@ export function runCompressContract(test: TestFn, factory: PairFactory): void {
         d.end(lease(i));
         await readAll(d);
       }
-      await until(() => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0, 'streams released');
+      await waitFor('streams released', () => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0);
       for (const x of [s.agent, s.hub]) {
         assert.deepEqual(inspectSession(x), { state: 'open', streams: 0, pendingOpens: 0, dials: 0, scheduled: 0, timers: 1, zlibContexts: 2, queuedFrames: 0 });
       }
@@ -295,7 +296,7 @@ export function runCompressContract(test: TestFn, factory: PairFactory): void {
       assert.deepEqual([a.apiRawOut, a.apiWireOut, h.apiRawIn, h.apiWireIn], [0, 0, 0, 0], 'the opener sent no ZDATA');
       assert.deepEqual([a.bytesOut, h.bytesIn, a.apiRawIn, h.apiRawOut], [body.length, body.length, body.length, body.length]);
       assert.ok(a.apiWireIn > 0 && a.apiWireIn === h.apiWireOut, `wire in ${a.apiWireIn}, hub wire out ${h.apiWireOut}`);
-      await until(() => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0, 'streams released');
+      await waitFor('streams released', () => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0);
       // One context each: the agent never deflated, the hub never inflated.
       assert.deepEqual([inspectSession(s.agent).zlibContexts, inspectSession(s.hub).zlibContexts], [1, 1]);
     } finally {

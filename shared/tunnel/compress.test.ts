@@ -11,7 +11,8 @@ import { encodeFrame, MAX_FRAME_PAYLOAD } from './frames.ts';
 import { createTransportPair } from './memory-transport.ts';
 import { counter, lease, mixedBytes, runCompressContract } from './compress.contract.ts';
 import { memoryPairs, wsPairs } from '../../test/support/tunnel-pairs.ts';
-import { readAll, until, writeAll } from '../../test/support/tunnel-session.ts';
+import { readAll, writeAll } from '../../test/support/tunnel-session.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { createTunnelSession, inspectSession, streamIdOf, type OpenInfo, type TunnelSessionOptions } from './session.ts';
 
 const hello = { node: 'edge-1', addresses: ['198.18.1.2'], version: 'test' };
@@ -82,7 +83,7 @@ describe('compressed api streams', () => {
     expect(h.apiRawIn).toBe(total);
     expect(a.apiWireOut).toBe(h.apiWireIn);
     expect(h.apiWireOut).toBe(a.apiWireIn);
-    await until(() => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0, 'streams released');
+    await waitFor('streams released', () => inspectSession(s.agent).streams === 0 && inspectSession(s.hub).streams === 0);
     expect(inspectSession(s.agent).zlibContexts).toBe(2);
     s.agent.close('done');
     await s.hub.closed;

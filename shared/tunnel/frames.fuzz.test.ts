@@ -11,7 +11,7 @@ import { createMemoryLogger } from '../log.ts';
 import { createRandom, fuzzPlan, heapAfterGc, mutate, sampleFrame, type Random } from './_fuzz.ts';
 import { decodeFrame, encodeFrame, FRAME_HEADER_SIZE, MAX_FRAME_PAYLOAD } from './frames.ts';
 import { createTransportPair } from './memory-transport.ts';
-import { until } from '../../test/support/tunnel-session.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { createTunnelSession, inspectSession } from './session.ts';
 
 /** JSON payloads with hostile keys and shapes, wrapped in a valid header. */
@@ -107,14 +107,14 @@ test('a hub session fed mutated ZDATA never throws: it delivers the bytes or end
         send({ type: 'hello', hello: { node: 'edge-1', addresses: [], version: 'fuzz' }, compression: ['deflate'] });
         await hub.ready;
         send({ type: 'open', stream: 2, host: 'kube-apiserver', port: 0, window: 1 << 20, compress: true });
-        await until(() => inspectSession(hub).streams === 1, 'the stream is accepted');
+        await waitFor('the stream is accepted', () => inspectSession(hub).streams === 1);
         const plain = Buffer.from(JSON.stringify({ kind: 'Lease', n: r.int(1e6) }).repeat(1 + r.int(40)));
         const valid = deflateRawSync(plain, { finishFlush: constants.Z_SYNC_FLUSH });
         const data = r.int(8) === 0 ? valid : mutate(r, valid, MAX_FRAME_PAYLOAD).subarray(0, MAX_FRAME_PAYLOAD);
         send({ type: 'zdata', stream: 2, data: data.length > 0 ? data : new Uint8Array([0]) });
         send({ type: 'ping', data: new Uint8Array(8) });
         // The PONG comes only after the ZDATA before it was inflated (frames are handled in order).
-        await until(() => hub.state === 'closed' || ponged, 'the ZDATA and the PING behind it are handled');
+        await waitFor('the ZDATA and the PING behind it are handled', () => hub.state === 'closed' || ponged);
         if (hub.state === 'closed') {
           const c = await hub.closed;
           expect(c.code).toBe('protocol');

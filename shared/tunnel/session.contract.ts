@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { getEventListeners } from 'node:events';
 import { ErrorCode, isTetherError, TetherError } from '../errors.ts';
-import { createSessionPair, destinationPorts, readAll, until, writeAll, type PairOptions, type SessionPair } from '../../test/support/tunnel-session.ts';
+import { createSessionPair, destinationPorts, readAll, writeAll, type PairOptions, type SessionPair } from '../../test/support/tunnel-session.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import type { PairFactory } from '../../test/support/tunnel-pairs.ts';
 import { inspectSession, streamIdOf } from './session.ts';
 
@@ -59,7 +60,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     const d = await s.hub.open('127.0.0.1', replyAfterEof);
     d.end('hello tunnel');
     assert.equal((await readAll(d)).toString(), 'got 12 bytes');
-    await until(() => s.hub.stats().streams === 0 && s.agent.stats().streams === 0, 'both sides forget the stream');
+    await waitFor('both sides forget the stream', () => s.hub.stats().streams === 0 && s.agent.stats().streams === 0);
     s.assertClean();
   });
 
@@ -71,7 +72,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     assert.equal(sha(got), sha(sent));
     assert.equal(s.hub.stats().bytesOut, sent.length);
     assert.equal(s.hub.stats().bytesIn, sent.length);
-    await until(() => s.hub.stats().streams === 0 && s.agent.stats().streams === 0, 'streams released');
+    await waitFor('streams released', () => s.hub.stats().streams === 0 && s.agent.stats().streams === 0);
   });
 
   t('a refusal from onOpen reaches open() as E_TUNNEL_DIAL with the reason and the code in cause', async (s) => {
@@ -87,19 +88,19 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
 
   t('a reset on either side errors the other with E_TUNNEL_RESET and the reason', async (s) => {
     const d = await s.hub.open('127.0.0.1', echo);
-    await until(() => s.dests.length === 1, 'the agent dialed');
+    await waitFor('the agent dialed', () => s.dests.length === 1);
     const dest = s.dests[0]!;
     d.on('error', () => {}); // the error we destroy it with comes back as an 'error' event
     d.destroy(new Error('client went away'));
-    await until(() => dest.destroyed, 'the destination is closed on the agent');
+    await waitFor('the destination is closed on the agent', () => dest.destroyed);
     const d2 = await s.hub.open('127.0.0.1', echo);
-    await until(() => s.dests.length === 2, 'the agent dialed again');
+    await waitFor('the agent dialed again', () => s.dests.length === 2);
     const failed = new Promise<Error>((r) => d2.once('error', r));
     s.dests[1]!.destroy(new Error('boom'));
     const err = await failed;
     assert.ok(isTetherError(err, ErrorCode.TunnelReset), String(err));
     assert.match(err.message, /^stream reset by the peer: destination: boom$/);
-    await until(() => s.hub.stats().streams === 0 && s.agent.stats().streams === 0, 'streams released');
+    await waitFor('streams released', () => s.hub.stats().streams === 0 && s.agent.stats().streams === 0);
     s.assertClean();
   });
 
@@ -113,7 +114,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     const sent = bytes(2 * 1024 * 1024, 9);
     const [, got] = await Promise.all([writeAll(flowing, sent, 32 * 1024, true), readAll(flowing)]);
     assert.equal(sha(got), sha(sent));
-    await until(() => (s.agent.stats().queuedBytes[id] ?? 0) > 0, 'the stuck stream received data');
+    await waitFor('the stuck stream received data', () => (s.agent.stats().queuedBytes[id] ?? 0) > 0);
     const agentQueued = s.agent.stats().queuedBytes[id]!;
     const hubQueued = s.hub.stats().queuedBytes[id]!;
     assert.ok(agentQueued <= window, `agent holds ${agentQueued} bytes for the stuck stream, window ${window}`);
@@ -123,7 +124,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     const taken = s.dests[0]!.writableLength;
     assert.ok(stuckSent <= window + taken, `${stuckSent} bytes went to the stuck stream: more than the window plus the ${taken} its destination took`);
     blocked.destroy();
-    await until(() => s.hub.stats().streams === 0 && s.agent.stats().streams === 0, 'streams released');
+    await waitFor('streams released', () => s.hub.stats().streams === 0 && s.agent.stats().streams === 0);
     s.assertClean();
   });
 
@@ -139,15 +140,15 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     const d = await s.hub.open('127.0.0.1', echo);
     const streamErr = new Promise<Error>((r) => d.once('error', r));
     const opening = rejects(s.hub.open('127.0.0.1', slowDial, { timeoutMs: 60_000 }), ErrorCode.TunnelClosed, /^tunnel session closed: heartbeat/);
-    await until(() => s.slow.length === 1, 'the slow dial started');
+    await waitFor('the slow dial started', () => s.slow.length === 1);
     s.freezeAgent();
     assert.equal((await s.hub.closed).code, 'heartbeat');
     assert.equal((await s.agent.closed).code, 'heartbeat');
     assert.ok(isTetherError(await streamErr, ErrorCode.TunnelClosed));
     await opening;
-    await until(() => s.dests[0]!.destroyed, 'the agent closed the dialed connection');
+    await waitFor('the agent closed the dialed connection', () => s.dests[0]!.destroyed);
     s.slow[0]!.release();
-    await until(() => s.slow[0]!.duplex.destroyed, 'a dial finishing after the end is closed');
+    await waitFor('a dial finishing after the end is closed', () => s.slow[0]!.duplex.destroyed);
     assert.ok(s.hubLog.lines.some((l) => l.msg === 'tunnel session closed' && l.code === 'heartbeat' && l.level === 'warn'));
     s.assertClean();
   });
@@ -157,7 +158,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     s.agent.drain('agent stopping');
     const refused = await rejects(s.hub.open('127.0.0.1', echo), ErrorCode.TunnelDial, /the agent is draining: no new streams/);
     assert.ok(isTetherError(refused.cause, ErrorCode.TunnelClosed));
-    await until(() => s.hub.state === 'draining', 'the hub hears DRAIN');
+    await waitFor('the hub hears DRAIN', () => s.hub.state === 'draining');
     await rejects(s.hub.open('127.0.0.1', echo), ErrorCode.TunnelClosed, /draining/);
     d.write('still ');
     d.end('working');
@@ -172,7 +173,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     const d = await s.hub.open('127.0.0.1', replyAfterEof);
     s.hub.drain('hub replica stopping');
     await rejects(s.hub.open('127.0.0.1', echo), ErrorCode.TunnelClosed, /^open stream to 127\.0\.0\.1:7: the tunnel session is draining$/);
-    await until(() => drains.length === 1, 'onDrain on the agent');
+    await waitFor('onDrain on the agent', () => drains.length === 1);
     assert.deepEqual(drains, ['hub replica stopping']);
     d.end('abc');
     assert.equal((await readAll(d)).toString(), 'got 3 bytes');
@@ -191,7 +192,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     const d = await s.hub.open('127.0.0.1', echo);
     const streamErr = new Promise<Error>((r) => d.once('error', r));
     const opening = rejects(s.hub.open('127.0.0.1', slowDial), ErrorCode.TunnelClosed, /test over/);
-    await until(() => s.slow.length === 1, 'the slow dial started');
+    await waitFor('the slow dial started', () => s.slow.length === 1);
     s.hub.close('test over');
     assert.deepEqual(await s.hub.closed, { reason: 'test over', code: 'normal', by: 'local' });
     const err = await streamErr;
@@ -200,9 +201,9 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     await opening;
     assert.deepEqual(await s.agent.closed, { reason: 'peer: test over', code: 'normal', by: 'peer' });
     await rejects(s.hub.open('127.0.0.1', echo), ErrorCode.TunnelClosed, /^open stream to 127\.0\.0\.1:7: the tunnel session is closed \(test over\)$/);
-    await until(() => s.dests[0]!.destroyed, 'the agent closed the dialed connection');
+    await waitFor('the agent closed the dialed connection', () => s.dests[0]!.destroyed);
     s.slow[0]!.release();
-    await until(() => s.slow[0]!.duplex.destroyed, 'the late dial is closed');
+    await waitFor('the late dial is closed', () => s.slow[0]!.duplex.destroyed);
     s.assertClean();
   });
 
@@ -218,22 +219,22 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
 
   t('open timeout: E_TUNNEL_TIMEOUT, and the dial that finishes later is closed', async (s) => {
     await rejects(s.hub.open('127.0.0.1', slowDial, { timeoutMs: 30 }), ErrorCode.TunnelTimeout, /no answer from the peer within 30 ms/);
-    await until(() => inspectSession(s.agent).dials === 0, 'the agent forgets the dial');
+    await waitFor('the agent forgets the dial', () => inspectSession(s.agent).dials === 0);
     s.slow[0]!.release();
-    await until(() => s.slow[0]!.duplex.destroyed, 'the late connection is closed');
+    await waitFor('the late connection is closed', () => s.slow[0]!.duplex.destroyed);
     s.assertClean();
   });
 
   t('abort: open() rejects and leaves no listener on the signal', async (s) => {
     const ac = new AbortController();
     const opening = rejects(s.hub.open('127.0.0.1', slowDial, { signal: ac.signal }), ErrorCode.TunnelDial, /aborted/);
-    await until(() => s.slow.length === 1, 'the slow dial started');
+    await waitFor('the slow dial started', () => s.slow.length === 1);
     assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
     ac.abort(new Error('client gone'));
     await opening;
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
     s.slow[0]!.release();
-    await until(() => s.slow[0]!.duplex.destroyed, 'the late connection is closed');
+    await waitFor('the late connection is closed', () => s.slow[0]!.duplex.destroyed);
     s.assertClean();
   });
 
@@ -243,7 +244,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     await rejects(s.hub.open('127.0.0.1', stuck), ErrorCode.TunnelDial, /too many streams \(limit 2\)/);
     a.destroy();
     b.destroy();
-    await until(() => s.agent.stats().streams === 0, 'released');
+    await waitFor('released', () => s.agent.stats().streams === 0);
     await s.hub.open('127.0.0.1', stuck).then((d) => d.destroy());
   });
 
@@ -251,7 +252,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
     const d = await s.hub.open('127.0.0.1', s.tcpPort);
     d.end('ping');
     assert.equal((await readAll(d)).toString(), 'ping|bye');
-    await until(() => s.hub.stats().streams === 0 && s.agent.stats().streams === 0, 'streams released');
+    await waitFor('streams released', () => s.hub.stats().streams === 0 && s.agent.stats().streams === 0);
     s.assertClean();
   });
 
@@ -268,7 +269,7 @@ export function runSessionContract(test: TestFn, factory: PairFactory): void {
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
-    await until(() => s.hub.stats().streams === 0 && s.agent.stats().streams === 0, 'every stream released');
+    await waitFor('every stream released', () => s.hub.stats().streams === 0 && s.agent.stats().streams === 0);
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
     assert.deepEqual(s.transportListeners(), listeners);
     assert.ok(s.dests.length >= 10_000 && s.dests.every((x) => x.destroyed), 'every dialed connection closed');

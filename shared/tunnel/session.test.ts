@@ -5,7 +5,8 @@ import { ErrorCode, isTetherError } from '../errors.ts';
 import { createMemoryLogger } from '../log.ts';
 import { encodeFrame, FRAME_HEADER_SIZE, FrameType, MAX_FRAME_SIZE, TUNNEL_PROTOCOL_VERSION } from './frames.ts';
 import { createTransportPair, type PairOptions } from './memory-transport.ts';
-import { readAll, until, writeAll } from '../../test/support/tunnel-session.ts';
+import { readAll, writeAll } from '../../test/support/tunnel-session.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { createTunnelSession, inspectSession, streamIdOf, type TunnelTransport } from './session.ts';
 import { memoryPairs } from '../../test/support/tunnel-pairs.ts';
 import { runSessionContract } from './session.contract.ts';
@@ -57,7 +58,7 @@ describe('session: frames validated at the socket', () => {
   test('bad JSON in OPEN resets only that stream; the session keeps working', async () => {
     const s = await sessions();
     s.agentT.inject(raw(FrameType.Open, 101, '{"host":'));
-    await until(() => s.agentLog.lines.some((l) => l.msg === 'tunnel stream frame rejected'), 'the rejection is logged');
+    await waitFor('the rejection is logged', () => s.agentLog.lines.some((l) => l.msg === 'tunnel stream frame rejected'));
     const line = s.agentLog.lines.find((l) => l.msg === 'tunnel stream frame rejected')!;
     expect(line.stream).toBe(101);
     expect(String(line.reason)).toMatch(/^open frame: bad JSON/);
@@ -70,7 +71,7 @@ describe('session: frames validated at the socket', () => {
   test('an OPEN with an id the peer may not use is reset', async () => {
     const s = await sessions({ pair: { record: true } });
     s.agentT.inject(encodeFrame({ type: 'open', stream: 2, host: 'a', port: 1, window: 10 })); // even ids belong to the agent
-    await until(() => s.agentLog.lines.some((l) => l.msg === 'tunnel stream frame rejected'), 'the rejection is logged');
+    await waitFor('the rejection is logged', () => s.agentLog.lines.some((l) => l.msg === 'tunnel stream frame rejected'));
     expect(s.agentLog.lines.find((l) => l.msg === 'tunnel stream frame rejected')!.reason).toBe('OPEN with stream id 2, not a new id of the peer');
     expect(s.agent.stats().streams).toBe(0);
   });
@@ -84,7 +85,7 @@ describe('session: frames validated at the socket', () => {
     const e = await err;
     expect(isTetherError(e, ErrorCode.TunnelReset)).toBe(true);
     expect(e.message).toBe('stream reset by the peer: protocol error: DATA of 1025 bytes beyond the window (credit left: 1024)');
-    await until(() => s.agent.stats().streams === 0 && s.hub.stats().streams === 0, 'released');
+    await waitFor('released', () => s.agent.stats().streams === 0 && s.hub.stats().streams === 0);
   });
 
   test('a hub that gets anything but HELLO first closes the session', async () => {
@@ -169,7 +170,7 @@ describe('session: options and stats', () => {
     const log = createMemoryLogger('info');
     const hub = createTunnelSession({ transport: hubT, role: 'hub', log, heartbeatIntervalMs: 5, heartbeatTimeoutMs: 10_000 });
     const agent = createTunnelSession({ transport: agentT, role: 'agent', log, hello });
-    await until(() => hub.stats().rttMs !== undefined, 'a PONG');
+    await waitFor('a PONG', () => hub.stats().rttMs !== undefined);
     expect(hub.stats().rttMs).toBeGreaterThanOrEqual(0);
     hub.close('done');
     await agent.closed;

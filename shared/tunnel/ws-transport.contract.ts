@@ -13,7 +13,8 @@ import { createMemoryLogger } from '../log.ts';
 import { FRAME_HEADER_SIZE, FrameType, MAX_FRAME_PAYLOAD, TUNNEL_PROTOCOL_VERSION, TUNNEL_SUBPROTOCOL } from './frames.ts';
 import { startWsServer } from '../../test/support/tunnel-pairs.ts';
 import type { TunnelTestPki } from '../../test/support/pki.ts';
-import { readAll, until } from '../../test/support/tunnel-session.ts';
+import { readAll } from '../../test/support/tunnel-session.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { createTunnelSession, streamIdOf } from './session.ts';
 import type { TestFn } from './session.contract.ts';
 import { dialTunnel } from './ws-transport.ts';
@@ -142,7 +143,7 @@ export function runWsTransportTests(test: TestFn, pki: TunnelTestPki): void {
         `GET /tunnel HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n` +
           `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Protocol: ${TUNNEL_SUBPROTOCOL}\r\n\r\n`,
       );
-      await until(() => Buffer.concat(received).includes('\r\n\r\n'), 'the 101 response');
+      await waitFor('the 101 response', () => Buffer.concat(received).includes('\r\n\r\n'));
       assert.match(Buffer.concat(received).toString(), /^HTTP\/1\.1 101 /);
       const hub = await srv.next();
       const closes: number[] = [];
@@ -152,12 +153,12 @@ export function runWsTransportTests(test: TestFn, pki: TunnelTestPki): void {
       const text = Buffer.from('hi').map((b, i) => b ^ mask[i % 4]!);
       received.length = 0;
       sock.write(Buffer.concat([Buffer.from([0x81, 0x80 | text.length]), mask, text]));
-      await until(() => Buffer.concat(received).length >= 4, 'a close frame');
+      await waitFor('a close frame', () => Buffer.concat(received).length >= 4);
       const frame = Buffer.concat(received);
       assert.equal(frame[0], 0x88);
       assert.equal(frame.readUInt16BE(2), 1003);
       sock.destroy();
-      await until(() => closes.length === 1, 'the hub transport closes');
+      await waitFor('the hub transport closes', () => closes.length === 1);
     } finally {
       await srv.close();
     }

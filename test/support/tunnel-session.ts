@@ -1,7 +1,7 @@
 /**
  * Test support for the session contract: a hub and an agent session over a transport pair, the
  * agent's destinations (echo, reply after EOF, stuck, refusals, a slow dial, a real TCP server),
- * leak checks, and small stream helpers.
+ * leak checks, and small stream helpers (waiting is test/support/wait.ts's).
  */
 import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
@@ -148,15 +148,6 @@ async function dial(host: string, port: number, tcpPort: number, slow: SessionPa
     });
   }
   throw new TetherError(ErrorCode.TunnelDenied, `destination ${host}:${port} not allowed`);
-}
-
-/** Poll a condition until it holds or the deadline passes. */
-export async function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
 }
 
 export function readAll(d: Duplex): Promise<Buffer> {
