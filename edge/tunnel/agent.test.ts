@@ -2,7 +2,7 @@
  * The tunnel agent's api streams (upstream via the hub) against two hub replicas on 127.0.0.1
  * (shared/tunnel's websocket transport, hub sessions that echo api streams): opening on the current
  * session, moving to the other replica when one drains, refusing at once with no session, and the
- * api byte counters across sessions.
+ * api byte counters across sessions; how a dial that failed is told from the hub refusing it.
  */
 import { afterEach, expect, test } from 'bun:test';
 import type { Duplex } from 'node:stream';
@@ -147,4 +147,24 @@ test('the session ends → a down event; the agent reconnects and says up again'
   await waitFor('up again', () => agent.events.filter((e) => e.state === 'up').length === 2);
   expect(agent.events.map((e) => e.state)).toEqual(['up', 'down', 'up']);
   expect(await echo(await agent.openApiStream(), 'again')).toBe('again');
+});
+
+test('a 4xx at the upgrade is logged as the hub refusing the agent, a hub that does not answer as a failed dial', async () => {
+  const refusing = await startWsServer({ upgrade: { verify: () => ({ status: 401, reason: 'token rejected' }) } });
+  cleanup.push(() => refusing.close());
+  const log = createMemoryLogger('info');
+  const a = startTunnelAgent({ hubUrls: [refusing.url], nodeName: 'edge-1', addresses: ['127.0.0.1'], tls: () => ({}), log, backoff: { initialMs: 50, maxMs: 100 } });
+  cleanup.push(() => a.close());
+  await waitFor('a refusal logged', () => log.lines.some((l) => l.msg === 'the hub refused the tunnel'));
+  expect(log.lines.filter((l) => l.msg === 'dial hub failed')).toEqual([]);
+  expect(a.status().lastError).toContain('refused: 401 Unauthorized: token rejected');
+
+  // A port nobody listens on: the dial fails, and that is not a refusal.
+  const gone = await startWsServer();
+  await gone.close();
+  const log2 = createMemoryLogger('info');
+  const b = startTunnelAgent({ hubUrls: [gone.url], nodeName: 'edge-1', addresses: ['127.0.0.1'], tls: () => ({}), log: log2, backoff: { initialMs: 50, maxMs: 100 } });
+  cleanup.push(() => b.close());
+  await waitFor('a failed dial logged', () => log2.lines.some((l) => l.msg === 'dial hub failed'));
+  expect(log2.lines.filter((l) => l.msg === 'the hub refused the tunnel')).toEqual([]);
 });

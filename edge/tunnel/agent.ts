@@ -29,7 +29,7 @@ import { ErrorCode, TetherError, isTetherError, messageOf } from '../../shared/e
 import type { Logger } from '../../shared/log.ts';
 import type { Registry } from '../../shared/metrics.ts';
 import { type TunnelSession, createTunnelSession } from '../../shared/tunnel/session.ts';
-import { dialTunnel } from '../../shared/tunnel/ws-transport.ts';
+import { dialTunnel, isHubRefusal } from '../../shared/tunnel/ws-transport.ts';
 import { buildInfo } from '../../shared/version.ts';
 import { localAddresses } from './addresses.ts';
 import { createBackoff } from './backoff.ts';
@@ -313,8 +313,8 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
         wake();
         if (stopping.signal.aborted) break;
         lastError = `dial ${url}: ${messageOf(e)}`;
-        // dialTunnel reports an HTTP refusal as "… refused: 401 …" (bad credentials, not a node).
-        const refused = isTetherError(e, ErrorCode.TunnelDial) && / refused: 4\d\d /.test(messageOf(e));
+        // A 4xx at the upgrade (bad credentials, not a node) is the hub's answer, not a failure.
+        const refused = isHubRefusal(e);
         (refused ? log.error : log.warn)(refused ? 'the hub refused the tunnel' : 'dial hub failed', { hub: url, reason: messageOf(e) });
       }
       if (stopping.signal.aborted) break;

@@ -17,9 +17,9 @@ import { readAll } from '../../test/support/tunnel-session.ts';
 import { waitFor } from '../../test/support/wait.ts';
 import { createTunnelSession, streamIdOf } from './session.ts';
 import type { TestFn } from './session.contract.ts';
-import { dialTunnel } from './ws-transport.ts';
+import { dialTunnel, isHubRefusal } from './ws-transport.ts';
 
-async function dialError(p: Promise<unknown>, message: RegExp): Promise<void> {
+async function dialError(p: Promise<unknown>, message: RegExp): Promise<unknown> {
   let thrown: unknown;
   try {
     await p;
@@ -28,6 +28,7 @@ async function dialError(p: Promise<unknown>, message: RegExp): Promise<void> {
   }
   assert.ok(isTetherError(thrown, ErrorCode.TunnelDial), `expected E_TUNNEL_DIAL, got ${String(thrown)}`);
   assert.match((thrown as Error).message, message);
+  return thrown;
 }
 
 /** A TCP server that accepts and never answers. */
@@ -67,7 +68,8 @@ export function runWsTransportTests(test: TestFn, pki: TunnelTestPki): void {
   test('ws: a hub certificate from another CA is refused by the agent', async () => {
     const srv = await startWsServer({ pki });
     try {
-      await dialError(dialTunnel(srv.url, { ca: pki.otherCa, cert: pki.clientCert, key: pki.clientKey }), /certificate|self.signed|verify/i);
+      const e = await dialError(dialTunnel(srv.url, { ca: pki.otherCa, cert: pki.clientCert, key: pki.clientKey }), /certificate|self.signed|verify/i);
+      assert.ok(!isHubRefusal(e), 'a TLS failure is not the hub refusing the agent');
       assert.deepEqual(srv.peers, []);
     } finally {
       await srv.close();
@@ -77,8 +79,10 @@ export function runWsTransportTests(test: TestFn, pki: TunnelTestPki): void {
   test('ws: verify refuses the upgrade with a status and a reason the agent sees', async () => {
     const srv = await startWsServer({ upgrade: { verify: (req) => (req.headers.authorization === 'Bearer good' ? true : req.headers.authorization ? { status: 401, reason: 'token rejected by TokenReview' } : 'node name does not match the certificate') } });
     try {
-      await dialError(dialTunnel(srv.url), /refused: 403 Forbidden: node name does not match the certificate$/);
-      await dialError(dialTunnel(srv.url, { headers: { authorization: 'Bearer bad' } }), /refused: 401 Unauthorized: token rejected by TokenReview$/);
+      const forbidden = await dialError(dialTunnel(srv.url), /refused: 403 Forbidden: node name does not match the certificate$/);
+      const unauthorized = await dialError(dialTunnel(srv.url, { headers: { authorization: 'Bearer bad' } }), /refused: 401 Unauthorized: token rejected by TokenReview$/);
+      // Refusals carry the code the agent classifies them by (E_TUNNEL_DENIED in cause).
+      assert.ok(isHubRefusal(forbidden) && isHubRefusal(unauthorized));
       const t = await dialTunnel(srv.url, { headers: { authorization: 'Bearer good' } });
       t.close(1000, 'done');
     } finally {

@@ -7,13 +7,14 @@
  * Both ends speak the subprotocol TUNNEL_SUBPROTOCOL ("tether-tunnel.v1"); an agent offering
  * another version is refused at the upgrade with 400 and a reason naming both. `verify` may
  * refuse an upgrade with a reason (403, or the status it gives); the agent's dialTunnel rejects
- * with E_TUNNEL_DIAL carrying the status and that reason. Text messages close the connection
+ * with E_TUNNEL_DIAL carrying the status and that reason, and for a 4xx answer (the hub refused
+ * this agent, as opposed to failing) an E_TUNNEL_DENIED `cause`: `isHubRefusal` reads it. Text messages close the connection
  * (1003). Messages that arrive before the session subscribes are held (up to 64).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { ErrorCode, TetherError, messageOf } from '../errors.ts';
+import { ErrorCode, TetherError, isTetherError, messageOf } from '../errors.ts';
 import { clampReason, TUNNEL_SUBPROTOCOL } from './frames.ts';
 import type { TunnelTransport } from './session.ts';
 
@@ -90,6 +91,14 @@ export interface DialOptions {
   closeTimeoutMs?: number;
 }
 
+/**
+ * True for dialTunnel's rejection when the hub answered the upgrade with a 4xx (bad credentials,
+ * not a node, another protocol version): retrying the same way will not help.
+ */
+export function isHubRefusal(e: unknown): boolean {
+  return isTetherError(e, ErrorCode.TunnelDial) && isTetherError(e.cause, ErrorCode.TunnelDenied);
+}
+
 /** Dial the hub: https:// or wss:// (http:// or ws:// for tests). Rejects with E_TUNNEL_DIAL naming the step. */
 export function dialTunnel(url: string, opts: DialOptions = {}): Promise<TunnelTransport> {
   const target = url.replace(/^http(s?):\/\//, 'ws$1://');
@@ -143,7 +152,9 @@ export function dialTunnel(url: string, opts: DialOptions = {}): Promise<TunnelT
       res.on('error', () => {});
       res.on('end', () => {
         const body = Buffer.concat(chunks).toString('utf8').slice(0, 4096).trim();
-        settle(fail(`refused: ${res.statusCode} ${res.statusMessage ?? ''}`.trim() + (body ? `: ${body}` : '')));
+        const what = `refused: ${res.statusCode} ${res.statusMessage ?? ''}`.trim() + (body ? `: ${body}` : '');
+        const status = res.statusCode ?? 0;
+        settle(fail(what, status >= 400 && status < 500 ? new TetherError(ErrorCode.TunnelDenied, what) : undefined));
       });
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
