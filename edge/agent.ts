@@ -96,7 +96,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         nodeName,
         addresses: config.tunnelAddresses.length ? config.tunnelAddresses : undefined,
         ports: config.tunnelPorts,
-        tls: () => ({ ca: hubCa ?? tls.ca, cert: tls.cert, key: tls.key }), // read per dial: rotated certificates apply
+        tls: tunnelTls(tls, hubCa),
         log: log.child({ part: 'tunnel' }),
         registry: metrics.registry,
       })
@@ -147,13 +147,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const offlineTokens = keptOfflineTokens(store, log);
   metrics.observe({ pool, traffic, bus, store, offlineTokens });
 
-  const cachedSet = new Set(config.cacheComponents.map((c) => c.toLowerCase()));
   const proxy = await createProxyServer({
     listen: config.listen,
     logRequests: config.logLevel === 'debug',
     upstreams,
     cache,
-    isCachedComponent: (c) => cachedSet.has('*') || cachedSet.has(c),
+    isCachedComponent: cachedComponents(config.cacheComponents),
     log: log.child({ part: 'proxy' }),
     requests: metrics.requests,
     maxConcurrentLists: config.maxConcurrentLists,
@@ -244,6 +243,17 @@ function upstreamsOf(config: EdgeConfig): { viaHub: boolean; hubUrls: string[]; 
   }
   if (!viaHub && config.servers.length === 0) throw new TetherError(ErrorCode.BadConfig, 'invalid configuration: servers: at least one kube-apiserver URL is needed');
   return { viaHub, hubUrls, servers: viaHub ? [VIA_HUB_SERVER] : config.servers };
+}
+
+/** The tunnel's material, read per dial so that a rotated certificate applies; the hub's own CA when configured. */
+function tunnelTls(tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }, hubCa: Buffer | undefined) {
+  return () => ({ ca: hubCa ?? tls.ca, cert: tls.cert, key: tls.key });
+}
+
+/** `cacheComponents` (lower-cased names, `*` for every client) as the proxy's question. */
+function cachedComponents(names: readonly string[]): (component: string) => boolean {
+  const set = new Set(names.map((c) => c.toLowerCase()));
+  return (c) => set.has('*') || set.has(c);
 }
 
 function readPem(path: string | undefined, what: string): Buffer | undefined {
