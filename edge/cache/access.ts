@@ -33,6 +33,7 @@
  */
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
+import { statusBody } from '../../shared/kube/status.ts';
 import type { AccessRecord, AccessVerb, KubeObject, Store } from '../store/index.ts';
 import { covers, scopeOf, streamMatcher } from './scope.ts';
 
@@ -162,7 +163,7 @@ export function createNodeAccess(store: Store, opts: NodeAccessOptions = {}): No
       const scope = scopeOf(info);
       for (const s of scopes) if (covers(s, scope)) return { kind: 'allowed' };
     }
-    if (exact?.status === 403) return { kind: 'refused', refusal: exact.refusal ?? { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Forbidden', code: 403, message: `${describe(info)} is forbidden` } };
+    if (exact?.status === 403) return { kind: 'refused', refusal: exact.refusal ?? { ...statusBody(403, 'Forbidden', `${describe(info)} is forbidden`) } };
     return undefined;
   };
 

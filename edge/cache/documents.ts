@@ -19,3 +19,11 @@ export function documentKeys(path: string, accept: string | undefined): string[]
   if (acceptsJson) keys.push(`${path}|application/json`);
   return [...new Set(keys)];
 }
+
+/**
+ * The documents key of a resource's list kind (`PodList`): written when a LIST (or a WatchList's
+ * BOOKMARK) names it, read for offline lists and the watch log's BOOKMARKs.
+ */
+export function listKindKey(gvr: string): string {
+  return `listkind|${gvr}`;
+}

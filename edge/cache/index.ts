@@ -1,11 +1,11 @@
 /**
- * The cache as the proxy sees it (edge/proxy/server.ts `ProxyCache`): the recorder's taps online,
+ * The cache as the proxy sees it (`Cache`, declared in contract.ts): the recorder's taps online,
  * and the reader, watch server, writer and discovery documents offline.
  */
 import type { Logger } from '../../shared/log.ts';
 import type { RequestInfo } from '../../shared/kube/index.ts';
 import type { Store } from '../store/index.ts';
-import type { ProxyCache } from '../proxy/server.ts';
+import type { Cache } from './contract.ts';
 import { type EventBus } from './bus.ts';
 import { documentKeys } from './documents.ts';
 import { readGet, readList } from './reader.ts';
@@ -26,7 +26,7 @@ export interface CacheOptions {
   onRecorded?(gvr: string): void;
 }
 
-export function createCache(opts: CacheOptions): ProxyCache {
+export function createCache(opts: CacheOptions): Cache {
   const { store, bus } = opts;
   const recorder = createRecorder(opts);
   return {
@@ -48,3 +48,4 @@ export function createCache(opts: CacheOptions): ProxyCache {
 }
 
 export { createEventBus, type EventBus } from './bus.ts';
+export type { Cache, CachedAnswer, CachedDocument, Headers, ReplayCall, Tap, WatchOutput, WatchSink } from './contract.ts';

@@ -7,6 +7,7 @@ import { openDb } from '../store/db.bun.ts';
 import type { StoreDb } from '../store/db.ts';
 import { type KubeObject, type Store, createStore } from '../store/index.ts';
 import { createEventBus } from './bus.ts';
+import { listKindKey } from './documents.ts';
 import { applyPatch } from './patch.ts';
 import { readGet, readList } from './reader.ts';
 import { createRecorder } from './recorder.ts';
@@ -31,7 +32,7 @@ beforeEach(() => {
   db = openDb({ path: ':memory:' });
   store = createStore(db);
   store.streams.replaceList(NODE_SCOPE, 'kubelet', [pod('a', 5, { app: 'web' }), pod('b', 6, { app: 'db' }, 'Pending'), pod('c', 7, { app: 'web' })], '10', streamMatcher(NODE_SCOPE));
-  store.documents.put('listkind|v1/pods', 'v1/pods', { contentType: 'text/plain', body: 'PodList' });
+  store.documents.put(listKindKey('v1/pods'), 'v1/pods', { contentType: 'text/plain', body: 'PodList' });
 });
 afterEach(() => db.close());
 
@@ -267,7 +268,7 @@ describe('recorder', () => {
       { type: 'BOOKMARK', object: { kind: 'CSIDriver', apiVersion: 'storage.k8s.io/v1', metadata: { resourceVersion: '100', annotations: { 'k8s.io/initial-events-end': 'true' } } } },
     ].map((l) => JSON.stringify(l) + '\n');
     await feed(req('/apis/storage.k8s.io/v1/csidrivers?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan'), lines);
-    expect(store.documents.get('listkind|storage.k8s.io/v1/csidrivers')?.body).toBe('CSIDriverList');
+    expect(store.documents.get(listKindKey('storage.k8s.io/v1/csidrivers'))?.body).toBe('CSIDriverList');
   });
 });
 

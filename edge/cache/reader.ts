@@ -18,18 +18,13 @@
  */
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import { type ResourceRequestInfo, apiserverBadRequest, tooLargeResourceVersion } from '../../shared/kube/index.ts';
+import { statusBody } from '../../shared/kube/status.ts';
 import type { KubeObject, Store } from '../store/index.ts';
 import { type AccessDecision, accessOf, unknownError } from './access.ts';
+import type { CachedAnswer } from './contract.ts';
+import { listKindKey } from './documents.ts';
 import { canPrint, toTable, wantsTable } from './table.ts';
 import { coveringStream, requestMatcher, scopeOf, selectableMatcher } from './scope.ts';
-
-export interface Answer {
-  status: number;
-  body: unknown;
-  /** The body already serialized (large lists are assembled from stored JSON text); wins over `body`. */
-  raw?: string;
-  warning?: string;
-}
 
 export const OFFLINE_WARNING = '299 - "tether-edge: the apiserver is unreachable; answered from the node\'s cache"';
 
@@ -74,7 +69,7 @@ function continueFrom(s: string, namespace: string): string {
 const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 export function listKind(store: Store, gvr: string, items: KubeObject[]): string {
-  const stored = store.documents.get(`listkind|${gvr}`)?.body;
+  const stored = store.documents.get(listKindKey(gvr))?.body;
   if (stored) return stored;
   const kind = items.find((o) => o.kind)?.kind;
   return kind ? `${kind}List` : 'List';
@@ -86,14 +81,14 @@ export function apiVersionOf(gvr: string): string {
 }
 
 /** The apiserver's 403 this identity got online for the request, as the answer. */
-const refused = (refusal: Record<string, unknown>): Answer => ({ status: 403, body: refusal });
+const refused = (refusal: Record<string, unknown>): CachedAnswer => ({ status: 403, body: refusal });
 
 /** The store can answer: only when the record says this identity may know the answer (refusals are answered before). */
 function mustBeAllowed(d: AccessDecision): void {
   if (d.kind === 'unknown') throw unknownError(d);
 }
 
-export function readGet(store: Store, info: ResourceRequestInfo, cachedComponent: boolean): Answer {
+export function readGet(store: Store, info: ResourceRequestInfo, cachedComponent: boolean): CachedAnswer {
   if (info.verb === 'watch') {
     const admitted = accessOf(store).decide(info, cachedComponent);
     if (admitted.kind === 'refused') return refused(admitted.refusal);
@@ -113,22 +108,13 @@ export function readGet(store: Store, info: ResourceRequestInfo, cachedComponent
     mustBeAllowed(access);
     return {
       status: 404,
-      body: {
-        kind: 'Status',
-        apiVersion: 'v1',
-        metadata: {},
-        status: 'Failure',
-        message: `${info.resource} "${info.name}" not found`,
-        reason: 'NotFound',
-        details: { name: info.name, group: info.apiGroup, kind: info.resource },
-        code: 404,
-      },
+      body: statusBody(404, 'NotFound', `${info.resource} "${info.name}" not found`, { name: info.name, group: info.apiGroup, kind: info.resource }),
     };
   }
   throw unavailable(`${info.resource} ${info.namespace ? `${info.namespace}/` : ''}${info.name}`);
 }
 
-export function readList(store: Store, info: ResourceRequestInfo, cachedComponent: boolean, accept?: string): Answer {
+export function readList(store: Store, info: ResourceRequestInfo, cachedComponent: boolean, accept?: string): CachedAnswer {
   const access = accessOf(store).decide(info, cachedComponent);
   if (access.kind === 'refused') return refused(access.refusal);
   const scope = scopeOf(info);

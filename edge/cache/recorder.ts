@@ -19,13 +19,12 @@
  * full disk) are reported through `onStoreError` and never affect the client's response; `onStoreOk`
  * follows only while the store remembers no failed write (store-health.ts).
  */
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from '../../shared/log.ts';
 import type { RequestInfo, ResourceRequestInfo } from '../../shared/kube/index.ts';
 import type { KubeObject, Store, WatchEvent } from '../store/index.ts';
-import type { Tap } from '../proxy/forward.ts';
+import type { Headers, Tap } from './contract.ts';
 import { accessOf } from './access.ts';
-import { documentKey } from './documents.ts';
+import { documentKey, listKindKey } from './documents.ts';
 import { isTokenRequest, tokenTap } from './tokens.ts';
 import { scopeOf, streamMatcher } from './scope.ts';
 import { isEmptyDelta, liveCover, trimDelta } from './status-delta.ts';
@@ -52,8 +51,8 @@ interface ListBody {
 
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
 
-function isJson(headers: IncomingHttpHeaders): boolean {
-  return (headers['content-type'] ?? '').split(';')[0]!.trim() === 'application/json';
+function isJson(headers: Headers): boolean {
+  return String(headers['content-type'] ?? '').split(';')[0]!.trim() === 'application/json';
 }
 
 export interface Recorder {
@@ -117,7 +116,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     pages.delete(key);
     guard('list', () => {
       store.streams.replaceList(scope, info.component, items, list.metadata?.resourceVersion ?? '', streamMatcher(scope));
-      if (list.kind) store.documents.put(`listkind|${info.gvr}`, info.gvr, { contentType: 'text/plain', body: list.kind });
+      if (list.kind) store.documents.put(listKindKey(info.gvr), info.gvr, { contentType: 'text/plain', body: list.kind });
     }, info.gvr);
   };
 
@@ -161,8 +160,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
             // A WatchList never sees a List's kind; the BOOKMARK names the objects' kind, even for none
             // (the kubelet's CSIDrivers): offline lists are then answered as <Kind>List, not "List".
             const kind = (ev.object as { kind?: unknown }).kind;
-            if (typeof kind === 'string' && kind && !store.documents.get(`listkind|${info.gvr}`)) {
-              store.documents.put(`listkind|${info.gvr}`, info.gvr, { contentType: 'text/plain', body: `${kind}List` });
+            if (typeof kind === 'string' && kind && !store.documents.get(listKindKey(info.gvr))) {
+              store.documents.put(listKindKey(info.gvr), info.gvr, { contentType: 'text/plain', body: `${kind}List` });
             }
           }, scope.gvr);
           start(rv);

@@ -20,7 +20,7 @@
 import type { Logger } from '../../shared/log.ts';
 import type { Store } from '../store/index.ts';
 import type { OutboxRow } from '../store/schema.ts';
-import type { UpstreamCall } from '../proxy/client.ts';
+import type { ReplayCall } from './contract.ts';
 
 export interface ReplayResult {
   replayed: number;
@@ -51,7 +51,7 @@ function withPrecondition(e: OutboxRow, rv: string): string {
   return JSON.stringify({ ...o, metadata: { ...metadata, resourceVersion: rv } });
 }
 
-async function replayStatus(store: Store, call: UpstreamCall, e: OutboxRow, log: Logger): Promise<Outcome> {
+async function replayStatus(store: Store, call: ReplayCall, e: OutboxRow, log: Logger): Promise<Outcome> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const cur = await call('GET', objectPath(e.path));
     if (cur.status === 404) return 'drop';
@@ -79,7 +79,7 @@ async function replayStatus(store: Store, call: UpstreamCall, e: OutboxRow, log:
   return 'drop';
 }
 
-async function replayOther(call: UpstreamCall, e: OutboxRow, log: Logger): Promise<Outcome> {
+async function replayOther(call: ReplayCall, e: OutboxRow, log: Logger): Promise<Outcome> {
   const r = await call(e.method, e.path, { contentType: e.contentType, body: e.body });
   if ((r.status >= 200 && r.status < 300) || r.status === 409) return 'done';
   if (r.status >= 500 || r.status === 429) return 'retry';
@@ -87,7 +87,7 @@ async function replayOther(call: UpstreamCall, e: OutboxRow, log: Logger): Promi
   return 'drop';
 }
 
-export async function replayOutbox(store: Store, call: UpstreamCall, log: Logger): Promise<ReplayResult> {
+export async function replayOutbox(store: Store, call: ReplayCall, log: Logger): Promise<ReplayResult> {
   const result: ReplayResult = { replayed: 0, dropped: 0, done: false };
   for (;;) {
     const batch = store.outbox.peek(100);

@@ -18,8 +18,8 @@
 import { createHash } from 'node:crypto';
 import type { RequestInfo } from '../../shared/kube/index.ts';
 import type { Store } from '../store/index.ts';
-import type { Tap } from '../proxy/forward.ts';
-import { type Answer, OFFLINE_WARNING } from './reader.ts';
+import type { CachedAnswer, Tap } from './contract.ts';
+import { OFFLINE_WARNING } from './reader.ts';
 
 /** A token must stay valid at least this long to be handed out again. */
 const MIN_VALIDITY_MS = 60_000;
@@ -71,7 +71,7 @@ export function tokenTap(store: Store, info: RequestInfo, body: Buffer, onError:
 }
 
 /** The answer kept for this exact request, while its token is valid; undefined otherwise. */
-export function replayToken(store: Store, info: RequestInfo, body: Buffer, now = Date.now()): Answer | undefined {
+export function replayToken(store: Store, info: RequestInfo, body: Buffer, now = Date.now()): CachedAnswer | undefined {
   if (!isTokenRequest(info)) return undefined;
   const doc = store.documents.get(keyOf(info, body));
   if (!doc) return undefined;

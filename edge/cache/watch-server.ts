@@ -13,28 +13,14 @@
  */
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
+import { statusBody } from '../../shared/kube/status.ts';
 import type { KubeObject, LoggedEvent, Store } from '../store/index.ts';
 import type { EventBus } from './bus.ts';
+import type { WatchOutput, WatchSink } from './contract.ts';
+import { listKindKey } from './documents.ts';
 import { apiVersionOf } from './reader.ts';
 import { coveringStream, requestMatcher, scopeOf } from './scope.ts';
 import { canPrint, toTable } from './table.ts';
-
-export interface WatchSink {
-  /** Writes one event line; false when the client is slow (the write is still queued). */
-  write(line: string): boolean;
-  end(): void;
-  onClose(fn: () => void): void;
-}
-
-/**
- * How events are written: as objects (default), or, for a client that asked for server-side printing
- * (kubectl: `as=Table`) of a kind table.ts prints, as one-row Tables the way kube-apiserver sends them —
- * `columnDefinitions` only on the first event of the response (`headers`: false when the client
- * already got them, e.g. from the apiserver before a cut).
- */
-export interface WatchOutput {
-  table?: { headers: boolean };
-}
 
 export interface WatchServerOptions {
   store: Store;
@@ -47,15 +33,7 @@ export interface WatchServerOptions {
 const plainLine = (type: string, object: unknown) => `${JSON.stringify({ type, object })}\n`;
 
 function expired(rv: string, oldest: number): string {
-  return plainLine('ERROR', {
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Failure',
-    message: `too old resource version: ${rv} (${oldest})`,
-    reason: 'Expired',
-    code: 410,
-  });
+  return plainLine('ERROR', statusBody(410, 'Expired', `too old resource version: ${rv} (${oldest})`));
 }
 
 /** Checks that a watch can be served; throws a 503 TetherError when the store cannot answer it. */
@@ -85,7 +63,7 @@ export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, 
   }
   const match = requestMatcher(info);
   const bookmarkObject = (rv: number, extra: Record<string, string> = {}) => ({
-    kind: (store.documents.get(`listkind|${info.gvr}`)?.body ?? 'List').replace(/List$/, '') || 'Object',
+    kind: (store.documents.get(listKindKey(info.gvr))?.body ?? 'List').replace(/List$/, '') || 'Object',
     apiVersion: apiVersionOf(info.gvr),
     metadata: { resourceVersion: String(rv), ...(Object.keys(extra).length ? { annotations: extra } : {}) },
   });

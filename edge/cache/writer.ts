@@ -23,7 +23,7 @@ import type { EventType, KubeObject, Store } from '../store/index.ts';
 import type { EventBus } from './bus.ts';
 import { applyPatch, type PatchType } from './patch.ts';
 import { composeDelta, isEmptyDelta, statusDelta, type StatusDelta } from './status-delta.ts';
-import type { Answer } from './reader.ts';
+import type { CachedAnswer } from './contract.ts';
 import { streamMatcher } from './scope.ts';
 
 export interface WriterOptions {
@@ -86,7 +86,7 @@ function asObject(v: unknown, what: string): KubeObject {
   return o;
 }
 
-export function writeOffline(opts: WriterOptions, w: OfflineWrite): Answer {
+export function writeOffline(opts: WriterOptions, w: OfflineWrite): CachedAnswer {
   const { store, bus } = opts;
   const { info } = w;
   const what = `${info.verb} ${info.resource}${info.subresource ? `/${info.subresource}` : ''}`;

@@ -23,6 +23,7 @@ import { request as httpsRequest } from 'node:https';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import { httpHeadBytes } from '../../shared/metrics.ts';
+import type { Tap } from '../cache/contract.ts';
 
 /** What the proxy needs of an upstream (edge/upstream provides it). */
 export interface ForwardTarget {
@@ -70,13 +71,6 @@ function acceptsGzip(v: string | string[] | undefined): boolean {
     const q = params.map((x) => x.trim()).find((x) => x.startsWith('q='));
     return !q || Number(q.slice(2)) > 0;
   });
-}
-
-export interface Tap {
-  /** Called with the upstream's status and headers before any body chunk; return false to not tap this response. */
-  head(status: number, headers: IncomingHttpHeaders): boolean;
-  chunk(data: Buffer): void;
-  end(complete: boolean): void;
 }
 
 export interface ForwardOptions {

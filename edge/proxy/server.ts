@@ -36,8 +36,8 @@ import { type OfflineTokens, type PodRef, createOfflineTokens } from '../auth/of
 import { type LocalTls, createListener } from './listener.ts';
 import { FLAPPING_RETRY_SECONDS, rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
 import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
+import type { Cache, CachedAnswer } from '../cache/contract.ts';
 import { isTokenRequest } from '../cache/tokens.ts';
-import type { Tap } from './forward.ts';
 import { type RelaySink, type WatchRelayOptions, relayWatch } from './watch-relay.ts';
 
 export type Target = ForwardTarget & UpgradeTarget;
@@ -49,38 +49,11 @@ export interface Upstreams {
   track(t: Target, abort: AbortController): () => void;
 }
 
-/** An answer from the cache. */
-export interface CachedAnswer {
-  status: number;
-  body: unknown;
-  /** The body already serialized; wins over `body`. */
-  raw?: string;
-  warning?: string;
-}
-
-export interface WatchSink {
-  write(line: string): boolean;
-  end(): void;
-  onClose(fn: () => void): void;
-}
-
-/** What the proxy needs of the cache. */
-export interface ProxyCache {
-  /** `body`: the request's body (writes), so a live status write can narrow what the outbox still holds. */
-  tapFor(info: RequestInfo, accept: string | undefined, cached: boolean, body?: Buffer): Tap | undefined;
-  /**
-   * Reads answered from the store; throws a TetherError when the store cannot answer. Only what the
-   * caller's identity was allowed online is answered (else its 403, or 503); asked with a WATCH, the
-   * answer is that decision alone (200 without a body: serve it from the log).
-   */
-  read(info: ResourceRequestInfo, cached: boolean, accept: string | undefined): CachedAnswer;
-  /** `output.table`: the client asked for server-side printing (headers: whether its first event still needs the columns). */
-  watch(info: ResourceRequestInfo, sink: WatchSink, output?: { table?: { headers: boolean } }): void;
-  write(info: ResourceRequestInfo, url: string, contentType: string, body: string, hasCredentials: boolean): CachedAnswer;
-  document(info: RequestInfo, accept: string | undefined): { contentType: string; body: string } | undefined;
-  /** The apiserver's answer to this exact TokenRequest, kept online while its token is valid (cache/tokens.ts). */
-  token?(info: ResourceRequestInfo, body: Buffer): CachedAnswer | undefined;
-}
+/**
+ * What the proxy needs of the cache: the cache's own contract (edge/cache/contract.ts).
+ * `ProxyCache` is kept as a name for edge/agent.ts until it imports `Cache` itself.
+ */
+export type ProxyCache = Cache;
 
 /**
  * A rewrite of some answers on their way to the client (the service-topology filter of
@@ -99,7 +72,7 @@ export interface ResponseFilter {
 export interface ProxyOptions {
   listen: string;
   upstreams: Upstreams;
-  cache: ProxyCache;
+  cache: Cache;
   isCachedComponent(component: string): boolean;
   log: Logger;
   /** One debug line per request (logLevel debug): what each client asks, and how. */
@@ -388,7 +361,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
       if (upstreamFailed && status.code === 503 && !status.details?.retryAfterSeconds) {
         // The upstream failed this very request while the link counted as up: a retry soon gets
         // the apiserver again, or the offline answer (without a retry hint) once the link is down.
-        status = { ...status, message: `${status.message} (the link to the apiserver failed during this request; retry)`, details: { ...status.details, retryAfterSeconds: FLAPPING_RETRY_SECONDS } };
+        status = statusBody(status.code, status.reason, `${status.message} (the link to the apiserver failed during this request; retry)`, { ...status.details, retryAfterSeconds: FLAPPING_RETRY_SECONDS });
       }
       if (status.code >= 500 && status.code !== 503 && status.code !== 504 && !apiStatusOf(e)) log.error('proxy request failed', { path: req.url, error: e });
       writeStatus(res, status);

@@ -9,54 +9,21 @@
  * Retry-After: the client gets it at once. Only where a retry soon can help is there a Retry-After:
  * the upstream failed this very request while the link counted as up (it may be flapping; the next
  * try gets the apiserver or the offline answer), or the node's store is momentarily unavailable.
- * Errors that carry an apiserver Status (shared/kube api-status.ts) are sent as they are.
+ * Errors that carry an apiserver Status (shared/kube api-status.ts) are sent as they are. The bodies
+ * themselves are built by shared/kube/status.ts, the one builder the cache uses too.
  */
 import type { ServerResponse } from 'node:http';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import { apiStatusOf } from '../../shared/kube/index.ts';
+import { type StatusBody, type StatusReason, statusBody, statusText } from '../../shared/kube/status.ts';
 
-export type StatusReason =
-  | 'BadRequest'
-  | 'Invalid'
-  | 'Unauthorized'
-  | 'Forbidden'
-  | 'NotFound'
-  | 'MethodNotAllowed'
-  | 'Conflict'
-  | 'Gone'
-  | 'Expired'
-  | 'ServiceUnavailable'
-  | 'InternalError'
-  | 'Timeout'
-  | 'RequestEntityTooLarge'
-  /** The apiserver leaves the reason out of some errors (a malformed resourceVersion on a GET); never on the wire. */
-  | '';
-
-export interface StatusBody {
-  kind: 'Status';
-  apiVersion: 'v1';
-  metadata: Record<string, never>;
-  status: 'Failure';
-  message: string;
-  reason: StatusReason;
-  code: number;
-  details?: {
-    name?: string;
-    group?: string;
-    kind?: string;
-    causes?: { reason: string; message: string; field?: string }[];
-    retryAfterSeconds?: number;
-  };
-}
+export type { StatusBody, StatusReason } from '../../shared/kube/status.ts';
+export { statusBody };
 
 /** Retry-After of a request the upstream failed while the link counted as up: the next try finds out which it is. */
 export const FLAPPING_RETRY_SECONDS = 1;
 /** Retry-After while the node's store is momentarily unavailable (locked, being reopened). */
 export const STORE_RETRY_SECONDS = 2;
-
-export function statusBody(code: number, reason: StatusReason, message: string, details?: StatusBody['details']): StatusBody {
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) };
-}
 
 /** Marks the BadRequest of a body over the limit (there is no error code of its own). */
 const TOO_LARGE = Symbol('request body too large');
@@ -78,7 +45,7 @@ export function reasonPhrase(code: number): string {
  * requests, refused upgrades); the connection is closed after it.
  */
 export function rawStatusResponse(body: StatusBody): string {
-  const json = JSON.stringify(body);
+  const json = statusText(body);
   return (
     `HTTP/1.1 ${body.code} ${reasonPhrase(body.code)}\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\n` +
     `Content-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`
@@ -120,7 +87,7 @@ export function writeStatus(res: ServerResponse, body: StatusBody): void {
   const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-cache, private' };
   if (body.details?.retryAfterSeconds) headers['retry-after'] = String(body.details.retryAfterSeconds);
   if (body.code === 413) headers.connection = 'close'; // the rest of the body is not wanted
-  const json = JSON.stringify(body.reason === '' ? { ...body, reason: undefined } : body);
+  const json = statusText(body);
   headers['content-length'] = String(Buffer.byteLength(json));
   res.writeHead(body.code, headers);
   res.end(json);

@@ -30,7 +30,9 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { messageOf } from '../../shared/errors.ts';
 import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
 import type { Logger } from '../../shared/log.ts';
-import { type ForwardTarget, type Tap, forward } from './forward.ts';
+import { statusBody } from '../../shared/kube/status.ts';
+import type { Tap, WatchSink } from '../cache/contract.ts';
+import { type ForwardTarget, forward } from './forward.ts';
 
 export interface RelayUpstreams<T extends ForwardTarget> {
   pick(): T | undefined;
@@ -38,12 +40,8 @@ export interface RelayUpstreams<T extends ForwardTarget> {
   track(t: T, abort: AbortController): () => void;
 }
 
-/** Where the log leg writes (the watch server's sink). */
-export interface RelaySink {
-  write(line: string): boolean;
-  end(): void;
-  onClose(fn: () => void): void;
-}
+/** Where the log leg writes: the watch server's sink (edge/cache/contract.ts). */
+export type RelaySink = WatchSink;
 
 export interface WatchRelayOptions<T extends ForwardTarget> {
   info: ResourceRequestInfo;
@@ -263,7 +261,8 @@ export async function relayWatch<T extends ForwardTarget>(opts: WatchRelayOption
         status = JSON.parse(Buffer.concat(refusedBody).toString('utf8')) as Record<string, unknown>;
         if (status?.kind !== 'Status') throw new Error('not a Status');
       } catch {
-        status = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `re-watch from ${rv} answered ${refusedStatus}`, code: refusedStatus, reason: refusedStatus === 410 ? 'Expired' : undefined };
+        const built = statusBody(refusedStatus, refusedStatus === 410 ? 'Expired' : '', `re-watch from ${rv} answered ${refusedStatus}`);
+        status = { ...built, reason: built.reason || undefined }; // no reason but Expired: left out, as the apiserver does
       }
       res.write(expiredLine(status));
       terminal = true;
