@@ -11,7 +11,7 @@ import { connect, type TLSSocket } from 'node:tls';
 import { messageOf } from '../../shared/errors.ts';
 import { splitHostPort } from '../../shared/serve.ts';
 import { parseStatus, readHead } from './http-head.ts';
-import type { RouteResult } from './router.ts';
+import type { PeerDialer, RouteResult } from './router.ts';
 
 export const FORWARDED_HEADER = 'X-Tether-Forwarded-By';
 
@@ -22,8 +22,6 @@ export interface PeerDialOptions {
   replica: string;
   timeoutMs: number;
 }
-
-export type PeerDialer = (address: string, host: string, port: number, signal?: AbortSignal) => Promise<RouteResult>;
 
 export function createPeerDialer(opts: PeerDialOptions): PeerDialer {
   return async (address, host, port, signal) => {

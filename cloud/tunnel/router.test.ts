@@ -4,8 +4,7 @@ import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { DirectDialer } from './direct-dial.ts';
 import { createLeaseView } from './leases.ts';
 import { createNodeDirectory } from './node-directory.ts';
-import type { PeerDialer } from './peer-dial.ts';
-import { createRouter, type Caller, type StreamOpener } from './router.ts';
+import { createRouter, type Caller, type PeerDialer, type StreamOpener } from './router.ts';
 
 const apiserver: Caller = { kind: 'apiserver', user: 'kube-apiserver-egress' };
 const scrape: Caller = { kind: 'scrape', user: 'prometheus' };

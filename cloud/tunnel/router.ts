@@ -15,13 +15,15 @@
  *
  * Every failure is a status and a reason for the CONNECT answer plus a `failure` label for the
  * dial-error metric; nothing here throws.
+ *
+ * The router declares what it needs of its dialers (StreamOpener, PeerDialer); peer-dial.ts
+ * implements PeerDialer with the RouteResult declared here, so the import runs one way.
  */
 import type { Duplex } from 'node:stream';
 import { ErrorCode, isTetherError, messageOf } from '../../shared/errors.ts';
 import type { DirectDialer } from './direct-dial.ts';
 import type { LeaseView } from './leases.ts';
 import type { NodeDirectory } from './node-directory.ts';
-import type { PeerDialer } from './peer-dial.ts';
 
 export type Route = 'tunnel' | 'forward' | 'direct';
 export type DialFailure =
@@ -60,6 +62,9 @@ export interface RouterOptions {
   forward: PeerDialer;
   dialTimeoutMs: number;
 }
+
+/** Forwards host:port to the replica at `address` (peer-dial.ts); its answer is the route's. */
+export type PeerDialer = (address: string, host: string, port: number, signal?: AbortSignal) => Promise<RouteResult>;
 
 export type RouteFn = (host: string, port: number, caller: Caller, signal?: AbortSignal) => Promise<RouteResult>;
 
