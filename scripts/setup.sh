@@ -2,7 +2,7 @@
 # Installs everything the project needs on a machine that has Node, npm, Go and apt:
 # Debian packages (qemu for the arm64 smoke test, iproute2 for network namespaces, xz, openssl;
 # containerd, runc, the CNI plugins, iptables and busybox-static for the test cluster's real nodes;
-# skopeo for the release images)
+# skopeo and ca-certificates for the release images)
 # and the npm dependencies (Bun among them). Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,8 @@ dpkg -s busybox-static >/dev/null 2>&1 || pkgs+=(busybox-static) # static: it is
 command -v nsenter >/dev/null 2>&1 || pkgs+=(util-linux)
 # The release test reads the container images as users handle them (skopeo inspect/copy of oci-archive:).
 command -v skopeo >/dev/null 2>&1 || pkgs+=(skopeo)
+# The images carry the CA bundle of the machine that builds them (scripts/build/images.ts).
+[ -e /etc/ssl/certs/ca-certificates.crt ] || pkgs+=(ca-certificates)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${pkgs[*]}" >&2
   as_root apt-get update -qq
