@@ -17,6 +17,11 @@
  *
  * Each component's whole log goes to .tether/test/real-node/<node>/<component>.log.
  *
+ * A node of `role: 'cloud'` stands for a machine in the cloud (the one tether-hub's Pods run on:
+ * test/support/cloud-hub.ts): no tether-edge and no join; its kubelet and kube-proxy talk to
+ * kube-apiserver directly with certificates signed by the cluster CA (system:node:<name>,
+ * system:kube-proxy), as on a kubeadm node. Extra images (OCI archives) are imported at its first start.
+ *
  * This machine's cgroups are v1 (hybrid): the kubelet runs with `failCgroupV1: false` and the
  * cgroupfs driver (containerd 1.6 has no CRI RuntimeConfig call, so the kubelet uses its own
  * setting), under a cgroup root of the node's own (`/tether-<name>`) so that two nodes on one machine
@@ -42,8 +47,20 @@ export interface RealNodeOptions {
   cluster: Cluster;
   site: EdgeSite;
   name: string;
-  /** `tether-edge join` flags as `tether-hub token create` prints them (--server, --token, --ca-cert-hash, --hub …). */
-  join: string[];
+  /**
+   * 'edge' (default): tether-edge in front of the kubelet, joined with `join`. 'cloud': the kubelet
+   * and kube-proxy talk to kube-apiserver directly, with client certificates of the cluster CA.
+   */
+  role?: 'edge' | 'cloud';
+  /** `tether-edge join` flags as `tether-hub token create` prints them (--server, --token, --ca-cert-hash, --hub …); edge nodes only. */
+  join?: string[];
+  /** OCI image archives imported into containerd (namespace k8s.io, all platforms) besides the test images. */
+  images?: string[];
+  /**
+   * Masquerade pods' traffic leaving the site behind the node's address (the CNI bridge's ipMasq), so
+   * pods reach the control plane although the root namespace has no route back to the pod range.
+   */
+  podMasquerade?: boolean;
   pool?: string;
   /** Extra `tether-edge run` flags (hub CA, tunnel ports, …); paths in the written configuration are rewritten under root. */
   agentArgs?: string[];
@@ -194,6 +211,8 @@ async function unmountUnder(base: string): Promise<void> {
 
 export async function realNode(o: RealNodeOptions): Promise<RealNode> {
   const { cluster, site, name } = o;
+  const role = o.role ?? 'edge';
+  if (role === 'edge' && !o.join) throw new Error(`node ${name}: an edge node needs the join flags`);
   await sweepStaleNodes();
   const base = mkdtempSync(join(tmpdir(), `tether-node-${name}-`));
   const root = join(base, 'root');
@@ -285,7 +304,7 @@ export async function realNode(o: RealNodeOptions): Promise<RealNode> {
           type: 'bridge',
           bridge: 'cni0',
           isGateway: true,
-          ipMasq: false,
+          ipMasq: !!o.podMasquerade,
           hairpinMode: true,
           ipam: { type: 'host-local', ranges: [[{ subnet: podCidr }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(dirs.cniData, 'networks') },
         },
@@ -386,6 +405,10 @@ export async function realNode(o: RealNodeOptions): Promise<RealNode> {
       writeFileSync(archive, testImagesArchive().archive);
       const r = await ctr(['images', 'import', archive]);
       if (r.code !== 0) throw new Error(`ctr images import: ${r.stderr}`);
+      for (const extra of o.images ?? []) {
+        const x = await ctr(['images', 'import', '--all-platforms', extra]);
+        if (x.code !== 0) throw new Error(`ctr images import ${extra}: ${x.stderr}`);
+      }
       imagesImported = true;
     }
   };
@@ -393,7 +416,7 @@ export async function realNode(o: RealNodeOptions): Promise<RealNode> {
   const joined = join(root, 'etc/tether/edge.yaml');
   const doJoin = async () => {
     const r = await run(
-      ['ip', 'netns', 'exec', site.ns, process.execPath, edgeMain, 'join', ...o.join, '--node-name', name, '--root', root, ...(o.pool ? ['--pool', o.pool] : [])],
+      ['ip', 'netns', 'exec', site.ns, process.execPath, edgeMain, 'join', ...(o.join ?? []), '--node-name', name, '--root', root, ...(o.pool ? ['--pool', o.pool] : [])],
       { timeoutMs: 180_000 },
     );
     if (r.code !== 0) throw new Error(`tether-edge join: ${r.stderr || r.stdout}`);
@@ -436,12 +459,41 @@ export async function realNode(o: RealNodeOptions): Promise<RealNode> {
   const startKubeProxy = async () => {
     procs['kube-proxy'] = spawnIn('kube-proxy', [nodeBinary(cluster, 'kube-proxy'), `--config=${kubeProxyConfig}`, '--v=2']);
   };
-  const starters = { containerd: startContainerd, agent: startAgent, kubelet: startKubelet, 'kube-proxy': startKubeProxy };
+  /** A cloud node's kubeconfigs, as a kubeadm node has them: straight to kube-apiserver, certificates of the cluster CA. */
+  const writeCloudKubeconfigs = async () => {
+    const kubeconfig = (file: string, pair: { certFile: string; keyFile: string }) => {
+      mkdirSync(join(file, '..'), { recursive: true });
+      writeFileSync(
+        file,
+        stringify({
+          apiVersion: 'v1', kind: 'Config',
+          clusters: [{ name: 'c', cluster: { server: cluster.edgeServer, 'certificate-authority': cluster.caFile } }],
+          users: [{ name: 'u', user: { 'client-certificate': pair.certFile, 'client-key': pair.keyFile } }],
+          contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
+          'current-context': 'c',
+        }),
+        { mode: 0o600 },
+      );
+    };
+    kubeconfig(p('etc/kubernetes/kubelet.conf'), await cluster.issueClientCert(`system:node:${name}`, ['system:nodes']));
+    // The bootstrap policy's system:node-proxier ClusterRoleBinding names the user system:kube-proxy.
+    kubeconfig(p('etc/tether/kube-proxy.conf'), await cluster.issueClientCert('system:kube-proxy', []));
+  };
+  const starters = {
+    containerd: startContainerd,
+    agent: role === 'edge' ? startAgent : async () => { throw new Error(`node ${name}: a cloud node runs no tether-edge`); },
+    kubelet: startKubelet,
+    'kube-proxy': startKubeProxy,
+  };
 
   await exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   await startContainerd();
-  await doJoin();
-  await startAgent();
+  if (role === 'edge') {
+    await doJoin();
+    await startAgent();
+  } else {
+    await writeCloudKubeconfigs();
+  }
   await startKubelet();
   await startKubeProxy();
 
@@ -465,7 +517,7 @@ export async function realNode(o: RealNodeOptions): Promise<RealNode> {
     },
     async boot() {
       await startContainerd();
-      await startAgent();
+      if (role === 'edge') await startAgent();
       await startKubelet();
       await startKubeProxy();
     },
