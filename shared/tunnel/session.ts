@@ -41,6 +41,7 @@ import { createHeartbeat } from './_heartbeat.ts';
 import { openRefusal, refusalError, type PendingOpen } from './_open.ts';
 import { createScheduler } from './_scheduler.ts';
 import { StreamDuplex, TunnelStream, resetError } from './_stream.ts';
+import { createStreamTable } from './_stream-table.ts';
 import type { OpenInfo, SessionClosed, SessionCloseCode, SessionInternals, SessionState, TunnelSession, TunnelSessionOptions } from './types.ts';
 import { decodeFrame, encodeFrame, hostSchema, MAX_FRAME_PAYLOAD, MAX_FRAME_SIZE, MAX_STREAM_ID, MAX_WINDOW, openPortSchema, type Frame, type GoAwayCode, type Hello, type OpenCompress, type StreamFrame } from './frames.ts';
 
@@ -92,9 +93,6 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   let compression: 'deflate' | 'none' = 'none';
   const api = { rawIn: 0, rawOut: 0, wireIn: 0, wireOut: 0 };
   const codec = createCodec();
-  const streams = new Map<number, TunnelStream>();
-  const pending = new Map<number, PendingOpen>();
-  const dials = new Map<number, string>();
 
   let markReady!: () => void;
   let failReady!: (e: Error) => void;
@@ -139,12 +137,14 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     },
   });
 
+  const table = createStreamTable((st) => scheduler.forget(st));
+  const settleOpen = table.settle;
+
   const host = {
     send,
     wantSend: (st: TunnelStream) => scheduler.want(st),
     release: (st: TunnelStream) => {
-      streams.delete(st.id);
-      scheduler.forget(st);
+      table.release(st);
       log.debug('tunnel stream ended', { stream: st.id, destination: st.destination });
       drainedCheck();
     },
@@ -154,7 +154,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     const compressOut = compress === true || (compress === 'answers' && !opener);
     const compressIn = compress === true || (compress === 'answers' && opener);
     const st = new TunnelStream(sid, destination, host, { window, peerWindow, writableHighWaterMark: 64 * 1024, compressOut, compressIn });
-    streams.set(sid, st);
+    table.addStream(st);
     return st;
   };
 
@@ -170,9 +170,9 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   const enterDraining = () => {
     state = 'draining';
     failReady(new TetherError(ErrorCode.TunnelClosed, 'tunnel session: draining before the handshake finished'));
-    for (const [sid, p] of pending) if (!p.sent) settleOpen(sid, p, new TetherError(ErrorCode.TunnelClosed, `open stream to ${p.host}:${p.port}: the tunnel session is draining`));
+    for (const [sid, p] of table.unsent()) settleOpen(sid, p, new TetherError(ErrorCode.TunnelClosed, `open stream to ${p.host}:${p.port}: the tunnel session is draining`));
   };
-  const liveCount = () => streams.size + pending.size + dials.size;
+  const liveCount = () => table.live;
   /** Drained once no stream is left and the send queue is out (a last ZDATA and FIN included). */
   const drainedCheck = () => {
     if (state === 'draining' && liveCount() === 0 && tx.length === 0) end('drained', 'drained: no streams left', 'local');
@@ -180,24 +180,9 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
 
   /** Reset one stream, whatever stage it is in, and tell the peer. */
   const resetStream = (sid: number, err: TetherError, reason: string) => {
-    const st = streams.get(sid);
-    if (st) {
-      streams.delete(sid);
-      scheduler.forget(st);
-      st.fail(err);
-    }
-    const p = pending.get(sid);
-    if (p) settleOpen(sid, p, err);
-    dials.delete(sid);
+    table.fail(sid, err);
     send({ type: 'close', stream: sid, reset: true, reason });
     drainedCheck();
-  };
-
-  const settleOpen = (sid: number, p: PendingOpen, outcome: Error | Duplex) => {
-    pending.delete(sid);
-    p.dispose();
-    if (outcome instanceof Error) p.reject(outcome);
-    else p.resolve(outcome);
   };
 
   const end = (code: GoAwayCode, reason: string, by: SessionClosed['by']) => {
@@ -217,11 +202,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
       }
     }
     const err = new TetherError(ErrorCode.TunnelClosed, `tunnel session closed: ${reason}`);
-    for (const [sid, p] of pending) settleOpen(sid, p, err);
-    dials.clear();
-    const live = [...streams.values()];
-    streams.clear();
-    for (const st of live) st.fail(err);
+    table.failAll(err);
     failReady(err);
     const fields = { code: closeInfo.code, by, reason, node: peer?.node };
     const quiet = closeInfo.code === 'normal' || closeInfo.code === 'drained' || closeInfo.code === 'replaced';
@@ -243,7 +224,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
   const becomeOpen = () => {
     state = 'open';
     markReady();
-    for (const [sid, p] of pending) if (!p.sent) sendOpen(sid, p);
+    for (const [sid, p] of table.unsent()) sendOpen(sid, p);
   };
   const sendOpen = (sid: number, p: PendingOpen) => {
     p.sent = true;
@@ -285,7 +266,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     if (state !== 'open') return refuse(ErrorCode.TunnelClosed, `the ${role} is ${state === 'draining' ? 'draining' : 'not ready'}: no new streams`);
     if (!opts.onOpen) return refuse(ErrorCode.TunnelDenied, `the ${role} accepts no streams`);
     if (liveCount() >= maxStreams) return refuse(ErrorCode.TunnelDial, `too many streams (limit ${maxStreams})`);
-    dials.set(sid, destination);
+    table.startDial(sid, destination);
     const onOpen = opts.onOpen;
     const compress = compression === 'deflate' && f.compress ? f.compress : false;
     const info: OpenInfo = !compress ? { compress: false } : compress === true ? { compress: true } : { compress: true, direction: 'answers' };
@@ -293,7 +274,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
       .then(() => onOpen(f.host, f.port, info))
       .then(
         (socket) => {
-          if (!dials.delete(sid)) {
+          if (!table.endDial(sid)) {
             socket.destroy(); // reset or session closed while dialing
             return;
           }
@@ -303,7 +284,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
           bridge(st.duplex, socket, log, sid);
         },
         (e) => {
-          if (!dials.delete(sid)) return;
+          if (!table.endDial(sid)) return;
           const r = openRefusal(e);
           refuse(r.code, r.reason);
           drainedCheck();
@@ -315,7 +296,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     if (f.type === 'open') return acceptOpen(f);
     const sid = f.stream;
     if (f.type === 'open-result') {
-      const p = pending.get(sid);
+      const p = table.pendingOpen(sid);
       if (!p || !p.sent) {
         if (f.result.ok) send({ type: 'close', stream: sid, reset: true, reason: 'stream no longer wanted' });
         return;
@@ -325,16 +306,9 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
       log.debug('tunnel stream open', { stream: sid, destination: st.destination });
       return settleOpen(sid, p, st.duplex);
     }
-    const st = streams.get(sid);
+    const st = table.stream(sid);
     if (f.type === 'close' && f.reset) {
-      if (st) {
-        streams.delete(sid);
-        scheduler.forget(st);
-        st.fail(resetError(f.reason));
-      }
-      const p = pending.get(sid);
-      if (p) settleOpen(sid, p, resetError(f.reason));
-      dials.delete(sid);
+      table.fail(sid, resetError(f.reason));
       return drainedCheck();
     }
     if (f.type === 'zdata') return onZData(sid, f.data, st);
@@ -363,7 +337,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
         if (state === 'closed') return;
         api.rawIn += raw.length;
         bytesIn += raw.length;
-        const live = streams.get(sid);
+        const live = table.stream(sid);
         if (live && raw.length > 0) {
           const violation = live.onData(raw);
           if (violation) streamProtocolError(sid, violation);
@@ -467,7 +441,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
           },
         };
         const giveUp = (err: TetherError, reason: string) => {
-          if (pending.get(sid) !== p) return;
+          if (table.pendingOpen(sid) !== p) return;
           settleOpen(sid, p, err);
           if (p.sent) send({ type: 'close', stream: sid, reset: true, reason });
           drainedCheck();
@@ -476,7 +450,7 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
         timer.unref?.();
         const onAbort = () => giveUp(new TetherError(ErrorCode.TunnelDial, `open stream to ${destination}: aborted`, { cause: o.signal?.reason }), 'open aborted');
         o.signal?.addEventListener('abort', onAbort, { once: true });
-        pending.set(sid, p);
+        table.addPending(sid, p);
         if (state === 'open') sendOpen(sid, p);
       });
     },
@@ -492,17 +466,15 @@ export function createTunnelSession(opts: TunnelSessionOptions): TunnelSession {
     },
     stats() {
       const queuedBytes: Record<number, number> = {};
-      for (const st of streams.values()) queuedBytes[st.id] = st.queued;
+      for (const st of table.streams()) queuedBytes[st.id] = st.queued;
       return { streams: liveCount(), bytesIn, bytesOut, queuedBytes, rttMs: heartbeat.rttMs, apiRawIn: api.rawIn, apiRawOut: api.rawOut, apiWireIn: api.wireIn, apiWireOut: api.wireOut };
     },
   };
   internals.set(session, () => ({
     state,
-    streams: streams.size,
-    pendingOpens: pending.size,
-    dials: dials.size,
+    ...table.counts,
     scheduled: scheduler.waiting,
-    timers: heartbeat.timers + scheduler.timers + pending.size,
+    timers: heartbeat.timers + scheduler.timers + table.counts.pendingOpens,
     zlibContexts: codec.contexts,
     queuedFrames: tx.length + rx.length,
   }));
