@@ -9,7 +9,9 @@
  * filled and a PoolSet's workload placed on it by the controllers in the Pods; `kubectl logs`
  * and `exec` reach that workload through the in-cluster hub; deleting the hub Pod that holds the
  * node's tunnel moves the tunnel to the other replica, and a `kubectl logs -f` started before
- * ends (kubectl does not reconnect a follow) with the lines it had, and a new one works at once.
+ * ends (kubectl does not reconnect a follow) with the lines it had, and a new one works at once;
+ * a SIGKILLed hub container (a crash) is survived the same way: the agent dials the NodePort
+ * again, exec works, the kubelet restarts the container.
  *
  * The cluster is the suite's own (startCluster): its egress configuration names the NodePort.
  */
@@ -248,4 +250,29 @@ describe.skipIf(!isRoot)('tether-hub deployed with kubectl apply -k, as Pods on 
       (l) => after.some((p) => p.metadata.name === l.spec?.holderIdentity), 60_000).catch(explain);
     expect(after.map((p) => p.metadata.name)).toContain(lease.spec.holderIdentity);
   }, 420_000);
+
+  test("a crash of the hub container holding the node's tunnel (SIGKILL): the agent reconnects through the NodePort, exec works again, the kubelet restarts the container", async () => {
+    const pods = await hub.ready(2);
+    const holder = (await tunnelHolder())!;
+    const victim = pods.find((p) => p.metadata.name === holder)!;
+    expect(victim).toBeDefined();
+    const containerId = victim.status.containerStatuses![0]!.containerID!.replace(/^containerd:\/\//, '');
+    const restarts = victim.status.containerStatuses![0]!.restartCount;
+    const connected = () => edge.processes().agent!.log.filter((l) => l.includes('"msg":"tunnel connected"')).length;
+    const sessionsBefore = connected();
+
+    const kill = await cloudNode.ctr(['tasks', 'kill', '--signal', 'SIGKILL', containerId]);
+    expect(kill.code).toBe(0);
+    // A new session: the dead process's connections closed, so the agent dialed again (the
+    // NodePort picks a live replica, or the restarted container of the same Pod).
+    await until('agent reconnected', async () => connected(), (n) => n > sessionsBefore, 60_000).catch(explain);
+    const out = await until('exec through the new session', () => kubectl(['exec', workloadPod, '-n', ns, '--', 'echo', 'after-crash']), (r) => r.code === 0, 60_000).catch(explain);
+    expect(out.stdout.trim()).toBe('after-crash');
+    const restarted = await until('container restarted by the kubelet', async () => (await hub.pods()).find((p) => p.metadata.name === holder),
+      (p) => (p?.status.containerStatuses?.[0]?.restartCount ?? 0) > restarts, 120_000).catch(explain);
+    expect(restarted!.metadata.uid).toBe(victim.metadata.uid);
+    const now = await until('tunnel Lease held by a Ready Pod', async () => ({ holder: await tunnelHolder(), ready: await hubPodNames() }),
+      (x) => !!x.holder && x.ready.includes(x.holder), 60_000).catch(explain);
+    console.log(`after SIGKILL of ${holder}'s container the tunnel is held by ${now.holder === holder ? 'the same Pod, restarted' : 'the other replica'}`);
+  }, 300_000);
 });
