@@ -7,7 +7,8 @@ import { dialSpdy } from './spdy-dialer.ts';
 import { RstStatus, type HeaderMap } from './spdy-frames.ts';
 import type { SpdySession } from './spdy-session.ts';
 import type { SpdyStream } from './spdy-stream.ts';
-import { readAll, startEchoServer, startStreamServer, until, type EchoServer, type StreamServer } from './test-harness.ts';
+import { readAll, startEchoServer, startStreamServer, type EchoServer, type StreamServer } from './test-harness.ts';
+import { waitFor } from '../../wait.ts';
 
 const log = createMemoryLogger('warn');
 const processRuntime = createProcessRuntime();
@@ -115,7 +116,7 @@ describe('port-forward over SPDY', () => {
     const message = await error;
     expect(message).toStartWith(`error forwarding port ${port} to pod pod1_default, uid : `);
     expect(message).toContain('ECONNREFUSED');
-    await until(() => data.destroyed, 'the data stream to be reset');
+    await waitFor('the data stream to be reset', () => data.destroyed);
     expect(data.resetStatus).toBe(RstStatus.Cancel);
     await session.close();
   });

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createProcessRuntime, type ProcessRuntime } from './process-runtime.ts';
-import { readAll, until } from './test-harness.ts';
+import { readAll } from './test-harness.ts';
+import { waitFor } from '../../wait.ts';
 
 const target = { namespace: 'ns', pod: 'pod', container: 'app' };
 let runtime: ProcessRuntime;
@@ -27,7 +28,7 @@ describe('createProcessRuntime', () => {
     let seenByB = '';
     b.stdout.on('data', (d: Buffer) => (seenByB += d));
     a.stdin.write('hello\n');
-    await until(() => seenByB === 'hello\n', 'b to see the output');
+    await waitFor('b to see the output', () => seenByB === 'hello\n');
     a.stdin.end();
     await Promise.all([a.done, b.done]);
     expect((await readAll(a.stdout)).toString()).toBe('hello\n');
@@ -35,7 +36,7 @@ describe('createProcessRuntime', () => {
     let seenByC = '';
     c.stdout.on('data', (d: Buffer) => (seenByC += d));
     c.stdin.write('fresh\n');
-    await until(() => seenByC === 'fresh\n', 'a fresh process to echo');
+    await waitFor('a fresh process to echo', () => seenByC === 'fresh\n');
     c.detach();
     await c.done;
   });
@@ -45,7 +46,7 @@ describe('createProcessRuntime', () => {
     const child = runtime.exec(target, ['sleep', '600'], { tty: false });
     const attached = runtime.attach(target, { tty: false });
     runtime.close();
-    await until(() => child.signalCode === 'SIGKILL', 'the exec child to be killed');
+    await waitFor('the exec child to be killed', () => child.signalCode === 'SIGKILL');
     await attached.done;
   });
 });

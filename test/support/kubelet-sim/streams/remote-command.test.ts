@@ -9,7 +9,8 @@ import { serveRemoteCommandSpdy } from './remote-command.ts';
 import { SpdySession } from './spdy-session.ts';
 import { dialSpdy, UpgradeRefused } from './spdy-dialer.ts';
 import type { SpdyStream } from './spdy-stream.ts';
-import { readAll, startStreamServer, until, type StreamServer } from './test-harness.ts';
+import { readAll, startStreamServer, type StreamServer } from './test-harness.ts';
+import { waitFor } from '../../wait.ts';
 
 const log = createMemoryLogger('warn');
 let runtime: ProcessRuntime;
@@ -137,7 +138,7 @@ describe('exec over SPDY, protocol v4', () => {
     const child = started[before]!;
     expect(child.exitCode).toBeNull();
     await session.close();
-    await until(() => child.signalCode !== null, 'the process to be killed');
+    await waitFor('the process to be killed', () => child.signalCode !== null);
     expect(child.signalCode).toBe('SIGKILL');
   });
 });
@@ -158,7 +159,7 @@ describe('stream creation timeout', () => {
       const client = new SpdySession(socket, { role: 'client', log });
       await client.openStream({ streamtype: ['error'] }).replied; // stdout never comes
       await client.closed;
-      await until(() => child.signalCode === 'SIGKILL', 'the process to be killed');
+      await waitFor('the process to be killed', () => child.signalCode === 'SIGKILL');
     } finally {
       tcp.close();
     }
@@ -219,7 +220,7 @@ describe('attach over SPDY', () => {
     let seen = '';
     watcher.streams.stdout!.on('data', (b: Buffer) => (seen += b.toString()));
     writer.streams.stdin!.write('one line\n');
-    await until(() => seen === 'one line\n', 'the watcher to see the line');
+    await waitFor('the watcher to see the line', () => seen === 'one line\n');
     writer.streams.stdin!.end('last line\n');
     const [out, error, watcherError] = await Promise.all([
       readAll(writer.streams.stdout!),

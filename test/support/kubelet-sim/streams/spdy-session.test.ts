@@ -6,7 +6,8 @@ import { createFrameCodec } from './spdy-codec.ts';
 import { FrameParser, GoAwayStatus, RstStatus, SettingId, type Frame } from './spdy-frames.ts';
 import { SpdySession, type SpdySessionOptions } from './spdy-session.ts';
 import type { SpdyStream } from './spdy-stream.ts';
-import { readAll, until } from './test-harness.ts';
+import { readAll } from './test-harness.ts';
+import { waitFor } from '../../wait.ts';
 
 const log = createMemoryLogger('warn');
 const cleanups: Array<() => void> = [];
@@ -66,7 +67,7 @@ async function rawPeer(port: number) {
     /** Pings and waits for the echo: everything the server sent before answering has arrived. */
     sync: async (id: number) => {
       await socket.write(await codec.encode({ type: 'ping', id }));
-      await until(() => frames.some((f) => f.type === 'ping' && f.id === id), `ping ${id} echo`);
+      await waitFor(`ping ${id} echo`, () => frames.some((f) => f.type === 'ping' && f.id === id));
     },
   };
 }
@@ -84,7 +85,7 @@ describe('SpdySession between two sessions', () => {
     const payload = randomBytes(300 * 1024);
     stream.end(payload);
     expect((await readAll(stream)).equals(payload)).toBe(true);
-    await until(() => client.streams.size === 0 && sessions[0]!.streams.size === 0, 'both sides to forget the stream');
+    await waitFor('both sides to forget the stream', () => client.streams.size === 0 && sessions[0]!.streams.size === 0);
   });
 
   test('the SYN_STREAM headers reach the handler', async () => {
@@ -112,9 +113,9 @@ describe('SpdySession between two sessions', () => {
   test('close() sends GOAWAY and ends the connection', async () => {
     const { port, sessions } = await serve({});
     const peer = await rawPeer(port);
-    await until(() => sessions.length === 1, 'the server session');
+    await waitFor('the server session', () => sessions.length === 1);
     await sessions[0]!.close();
-    await until(() => peer.closed(), 'the connection to close');
+    await waitFor('the connection to close', () => peer.closed());
     expect(peer.frames).toContainEqual({ type: 'goaway', lastGoodStreamId: 0, status: GoAwayStatus.Ok });
   });
 });
@@ -124,7 +125,7 @@ describe('SpdySession against a raw peer', () => {
     const { port } = await serve({ onStream: (s) => void s.end(randomBytes(300 * 1024)) });
     const peer = await rawPeer(port);
     await peer.send(synStream(1));
-    await until(() => peer.frames.some((f) => f.type === 'data' && f.fin), 'FIN on stream 1');
+    await waitFor('FIN on stream 1', () => peer.frames.some((f) => f.type === 'data' && f.fin));
     expect(peer.dataBytes(1)).toBe(300 * 1024);
   });
 
@@ -134,7 +135,7 @@ describe('SpdySession against a raw peer', () => {
     const peer = await rawPeer(port);
     await peer.send(synStream(1));
     await peer.send({ type: 'data', streamId: 1, fin: false, data: randomBytes(100_000) });
-    await until(() => got.reduce((n, b) => n + b.length, 0) === 100_000, 'the server to consume the data');
+    await waitFor('the server to consume the data', () => got.reduce((n, b) => n + b.length, 0) === 100_000);
     await peer.sync(1);
     const updates = peer.frames.filter((f) => f.type === 'window_update');
     const acked = (id: number) => updates.reduce((n, f) => n + (f.type === 'window_update' && f.streamId === id ? f.delta : 0), 0);
@@ -146,17 +147,17 @@ describe('SpdySession against a raw peer', () => {
     const { port } = await serve({ flowControl: 'enforce', onStream: (s) => void s.end(randomBytes(100_000)) });
     const peer = await rawPeer(port);
     await peer.send(synStream(1));
-    await until(() => peer.dataBytes(1) === 65_536, 'the first window');
+    await waitFor('the first window', () => peer.dataBytes(1) === 65_536);
     await peer.sync(1);
     expect(peer.dataBytes(1)).toBe(65_536);
     await peer.send({ type: 'window_update', streamId: 1, delta: 20_000 });
     await peer.send({ type: 'window_update', streamId: 0, delta: 20_000 });
-    await until(() => peer.dataBytes(1) === 85_536, 'the second window');
+    await waitFor('the second window', () => peer.dataBytes(1) === 85_536);
     await peer.sync(3);
     expect(peer.dataBytes(1)).toBe(85_536);
     await peer.send({ type: 'window_update', streamId: 1, delta: 20_000 });
     await peer.send({ type: 'window_update', streamId: 0, delta: 20_000 });
-    await until(() => peer.frames.some((f) => f.type === 'data' && f.fin), 'FIN');
+    await waitFor('FIN', () => peer.frames.some((f) => f.type === 'data' && f.fin));
     expect(peer.dataBytes(1)).toBe(100_000);
   });
 
@@ -165,11 +166,11 @@ describe('SpdySession against a raw peer', () => {
     const peer = await rawPeer(port);
     await peer.send({ type: 'settings', clear: false, entries: [{ id: SettingId.InitialWindowSize, flags: 0, value: 1000 }] });
     await peer.send(synStream(1));
-    await until(() => peer.dataBytes(1) === 1000, 'the first 1000 bytes');
+    await waitFor('the first 1000 bytes', () => peer.dataBytes(1) === 1000);
     await peer.sync(1);
     expect(peer.dataBytes(1)).toBe(1000);
     await peer.send({ type: 'window_update', streamId: 1, delta: 2000 });
-    await until(() => peer.frames.some((f) => f.type === 'data' && f.fin), 'FIN');
+    await waitFor('FIN', () => peer.frames.some((f) => f.type === 'data' && f.fin));
     expect(peer.dataBytes(1)).toBe(3000);
   });
 
@@ -181,13 +182,13 @@ describe('SpdySession against a raw peer', () => {
     const chunk = randomBytes(32 * 1024);
     for (let i = 0; i < 128; i++) await peer.send({ type: 'data', streamId: 1, fin: i === 127, data: chunk });
     await peer.send({ type: 'ping', id: 7 });
-    await until(() => (streams[0]?.readableLength ?? 0) >= 16 * 1024, 'the stream buffer to fill');
+    await waitFor('the stream buffer to fill', () => (streams[0]?.readableLength ?? 0) >= 16 * 1024);
     // The ping sits behind 4 MiB the server may not read yet.
     expect(streams[0]!.readableLength).toBeLessThanOrEqual(64 * 1024);
     expect(peer.frames.some((f) => f.type === 'ping')).toBe(false);
     const all = await readAll(streams[0]!);
     expect(all.length).toBe(128 * chunk.length);
-    await until(() => peer.frames.some((f) => f.type === 'ping' && f.id === 7), 'the ping echo');
+    await waitFor('the ping echo', () => peer.frames.some((f) => f.type === 'ping' && f.id === 7));
   });
 
   test('data after the peer already sent FIN is answered with STREAM_ALREADY_CLOSED', async () => {
@@ -196,7 +197,7 @@ describe('SpdySession against a raw peer', () => {
     await peer.send(synStream(1));
     await peer.send({ type: 'data', streamId: 1, fin: true, data: Buffer.from('last') });
     await peer.send({ type: 'data', streamId: 1, fin: false, data: Buffer.from('too late') });
-    await until(() => peer.frames.some((f) => f.type === 'rst_stream'), 'RST_STREAM');
+    await waitFor('RST_STREAM', () => peer.frames.some((f) => f.type === 'rst_stream'));
     expect(peer.frames).toContainEqual({ type: 'rst_stream', streamId: 1, status: RstStatus.StreamAlreadyClosed });
   });
 
@@ -204,7 +205,7 @@ describe('SpdySession against a raw peer', () => {
     const { port } = await serve({ onStream: () => true });
     const peer = await rawPeer(port);
     await peer.send(synStream(2));
-    await until(() => peer.frames.some((f) => f.type === 'rst_stream'), 'RST_STREAM');
+    await waitFor('RST_STREAM', () => peer.frames.some((f) => f.type === 'rst_stream'));
     expect(peer.frames).toContainEqual({ type: 'rst_stream', streamId: 2, status: RstStatus.ProtocolError });
   });
 
@@ -212,7 +213,7 @@ describe('SpdySession against a raw peer', () => {
     const { port } = await serve({});
     const peer = await rawPeer(port);
     peer.sendBytes(Buffer.from('8002000600000004000000ff', 'hex')); // a SPDY/2 PING
-    await until(() => peer.closed(), 'the connection to close');
+    await waitFor('the connection to close', () => peer.closed());
     expect(peer.frames).toContainEqual({ type: 'goaway', lastGoodStreamId: 0, status: GoAwayStatus.ProtocolError });
   });
 });

@@ -1,37 +1,31 @@
 /**
- * Test helpers: an in-process HTTPS server (self-signed certificate made with the openssl CLI)
- * or plain HTTP server whose `upgrade` event goes to handleStreamUpgrade, a local TCP echo server,
- * and a poll-until helper. Used by the *.test.ts files of this folder only.
+ * Test helpers: an in-process HTTPS server (its certificate from test/support/pki.ts) or plain
+ * HTTP server whose `upgrade` event goes to handleStreamUpgrade, and a local TCP echo server.
+ * Used by the *.test.ts files of this folder only (they wait with test/support/wait.ts).
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createMemoryLogger } from '../../../../shared/log.ts';
+import { createTestPki } from '../../pki.ts';
 import { handleStreamUpgrade } from './index.ts';
 import type { ContainerRuntime } from './types.ts';
 
-let cert: { key: string; cert: string } | undefined;
+let serving: Promise<{ key: string; cert: string; ca: string }> | undefined;
 
-function selfSigned(): { key: string; cert: string } {
-  if (cert) return cert;
-  const dir = mkdtempSync(join(tmpdir(), 'kubelet-sim-streams-'));
-  try {
-    const run = spawnSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-    ]);
-    if (run.status !== 0) throw new Error(`openssl: ${run.stderr.toString()}`);
-    cert = { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8') };
-    return cert;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+/** One serving certificate for 127.0.0.1 per test process; the PEMs stay in memory. */
+function servingCert(): Promise<{ key: string; cert: string; ca: string }> {
+  serving ??= (async () => {
+    const pki = await createTestPki();
+    try {
+      const s = await pki.server({ ips: ['127.0.0.1'], days: 1 });
+      return { key: s.keyPem, cert: s.certPem, ca: pki.caPem };
+    } finally {
+      pki.remove();
+    }
+  })();
+  return serving;
 }
 
 export interface StreamServer {
@@ -45,8 +39,8 @@ export interface StreamServer {
 export async function startStreamServer(runtime: ContainerRuntime, opts: { tls?: boolean } = {}): Promise<StreamServer> {
   const log = createMemoryLogger();
   const tls = opts.tls ?? true;
-  const keyPair = tls ? selfSigned() : undefined;
-  const server = keyPair ? https.createServer(keyPair) : http.createServer();
+  const keyPair = tls ? await servingCert() : undefined;
+  const server = keyPair ? https.createServer({ key: keyPair.key, cert: keyPair.cert }) : http.createServer();
   const sockets = new Set<Duplex>();
   server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
     sockets.add(socket);
@@ -57,7 +51,7 @@ export async function startStreamServer(runtime: ContainerRuntime, opts: { tls?:
   const { port } = server.address() as net.AddressInfo;
   return {
     url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
-    ca: keyPair?.cert,
+    ca: keyPair?.ca,
     log,
     close: async () => {
       for (const s of sockets) s.destroy();
@@ -93,15 +87,6 @@ export async function startEchoServer(): Promise<EchoServer> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** Polls until `check` returns true; fails after the deadline (no fixed sleeps in tests). */
-export async function until(check: () => boolean, what: string, deadlineMs = 10_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 /** Reads a stream to its end. */
