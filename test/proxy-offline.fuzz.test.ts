@@ -26,7 +26,7 @@ import { Registry } from '../shared/metrics.ts';
 import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds } from '../shared/tunnel/_fuzz.ts';
 import { createCache, createEventBus } from '../edge/cache/index.ts';
 import { createLocalCa, localCaFrom } from '../edge/certs/local-ca.ts';
-import { type FuzzSender, checkAnswer, exchange } from '../edge/proxy/_fuzz-client.ts';
+import { type FuzzSender, checkAnswer, exchange } from './support/fuzz-client.ts';
 import { createListener, type Listener } from '../edge/proxy/listener.ts';
 import { type ProxyServer, type Target, createProxyServer } from '../edge/proxy/server.ts';
 import { type Store, createStore } from '../edge/store/index.ts';

@@ -20,6 +20,7 @@ import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import { type ResourceRequestInfo, apiserverBadRequest, tooLargeResourceVersion } from '../../shared/kube/index.ts';
 import { statusBody } from '../../shared/kube/status.ts';
 import type { KubeObject, Store } from '../store/index.ts';
+import { listAnswerVersion, listTooNew, namesVersion } from '../store/resource-version.ts';
 import { type AccessDecision, accessOf, unknownError } from './access.ts';
 import type { CachedAnswer } from './contract.ts';
 import { listKindKey } from './documents.ts';
@@ -128,15 +129,15 @@ export function readList(store: Store, info: ResourceRequestInfo, cachedComponen
     warning = OFFLINE_WARNING;
   }
   mustBeAllowed(access);
-  const rv = String(stream?.watermark ?? store.streams.watermark(info.gvr));
+  const rv = listAnswerVersion(stream?.watermark, () => store.streams.watermark(info.gvr));
   // As storage.ValidateListOptions: the token is decoded first, then a resourceVersion beside it refused.
   const from = info.continue ? continueFrom(info.continue, info.namespace) : undefined;
-  if (from !== undefined && info.resourceVersion && info.resourceVersion !== '0') {
+  if (from !== undefined && namesVersion(info.resourceVersion)) {
     throw apiserverBadRequest('specifying resource version is not allowed when using continue');
   }
-  if (info.resourceVersion && info.resourceVersion !== '0' && info.resourceVersionMatch !== 'Exact' && BigInt(info.resourceVersion) > BigInt(rv || '0')) {
+  if (listTooNew(info, rv)) {
     // The store does not move while offline: no Retry-After (the reflector relists from "" instead).
-    throw tooLargeResourceVersion(info.resourceVersion, rv);
+    throw tooLargeResourceVersion(String(info.resourceVersion), rv);
   }
   // Filter on what the store keeps beside each object; decode an object only when that is not enough.
   const bySelectable = selectableMatcher(info);

@@ -22,6 +22,7 @@
 import type { Logger } from '../../shared/log.ts';
 import type { RequestInfo, ResourceRequestInfo } from '../../shared/kube/index.ts';
 import type { KubeObject, Store, WatchEvent } from '../store/index.ts';
+import { watchStart } from '../store/resource-version.ts';
 import type { Headers, Tap } from './contract.ts';
 import { accessOf } from './access.ts';
 import { documentKey, listKindKey } from './documents.ts';
@@ -122,8 +123,11 @@ export function createRecorder(opts: RecorderOptions): Recorder {
 
   const watchTap = (info: ResourceRequestInfo): Tap => {
     const scope = scopeOf(info);
-    const asList = info.sendInitialEvents === true;
-    const fromNow = !asList && (info.resourceVersion === undefined || info.resourceVersion === '0');
+    // How the watch starts (resource-version.ts rule 1): a WatchList is recorded as a LIST; a watch
+    // from "now" updates objects without a log (its history is not the scope's); a resumed one is logged.
+    const how = watchStart(info);
+    const asList = how.kind === 'watch-list';
+    const fromNow = how.kind === 'from-now';
     let initial: KubeObject[] | undefined = asList ? [] : undefined;
     let partial = '';
     let pending: WatchEvent[] = [];
@@ -185,7 +189,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     return {
       head: (status, headers) => {
         if (status !== 200 || !isJson(headers)) return false;
-        if (!asList && !fromNow) start(info.resourceVersion ?? '');
+        if (how.kind === 'resume') start(how.rv);
         guard('view', () => store.streams.recordView(info.component, store.streams.ensure(scope).id, ''));
         return true;
       },

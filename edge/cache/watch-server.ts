@@ -15,6 +15,7 @@ import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { ResourceRequestInfo } from '../../shared/kube/index.ts';
 import { statusBody } from '../../shared/kube/status.ts';
 import type { KubeObject, LoggedEvent, Store } from '../store/index.ts';
+import { resumeFrom, watchStart } from '../store/resource-version.ts';
 import type { EventBus } from './bus.ts';
 import type { WatchOutput, WatchSink } from './contract.ts';
 import { listKindKey } from './documents.ts';
@@ -94,26 +95,26 @@ export function serveWatch(opts: WatchServerOptions, info: ResourceRequestInfo, 
     else if (was) type = 'DELETED';
     if (is) visible.add(key);
     else visible.delete(key);
-    lastRv = Math.max(lastRv, ev.rvNum);
+    lastRv = Math.max(lastRv, ev.rvNum); // BOOKMARKs carry the newest resourceVersion delivered
     if (type) sink.write(line(type, ev.object));
   };
 
-  const rv = info.resourceVersion;
-  const initial = info.sendInitialEvents === true || rv === undefined || rv === '0';
-  // The replay and the subscription below happen in one synchronous turn: no event falls between them.
-  if (initial) {
+  // How the watch starts (edge/store/resource-version.ts rule 1). The replay and the subscription
+  // below happen in one synchronous turn: no event falls between them.
+  const how = watchStart(info);
+  if (how.kind !== 'resume') {
     const objs: KubeObject[] = store.objects.list(info.gvr, info.namespace || undefined).filter(match);
     for (const o of objs) {
       visible.add(keyOf(o));
       sink.write(line('ADDED', o));
     }
-    if (info.sendInitialEvents === true && info.allowWatchBookmarks) {
+    if (how.kind === 'watch-list' && info.allowWatchBookmarks) {
       sink.write(line('BOOKMARK', bookmarkObject(stream.watermark, { 'k8s.io/initial-events-end': 'true' })));
     }
   } else {
-    const from = Number(rv);
-    if (!Number.isSafeInteger(from) || from < stream.continuousFrom) {
-      sink.write(expired(rv, stream.continuousFrom));
+    const from = resumeFrom(how.rv, stream);
+    if (from === undefined) {
+      sink.write(expired(how.rv, stream.continuousFrom));
       close();
       return;
     }

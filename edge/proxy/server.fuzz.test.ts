@@ -15,7 +15,7 @@ import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
 import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds } from '../../shared/tunnel/_fuzz.ts';
 import { createLocalCa, localCaFrom } from '../certs/local-ca.ts';
-import { type FuzzSender, checkAnswer, exchange } from './_fuzz-client.ts';
+import { type FuzzSender, checkAnswer, exchange } from '../../test/support/fuzz-client.ts';
 import { createListener, type Listener } from './listener.ts';
 import { type ProxyServer, type Target, createProxyServer } from './server.ts';
 

@@ -37,6 +37,7 @@ import { type LocalTls, createListener } from './listener.ts';
 import { FLAPPING_RETRY_SECONDS, rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
 import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
 import type { Cache, CachedAnswer } from '../cache/contract.ts';
+import { wantsTable } from '../cache/table.ts';
 import { isTokenRequest } from '../cache/tokens.ts';
 import { type RelaySink, type WatchRelayOptions, relayWatch } from './watch-relay.ts';
 
@@ -104,8 +105,6 @@ export interface ProxyServer {
 }
 
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
-/** An Accept that asks for server-side printing (kubectl get). */
-const TABLE_ACCEPT = /as=Table;v=v1;g=meta\.k8s\.io/;
 
 function decodeURIComponentSafe(s: string): string {
   try {
@@ -166,7 +165,7 @@ export function createProxyServer(opts: ProxyOptions): Promise<ProxyServer> {
     const admitted = cache.read(info, cached, req.headers.accept);
     if (admitted.status !== 200) throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and this watch may not be served from the node's cache (${admitted.status})`);
     // kubectl's server-side printing: Table rows from the log too, so `get -w` keeps its columns at a cut.
-    cache.watch(info, sink, TABLE_ACCEPT.test(String(req.headers.accept ?? '')) ? { table: { headers: !tableSeen } } : undefined);
+    cache.watch(info, sink, wantsTable(req.headers.accept) ? { table: { headers: !tableSeen } } : undefined);
   };
   /** What a client's watch needs to live through cuts and heals (watch-relay.ts). */
   const watchRelayOptions = (info: ResourceRequestInfo, req: IncomingMessage, who: ClientIdentity, cached: boolean, filter: ResponseFilter | undefined, accept?: string): WatchRelayOptions<Target> => {

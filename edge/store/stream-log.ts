@@ -26,13 +26,16 @@
  *     never lets a stale object overwrite a newer one.
  *   - local events (offline writes) carry the gvr's highest watermark as resourceVersion, so every
  *     resourceVersion a client is handed is one the apiserver issued and can resume from.
- * The log never sees an HTTP request: scopes, decoded objects and predicates come in.
+ * Which resourceVersion moves which mark is decided in resource-version.ts (its rules 2–6); this
+ * file keeps the marks and the events. The log never sees an HTTP request: scopes, decoded objects
+ * and predicates come in.
  */
 import { and, asc, eq, lte, sql } from 'drizzle-orm';
 import type { StoreDb } from './db.ts';
 import { guarded } from './db.ts';
 import { events, streams, views, type StreamRow } from './schema.ts';
-import { type KubeObject, type SnapshotStore, rvNumber } from './snapshot-store.ts';
+import { type KubeObject, type SnapshotStore } from './snapshot-store.ts';
+import { advances, afterLastWatchEnd, afterList, afterPrune, afterWatchStart, caughtUpWith, localResourceVersion, newerThanList, rvNumber, showsChange } from './resource-version.ts';
 
 export interface Scope {
   gvr: string;
@@ -104,8 +107,7 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
   const isLive = (id: number) => (live.get(id) ?? 0) > 0;
   /** The log caught up to `watermark`: a LIST it was behind is covered now. */
   const caughtUp = (id: number, watermark: number) => {
-    const b = behind.get(id);
-    if (b !== undefined && watermark >= b) behind.delete(id);
+    if (caughtUpWith(behind.get(id), watermark)) behind.delete(id);
   };
   // Objects go through the snapshot store (one copy each, never moved backwards); the log keeps the history.
   const scopeWhere = (s: Scope) =>
@@ -173,7 +175,8 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
     if (!cut) return;
     db.delete(events).where(and(eq(events.streamId, s.id), lte(events.seq, cut.seq))).run();
     const cur = db.select().from(streams).where(eq(streams.id, s.id)).get();
-    if (cur && cut.rvNum > cur.continuousFrom) setMarks(s.id, cut.rvNum, cur.watermark);
+    const pruned = cur && afterPrune(cur, cut.rvNum);
+    if (pruned) setMarks(s.id, pruned.continuousFrom, pruned.watermark);
   };
 
   return {
@@ -193,13 +196,13 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
           for (const item of items) {
             const key = `${item.metadata.namespace ?? ''}/${item.metadata.name}`;
             const rv = rvNumber(item.metadata.resourceVersion);
-            if (rv === null || rv > s.watermark) changed = true;
+            if (showsChange(rv, s.watermark)) changed = true;
             if (rv === null || stored.get(key) !== rv) objects_.put(scope.gvr, item, { replace: 'newer' });
             stored.delete(key);
           }
           // What is left was not in the list: gone, unless stored at a newer version than the list, or outside the scope.
           for (const [key, rv] of stored) {
-            if (rv !== null && rv > listNum) continue;
+            if (newerThanList(rv, listNum)) continue;
             const [ns, name] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
             const o = objects_.get(scope.gvr, ns, name);
             if (o && inScope(o)) {
@@ -208,17 +211,10 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
             }
           }
           // A list newer than the log's watermark: are the events in between known?
-          let continuousFrom = s.continuousFrom;
-          let watermark = Math.max(s.watermark, listNum);
-          if (listNum > s.watermark) {
-            if (s.watermark === 0) continuousFrom = listNum; // nothing known of the scope yet: the log starts here
-            else if (!changed) caughtUp(s.id, watermark); // nothing changed in between: still continuous
-            else if (isLive(s.id)) {
-              watermark = s.watermark; // the live watch brings the events in between, above the watermark
-              behind.set(s.id, Math.max(behind.get(s.id) ?? 0, listNum));
-            } else continuousFrom = listNum; // unknown events in between: the log restarts here
-          }
-          setMarks(s.id, continuousFrom, watermark, { listed: true, listRv });
+          const marks = afterList(s, listNum, changed, isLive(s.id));
+          if (marks.caughtUp) caughtUp(s.id, marks.watermark);
+          if (marks.behind !== undefined) behind.set(s.id, Math.max(behind.get(s.id) ?? 0, marks.behind));
+          setMarks(s.id, marks.continuousFrom, marks.watermark, { listed: true, listRv });
           db.insert(views)
             .values({ component, streamId: s.id, listRv, updatedAt: new Date(now()) })
             .onConflictDoUpdate({ target: [views.component, views.streamId], set: { listRv, updatedAt: new Date(now()) } })
@@ -230,10 +226,10 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
     watchStarted(scope, fromRv) {
       wrap('record watch start', () => {
         const s = ensure(scope);
-        const from = rvNumber(fromRv);
-        if (from === null) return; // "" or "0": the watch starts at "now", its first events are synthetic ADDEDs
+        const start = afterWatchStart(s, fromRv, isLive(s.id));
+        if (!start.counts) return; // no number (""): nothing to count from
         // Above the watermark with no live watch of the scope: the events in between are unknown.
-        if (from > s.watermark && !isLive(s.id)) setMarks(s.id, from, from);
+        if (start.restart) setMarks(s.id, start.restart.continuousFrom, start.restart.watermark);
         live.set(s.id, (live.get(s.id) ?? 0) + 1);
       });
     },
@@ -246,9 +242,9 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
         if (n > 0) return void live.set(s.id, n);
         live.delete(s.id);
         // The last live watch ended before the log caught up with a LIST: the events in between are lost.
-        const b = behind.get(s.id);
+        const restart = afterLastWatchEnd(s, behind.get(s.id));
         behind.delete(s.id);
-        if (b !== undefined && b > s.watermark) setMarks(s.id, b, b);
+        if (restart) setMarks(s.id, restart.continuousFrom, restart.watermark);
       });
     },
 
@@ -260,7 +256,7 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
           const out: LoggedEvent[] = [];
           for (const ev of evs) {
             const rv = rvNumber(ev.object.metadata.resourceVersion);
-            if (rv === null || rv <= watermark) continue;
+            if (!advances(rv, watermark)) continue;
             const ns = ev.object.metadata.namespace ?? '';
             if (ev.type === 'DELETED') objects_.delete(scope.gvr, ns, ev.object.metadata.name, rv);
             else objects_.put(scope.gvr, ev.object, { replace: 'newer' });
@@ -279,7 +275,7 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
       wrap('record bookmark', () => {
         const s = find(scope);
         const n = rvNumber(rv);
-        if (s && n !== null && n > s.watermark) {
+        if (s && advances(n, s.watermark)) {
           setMarks(s.id, s.continuousFrom, n);
           caughtUp(s.id, n);
         }
@@ -290,7 +286,7 @@ export function createStreamLog(store: StoreDb, objects_: SnapshotStore, opts: S
       return wrap('record offline write', () =>
         db.transaction(() => {
           const all = db.select().from(streams).where(eq(streams.gvr, gvr)).all();
-          const rvNum = Math.max(rvNumber(obj.metadata.resourceVersion) ?? 0, ...all.map((s) => s.watermark));
+          const rvNum = localResourceVersion(obj.metadata.resourceVersion, all.map((s) => s.watermark));
           const object: KubeObject = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rvNum) } };
           if (type === 'DELETED') objects_.delete(gvr, object.metadata.namespace ?? '', object.metadata.name);
           else objects_.put(gvr, object);
