@@ -26,13 +26,13 @@ import type { Logger } from '../shared/log.ts';
 import { type Listening, serveFetch } from '../shared/serve.ts';
 import { buildInfo } from '../shared/version.ts';
 import { createOfflineTokens, type OfflineTokens, type PodRef } from './auth/offline-tokens.ts';
-import { createCache, createEventBus } from './cache/index.ts';
+import { type Cache, createCache, createEventBus } from './cache/index.ts';
 import { recoverCertFiles } from './certs/cert-files.ts';
 import { startCertRotation } from './certs/rotation.ts';
 import type { EdgeConfig } from './config.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { INSECURE_PLAIN_HTTP_WARNING, localClientAuth } from './proxy/local-auth.ts';
-import { type ProxyCache, type ProxyServer, createProxyServer } from './proxy/server.ts';
+import { type ProxyServer, createProxyServer } from './proxy/server.ts';
 import { createReconnect } from './reconnect.ts';
 import { type AgentStatus, collectStatus } from './status.ts';
 import { type Store, createStore } from './store/index.ts';
@@ -128,7 +128,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     ? createTopology({ nodeName, store, log: log.child({ part: 'topology' }), filtered: metrics.topologyFiltered, reemitted: metrics.topologyReemitted })
     : undefined;
   topology?.refresh();
-  const cache: ProxyCache = store
+  const cache: Cache = store
     ? createCache({
         store,
         bus,
@@ -292,7 +292,7 @@ function openStore(dir: string, minFreeBytes: number, log: Logger): OpenedStore 
 }
 
 /** Without a store: online pass-through only; offline every answer is this error. */
-function storelessCache(problem: () => string | null): ProxyCache {
+function storelessCache(problem: () => string | null): Cache {
   const offlineOnly = (): never => {
     throw new TetherError(ErrorCode.UpstreamUnavailable, `tether-edge: offline, and the snapshot store is unavailable (${problem()})`);
   };

@@ -159,14 +159,8 @@ export async function startApiServer(pki: Pki): Promise<TestApiServer> {
   return api;
 }
 
-/** Polls `cond` until it holds; throws naming `what` after `timeoutMs`. */
-export async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** In-process conditions, polled every 5 ms (the one wait helper). */
+export { waitFor } from './wait.ts';
 
 export interface Reply {
   status: number;
