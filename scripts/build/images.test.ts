@@ -16,6 +16,8 @@ import { ELF_MACHINE, readElf } from '../images/elf.ts';
 import { CA_BUNDLE, IMAGE_USER, imageRef, writeImage, type ImageSpec } from './images.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-images-'));
+// gzip -9 of each arch's glibc, a few times per test: seconds on a busy machine.
+const SLOW = 60_000;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A minimal 64-bit little-endian ELF executable: PT_LOAD over the file, PT_INTERP, and DT_NEEDED entries. */
@@ -140,7 +142,7 @@ describe('release images', () => {
     const other = fake('hub-amd64-2', ELF_MACHINE.amd64, AMD64_LOADER, BUN_LIBS, 'another build');
     const c = await writeImage(spec('c.oci.tar', { binaries: { amd64: other, arm64 } }));
     expect(c.digest).not.toBe(a.digest);
-  });
+  }, SLOW);
 
   test('the index names linux/amd64 and linux/arm64, and index.json names it tether.local/<name>:<version>', async () => {
     const w = await writeImage(spec('index.oci.tar'));
@@ -158,7 +160,7 @@ describe('release images', () => {
       { architecture: 'arm64', os: 'linux' },
     ]);
     expect(index.annotations['org.opencontainers.image.version']).toBe('0.3.0');
-  });
+  }, SLOW);
 
   test('tether-hub and tether-edge that need the same libraries share the base layer (a registry stores it once)', async () => {
     const edge = fake('edge-amd64', ELF_MACHINE.amd64, AMD64_LOADER, BUN_LIBS, 'the edge binary');
@@ -169,14 +171,14 @@ describe('release images', () => {
     expect(edgeBase.digest).toBe(hubBase.digest);
     expect(edgeBin.digest).not.toBe(hubBin.digest);
     expect(platform(e.path, 'amd64').config.config.Entrypoint).toEqual(['/usr/local/bin/tether-edge']);
-  });
+  }, SLOW);
 
   test('one binary still gives an index (of one platform)', async () => {
     const w = await writeImage(spec('one.oci.tar', { binaries: { amd64 } }));
     expect(w.platforms).toEqual(['amd64']);
     const { json } = unpack(w.path);
     expect(json(w.digest).manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture)).toEqual(['amd64']);
-  });
+  }, SLOW);
 
   test('the image runs its binary as 65532:65532, a user /etc/passwd and /etc/group name, with a home it owns', async () => {
     const w = await writeImage(spec('user.oci.tar'));
@@ -195,7 +197,7 @@ describe('release images', () => {
       expect([home.uid, home.gid]).toEqual([IMAGE_USER, IMAGE_USER]);
       expect(statSync(join(base.root, 'tmp')).mode & 0o7777).toBe(0o1777);
     }
-  });
+  }, SLOW);
 
   test('the CA bundle is the build machine’s, at /etc/ssl/certs/ca-certificates.crt', async () => {
     const w = await writeImage(spec('ca.oci.tar'));
@@ -203,7 +205,7 @@ describe('release images', () => {
     const bundle = readFileSync(join(layers[0].root, CA_BUNDLE.slice(1)));
     expect(bundle.equals(readFileSync(CA_BUNDLE))).toBe(true);
     expect(bundle.toString('utf8')).toContain('-----BEGIN CERTIFICATE-----');
-  });
+  }, SLOW);
 
   test('each platform gets the loader at the path the binary names and the libraries it needs, for its own machine', async () => {
     const w = await writeImage(spec('glibc.oci.tar'));
@@ -218,7 +220,7 @@ describe('release images', () => {
       expect(readElf(ld, loader).machine).toBe(ELF_MACHINE[arch]);
       for (const lib of BUN_LIBS) expect(readElf(readFileSync(join(root, 'lib', multiarch, lib)), lib).machine).toBe(ELF_MACHINE[arch]);
     }
-  });
+  }, SLOW);
 
   test('layers are gzip with no timestamp; entries have mtime 0, no user or group names, and owner 0 except the home', async () => {
     const w = await writeImage(spec('leaks.oci.tar'));
@@ -237,15 +239,17 @@ describe('release images', () => {
         }
       }
     }
-  });
+  }, SLOW);
 
-  test('a binary for the wrong machine, one that needs a library the machine lacks, a static one, a bad tag or no binary at all is refused', async () => {
+  test('a binary for the wrong machine, one that needs a library the machine lacks, a static one, odd loader or library names, a bad tag or no binary at all is refused', async () => {
     const cases: [Partial<ImageSpec>, string][] = [
       [{ binaries: { arm64: amd64 } }, `${amd64} is not a linux/arm64 binary (ELF machine 62)`],
       [{ binaries: { amd64: fake('needs-foo', ELF_MACHINE.amd64, AMD64_LOADER, ['libc.so.6', 'libfoo-absent.so.9']) } }, `needs libfoo-absent.so.9, which is not in /lib/x86_64-linux-gnu`],
       [{ binaries: { amd64: join(dir, 'absent') } }, `${join(dir, 'absent')} is missing`],
       [{ binaries: { amd64: CA_BUNDLE } }, `${CA_BUNDLE} is not an ELF executable`],
       [{ version: 'v1/2' }, '"v1/2" is not a valid image tag'],
+      [{ binaries: { amd64: fake('odd-loader', ELF_MACHINE.amd64, '/tmp/../etc/ld.so') } }, 'names an unexpected loader "/tmp/../etc/ld.so"'],
+      [{ binaries: { amd64: fake('odd-lib', ELF_MACHINE.amd64, AMD64_LOADER, ['../../../etc/shadow']) } }, 'needs a library with an unexpected name "../../../etc/shadow"'],
       [{ binaries: {} }, 'no binary given'],
     ];
     const staticBin = join(dir, 'bin', 'static');
@@ -258,5 +262,5 @@ describe('release images', () => {
       await expect(writeImage(spec(out, over))).rejects.toThrow(message);
       expect(() => statSync(join(dir, out))).toThrow();
     }
-  });
+  }, SLOW);
 });

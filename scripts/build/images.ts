@@ -62,6 +62,8 @@ const GLIBC: Record<ImageArch, { multiarch: string; hostDirs: string[]; package:
   arm64: { multiarch: 'aarch64-linux-gnu', hostDirs: ['/usr/aarch64-linux-gnu/lib', '/lib/aarch64-linux-gnu'], package: 'libc6-arm64-cross' },
 };
 
+const LOADER_PATH = /^\/lib(64)?\/ld-linux[A-Za-z0-9_.-]*\.so\.\d+$/;
+const SONAME = /^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*\.so(\.\d+)*$/;
 // A tag as registries accept it (the OCI distribution spec's pattern).
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
@@ -77,6 +79,8 @@ function glibcFiles(arch: ImageArch, binary: Buffer, what: string): { interprete
   const elf = readElf(binary, what);
   if (elf.machine !== ELF_MACHINE[arch]) throw new Error(`${what} is not a linux/${arch} binary (ELF machine ${elf.machine})`);
   if (!elf.interpreter) throw new Error(`${what} is statically linked: the images expect Bun's dynamically linked glibc build`);
+  // Names from the file become paths on the build machine and in the image: only plain loader and library names.
+  if (!LOADER_PATH.test(elf.interpreter)) throw new Error(`${what} names an unexpected loader ${JSON.stringify(elf.interpreter)}`);
   const glibc = GLIBC[arch];
   const loader = posix.basename(elf.interpreter);
   const hostDir = glibc.hostDirs.find((d) => existsSync(join(d, loader)));
@@ -87,6 +91,7 @@ function glibcFiles(arch: ImageArch, binary: Buffer, what: string): { interprete
   while (queue.length) {
     const soname = queue.shift()!;
     if (libs.has(soname)) continue;
+    if (!SONAME.test(soname)) throw new Error(`${what} needs a library with an unexpected name ${JSON.stringify(soname)}`);
     const file = join(hostDir, soname);
     if (!existsSync(file)) throw new Error(`${what} needs ${soname}, which is not in ${hostDir}`);
     const data = readFileSync(file); // follows the host's symlinks: the image gets the library itself
@@ -102,7 +107,7 @@ function dirs(paths: string[]): TarEntry[] {
   return paths.map((path): TarEntry => ({ type: 'dir', path }));
 }
 
-/** Layer 1: users, name service, CA bundle, /tmp and glibc. Sorted by path, parents first. */
+/** Layer 1: users, name service, CA bundle, /tmp and glibc. In a fixed order, parents first. */
 function baseLayer(arch: ImageArch, interpreter: string, libs: Map<string, Buffer>): Buffer {
   if (!existsSync(CA_BUNDLE)) throw new Error(`${CA_BUNDLE} is missing: install Debian's ca-certificates`);
   const libDir = `lib/${GLIBC[arch].multiarch}`;
