@@ -11,6 +11,7 @@ import { acquireEdgeAddress, type EdgeAddressLease } from '../../scripts/cluster
 import { createMemoryLogger } from '../../shared/log.ts';
 import { CONTROL_PLANE_ADDRESS, createEdgeSite, destroyAllSites, type EdgeSite } from './netns.ts';
 import { run } from './netns/commands.ts';
+import { until } from './wait.ts';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn('netns.test.ts skipped: network namespaces need root');
@@ -41,16 +42,6 @@ type Probe = { ok: boolean; rttMs?: number; error?: string };
 async function probe(site: EdgeSite, host: string, port: number, rounds = 1): Promise<Probe> {
   const r = await site.exec([process.execPath, '-e', PROBE, host, String(port), String(rounds)], { timeoutMs: 10_000 });
   return JSON.parse(r.stdout.trim().split('\n').pop() || '{"ok":false,"error":"no output"}') as Probe;
-}
-
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const netnsList = async () => (await run(['ip', 'netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]);

@@ -7,6 +7,7 @@ import { createMemoryLogger } from '../../../shared/log.ts';
 import { USER_AGENT } from './api-client.ts';
 import { startFakeApiserver, type FakeApiserver } from './_fake-apiserver.ts';
 import { createKubeletSim, type KubeletSim } from './sim.ts';
+import { until, waitFor } from '../wait.ts';
 
 let api: FakeApiserver;
 let sim: KubeletSim;
@@ -18,16 +19,6 @@ afterEach(async () => {
   await sim?.stop();
   api.stop();
 });
-
-async function until<T>(what: string, fn: () => T | undefined, ms = 4000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function startSim(): Promise<KubeletSim> {
   sim = createKubeletSim({
@@ -87,20 +78,20 @@ test('an existing Node is fetched and patched through its status subresource', a
 test('creates its Lease, then renews it by PUT with a newer renewTime and the node as owner', async () => {
   await startSim();
   const leasePath = '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/edge-1';
-  await until('two renewals', () => requests('PUT', leasePath).length >= 2);
+  await waitFor('two renewals', () => requests('PUT', leasePath).length >= 2, 4_000);
   expect(requests('POST', '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases').length).toBe(1);
   const [a, b] = requests('PUT', leasePath);
   expect(a!.body.spec.holderIdentity).toBe('edge-1');
   expect(a!.body.spec.leaseDurationSeconds).toBe(40);
   expect(b!.body.spec.renewTime > a!.body.spec.renewTime).toBe(true);
   expect(b!.body.spec.renewTime).toMatch(/\.\d{6}Z$/);
-  const lease = await until('owner', () => api.get('leases', 'kube-node-lease', 'edge-1')?.metadata.ownerReferences?.[0]);
+  const lease = await until('owner', () => api.get('leases', 'kube-node-lease', 'edge-1')?.metadata.ownerReferences?.[0], (v) => !!v, 4_000);
   expect(lease).toMatchObject({ kind: 'Node', name: 'edge-1', uid: api.get('nodes', '', 'edge-1').metadata.uid });
 });
 
 test('posts node status heartbeats as strategic merge patches after reading the node at resourceVersion 0', async () => {
   await startSim();
-  await until('heartbeats', () => requests('PATCH', '/api/v1/nodes/edge-1/status').length >= 3);
+  await waitFor('heartbeats', () => requests('PATCH', '/api/v1/nodes/edge-1/status').length >= 3, 4_000);
   const gets = requests('GET', '/api/v1/nodes/edge-1');
   expect(gets.some((g) => g.query.get('resourceVersion') === '0')).toBe(true);
   const [, second, third] = requests('PATCH', '/api/v1/nodes/edge-1/status');
@@ -115,7 +106,7 @@ test('a bound pod gets its token, its ConfigMaps and Secrets watched, and is rep
   api.put('pods', boundPod('web'));
   api.put('pods', { ...boundPod('elsewhere'), spec: { ...boundPod('x').spec, nodeName: 'edge-2' } });
   const s = await startSim();
-  const pod = await until('running', () => (api.get('pods', 'default', 'web')?.status.phase === 'Running' ? api.get('pods', 'default', 'web') : undefined));
+  const pod = await until('running', () => (api.get('pods', 'default', 'web')?.status.phase === 'Running' ? api.get('pods', 'default', 'web') : undefined), (v) => !!v, 4_000);
   expect(pod.status.podIP).toMatch(/^127\.0\.0\.(\d+)$/);
   expect(Number(pod.status.podIP.split('.')[3])).toBeGreaterThanOrEqual(10);
   expect(pod.status.hostIP).toBe('127.0.0.1');
@@ -128,7 +119,7 @@ test('a bound pod gets its token, its ConfigMaps and Secrets watched, and is rep
   const token = requests('POST', '/api/v1/namespaces/default/serviceaccounts/default/token')[0]!;
   expect(token.body.spec.boundObjectRef).toMatchObject({ kind: 'Pod', name: 'web', uid: pod.metadata.uid });
   expect(s.watchedObjects()).toEqual(['configmaps/default/app-config', 'configmaps/default/kube-root-ca.crt', 'secrets/default/app-secret']);
-  await until('configmap watch', () => requests('GET', '/api/v1/namespaces/default/configmaps').some((r) => r.query.get('watch') === 'true'));
+  await waitFor('configmap watch', () => requests('GET', '/api/v1/namespaces/default/configmaps').some((r) => r.query.get('watch') === 'true'), 4_000);
   expect(requests('GET', '/api/v1/namespaces/default/configmaps')[0]!.query.get('fieldSelector')).toMatch(/^metadata\.name=/);
   expect(s.pods().map((p) => p.name)).toEqual(['web']);
   expect(requests('PATCH', /elsewhere/).length).toBe(0);
@@ -137,29 +128,29 @@ test('a bound pod gets its token, its ConfigMaps and Secrets watched, and is rep
 test('a pod marked for deletion is stopped and deleted with gracePeriodSeconds=0 and a uid precondition', async () => {
   api.put('pods', boundPod('gone'));
   const s = await startSim();
-  await until('running', () => api.get('pods', 'default', 'gone')?.status.phase === 'Running');
+  await waitFor('running', () => api.get('pods', 'default', 'gone')?.status.phase === 'Running', 4_000);
   const pod = api.get('pods', 'default', 'gone');
   api.put('pods', { ...pod, metadata: { ...pod.metadata, deletionTimestamp: new Date().toISOString(), deletionGracePeriodSeconds: 30 } });
-  await until('deleted', () => !api.get('pods', 'default', 'gone'));
+  await waitFor('deleted', () => !api.get('pods', 'default', 'gone'), 4_000);
   const del = requests('DELETE', '/api/v1/namespaces/default/pods/gone')[0]!;
   expect(del.body).toMatchObject({ gracePeriodSeconds: 0, preconditions: { uid: pod.metadata.uid } });
-  await until('forgotten', () => s.pods().length === 0);
+  await waitFor('forgotten', () => s.pods().length === 0, 4_000);
   expect(s.watchedObjects()).toEqual([]);
 });
 
 test('list-watches Services and keeps them in memory', async () => {
   api.put('services', { metadata: { name: 'kubernetes', namespace: 'default' }, spec: {} });
   const s = await startSim();
-  await until('listed', () => s.services().length === 1);
+  await waitFor('listed', () => s.services().length === 1, 4_000);
   api.put('services', { metadata: { name: 'web', namespace: 'shop' }, spec: {} });
-  await until('watched', () => s.services().length === 2);
+  await waitFor('watched', () => s.services().length === 2, 4_000);
   expect(requests('GET', '/api/v1/services').some((r) => r.query.get('watch') === 'true')).toBe(true);
 });
 
 test('serves healthz, metrics, its pods and followed container logs over HTTPS', async () => {
   api.put('pods', boundPod('logger'));
   const s = await startSim();
-  await until('running', () => s.pods()[0]);
+  await waitFor('running', () => !!s.pods()[0], 4_000);
   const base = `https://127.0.0.1:${s.port()}`;
   const get = (path: string) => fetch(base + path, { tls: { rejectUnauthorized: false } } as RequestInit);
   expect(await (await get('/healthz')).text()).toBe('ok');
@@ -184,7 +175,7 @@ test('serves healthz, metrics, its pods and followed container logs over HTTPS',
 test('exec upgrades reach the streams module for the pods this node runs; other upgrades answer 404', async () => {
   api.put('pods', boundPod('shell'));
   const s = await startSim();
-  await until('running', () => s.pods()[0]);
+  await waitFor('running', () => !!s.pods()[0], 4_000);
   const url = (path: string) => `wss://127.0.0.1:${s.port()}${path}`;
   // Both spellings of the stream flags: the kubelet API's (output, error) and the streams parser's.
   const flags = 'output=1&error=1&stdout=1&stderr=1';

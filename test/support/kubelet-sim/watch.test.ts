@@ -3,6 +3,7 @@ import { createMemoryLogger } from '../../../shared/log.ts';
 import { createApiClient, USER_AGENT } from './api-client.ts';
 import { startFakeApiserver, type FakeApiserver } from './_fake-apiserver.ts';
 import { createObjectStore, createReflector, type Reflector } from './watch.ts';
+import { waitFor } from '../wait.ts';
 
 let api: FakeApiserver;
 let reflector: Reflector | undefined;
@@ -14,14 +15,6 @@ afterEach(async () => {
   await reflector?.stop();
   api.stop();
 });
-
-async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const pod = (name: string, node: string) => ({ metadata: { name, namespace: 'default' }, spec: { nodeName: node } });
 
@@ -54,7 +47,7 @@ test('lists at resourceVersion 0, then watches from the list version with the ku
   expect(list.query.toString()).toBe('fieldSelector=spec.nodeName%3Dn1&limit=500&resourceVersion=0');
   expect(list.headers.get('user-agent')).toBe(USER_AGENT);
   expect(list.headers.get('accept')).toBe('application/json');
-  await until('watch', () => watches().length === 1);
+  await waitFor('watch', () => watches().length === 1);
   const w = watches()[0]!.query;
   expect([...w.keys()]).toEqual(['allowWatchBookmarks', 'fieldSelector', 'resourceVersion', 'timeoutSeconds', 'watch']);
   expect(w.get('resourceVersion')).toBe(reflector!.lastSyncResourceVersion());
@@ -63,36 +56,36 @@ test('lists at resourceVersion 0, then watches from the list version with the ku
   expect(timeout).toBeLessThan(600);
 
   api.put('pods', pod('b', 'n1'));
-  await until('event', () => store.list().length === 2);
+  await waitFor('event', () => store.list().length === 2);
   api.remove('pods', 'default', 'a');
-  await until('delete', () => store.list().length === 1);
+  await waitFor('delete', () => store.list().length === 1);
   expect(store.get('default', 'b')).toBeDefined();
 });
 
 test('a cleanly ended watch is re-opened from the last version without a relist', async () => {
   start();
-  await until('watch', () => api.openWatches() === 1);
+  await waitFor('watch', () => api.openWatches() === 1);
   api.put('pods', pod('c', 'n1'));
   const rvAfterEvent = api.get('pods', 'default', 'c').metadata.resourceVersion;
-  await until('event seen', () => reflector!.lastSyncResourceVersion() === rvAfterEvent);
+  await waitFor('event seen', () => reflector!.lastSyncResourceVersion() === rvAfterEvent);
   api.endWatches();
-  await until('second watch', () => watches().length === 2);
+  await waitFor('second watch', () => watches().length === 2);
   expect(watches()[1]!.query.get('resourceVersion')).toBe(rvAfterEvent);
   expect(lists().length).toBe(1);
 });
 
 test('410 Expired relists: first at the last version, then as a quorum read when that is gone too', async () => {
   const store = start();
-  await until('watch', () => api.openWatches() === 1);
+  await waitFor('watch', () => api.openWatches() === 1);
   const lastRv = reflector!.lastSyncResourceVersion();
   api.put('pods', pod('d', 'n1'));
-  await until('event', () => store.list().length === 1);
+  await waitFor('event', () => store.list().length === 1);
   api.expireWatches();
-  await until('relists', () => lists().length === 3);
+  await waitFor('relists', () => lists().length === 3);
   expect(lists()[1]!.query.get('resourceVersion')).not.toBe('0');
   expect(lists()[1]!.query.get('resourceVersion')).not.toBe(lastRv); // it had moved on with the event
   expect(lists()[2]!.query.has('resourceVersion')).toBe(false); // omitted: a quorum read
-  await until('watch again', () => api.openWatches() === 1);
+  await waitFor('watch again', () => api.openWatches() === 1);
   expect(store.list().map((p) => p.metadata.name)).toEqual(['d']);
 });
 
@@ -105,6 +98,6 @@ test('an unreachable server is retried with backoff until it answers', async () 
     replace: (items) => store.replace(items), event: (t, o) => store.apply(t, o),
   });
   reflector.start();
-  await until('three failures', () => log.lines.filter((l) => l.msg === 'list failed').length >= 3);
+  await waitFor('three failures', () => log.lines.filter((l) => l.msg === 'list failed').length >= 3);
   expect(log.lines.find((l) => l.msg === 'list failed')?.error).toContain('ECONNREFUSED');
 });
