@@ -6,19 +6,20 @@
  *   …
  *   await c.stop();   // stops the controllers and releases the Lease
  */
+import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Registry } from '../../shared/metrics.ts';
 import { createRestClient, type KubeConfig } from '../kube/client.ts';
 import { API_VERSION, POOLSET_LABEL } from '../api/keys.ts';
 import { createApi } from './api.ts';
 import { createAutonomyController } from './autonomy/controller.ts';
-import { controllersConfigSchema, type ControllersConfig } from './config.ts';
+import { defaultControllersConfig, type ControllersConfig } from './config.ts';
 import type { ControllerContext, Informers } from './context.ts';
 import { createCsrController } from './csr/controller.ts';
 import { createEdgeUpgradeControllers } from './edge-upgrade/controller.ts';
 import type { UpgradeLike } from './edge-upgrade/order.ts';
 import { createSharedInformer, type SharedInformer } from './informers.ts';
-import type { KubeObject } from './kube-types.ts';
+import type { KubeObject, Pod } from './kube-types.ts';
 import { startLeaderElection } from './leader.ts';
 import { createControllerMetrics, type ControllerMetrics } from './metrics.ts';
 import { createNodePoolControllers } from './node-pool/controller.ts';
@@ -34,7 +35,10 @@ export interface StartControllersOptions {
   /** This replica's name in the Lease (the pod name). */
   identity: string;
   leaseNamespace: string;
-  /** The `controllers` section of the hub configuration; defaults for what is missing. */
+  /**
+   * The `controllers` section of the hub configuration, as the hub's schema parsed it (not parsed
+   * again here); defaults for what is missing.
+   */
   config?: Partial<ControllersConfig>;
   now?: () => number;
 }
@@ -60,7 +64,7 @@ const paths = {
 };
 
 export function startControllers(opts: StartControllersOptions): Controllers {
-  const config = controllersConfigSchema.parse(opts.config ?? {});
+  const config: ControllersConfig = { ...defaultControllersConfig, ...opts.config };
   const log = opts.log.child({ of: 'controllers' });
   const metrics = createControllerMetrics(opts.registry);
   const rest = createRestClient(opts.kubeconfig, { onRequest: (m, p, s) => metrics.request(m, p, s), maxSockets: config.workers * 4 + 4 });
@@ -72,20 +76,52 @@ export function startControllers(opts: StartControllersOptions): Controllers {
   const stoppedP = new Promise<void>((r) => (onStopped = r));
 
   async function lead(): Promise<void> {
-    const started: SharedInformer<KubeObject>[] = [];
+    const started = new Set<SharedInformer<KubeObject>>();
     const memo = new Map<string, SharedInformer<KubeObject>>();
     const informer = <T extends KubeObject>(path: string, labelSelector?: string) => () => {
       let inf = memo.get(path);
       if (!inf) {
         inf = createSharedInformer<KubeObject>(path, { kc: opts.kubeconfig, rest, log, labelSelector, onWatch: (p) => metrics.watchConnected(p) });
         memo.set(path, inf);
-        started.push(inf);
+        started.add(inf);
       }
       return inf as unknown as SharedInformer<T>;
     };
+    // Not shared: one per node its controller watches, stopped by that controller (or with the session).
+    const podsOn = (node: string): SharedInformer<Pod> => {
+      const inf = createSharedInformer<Pod>(paths.pods, {
+        kc: opts.kubeconfig,
+        rest,
+        log,
+        fieldSelector: `spec.nodeName=${node}`,
+        onWatch: (p) => metrics.watchConnected(p),
+      });
+      const own = inf as unknown as SharedInformer<KubeObject>;
+      started.add(own);
+      return {
+        ...inf,
+        get synced() {
+          return inf.synced;
+        },
+        async stop() {
+          started.delete(own);
+          await inf.stop();
+        },
+      };
+    };
+    const scanPods = async (each: (pods: Pod[]) => void) => {
+      let cont: string | undefined;
+      do {
+        const res = await rest.request<{ items: Pod[]; metadata: { continue?: string }; message?: string }>({ method: 'GET', path: paths.pods, query: { limit: '500', continue: cont } });
+        if (res.status !== 200) throw new TetherError(ErrorCode.UpstreamUnavailable, `list ${paths.pods}: HTTP ${res.status}: ${res.body?.message ?? ''}`);
+        each(res.body.items);
+        cont = res.body.metadata.continue || undefined;
+      } while (cont);
+    };
     const informers: Informers = {
       nodes: informer(paths.nodes),
-      pods: informer(paths.pods),
+      podsOn,
+      scanPods,
       nodePools: informer(paths.nodePools),
       poolSets: informer(paths.poolSets),
       deployments: informer(paths.deployments, POOLSET_LABEL),
@@ -96,15 +132,22 @@ export function startControllers(opts: StartControllersOptions): Controllers {
       api,
       log,
       informers,
-      config,
       queue: { baseDelayMs: config.retryBaseMs, maxDelayMs: config.retryMaxMs },
       now: opts.now ?? Date.now,
     };
     const controllers: Controller[] = [
-      ...(config.nodePools ? createNodePoolControllers(ctx) : []),
-      ...(config.poolSets ? [createPoolSetController(ctx)] : []),
-      ...(config.autonomy ? [createAutonomyController(ctx)] : []),
-      ...(config.csrApproval ? [createCsrController(ctx)] : []),
+      ...(config.nodePools ? createNodePoolControllers(ctx, { statusBatchMs: config.statusBatchMs }) : []),
+      ...(config.poolSets ? [createPoolSetController(ctx, { statusBatchMs: config.statusBatchMs })] : []),
+      ...(config.autonomy ? [createAutonomyController(ctx, { restoreSeconds: config.autonomyRestoreSeconds })] : []),
+      ...(config.csrApproval
+        ? [
+            createCsrController(ctx, {
+              bootstrapGroups: config.csrBootstrapGroups,
+              bootstrapSigners: config.csrBootstrapSigners,
+              bootstrapExistingNodes: config.csrBootstrapExistingNodes,
+            }),
+          ]
+        : []),
       // EdgeUpgrades are read by this controller only: their informer is not one of ctx.informers.
       ...(config.edgeUpgrades ? createEdgeUpgradeControllers(ctx, informer<UpgradeLike>(paths.edgeUpgrades)()) : []),
     ];
@@ -115,7 +158,8 @@ export function startControllers(opts: StartControllersOptions): Controllers {
         stopped = true;
         await Promise.all(running.map((r) => r.stop()));
         for (const c of controllers) c.queue.shutDown();
-        await Promise.all(started.map((i) => i.stop()));
+        await Promise.all(controllers.map((c) => c.stop?.()));
+        await Promise.all([...started].map((i) => i.stop()));
       },
     };
     // Each controller starts once its own informers are filled, so one missing resource (CRDs not

@@ -4,7 +4,7 @@
  * watch error; here it is restarted with a back-off (from the last resourceVersion, or with a
  * relist after 410 Gone). `update` handlers get the previous object too.
  */
-import { makeInformer, type KubeConfig, type RestClient } from '../kube/client.ts';
+import { kube, type KubeConfig, type RestClient } from '../kube/client.ts';
 import type { Logger } from '../../shared/log.ts';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import type { KubeObject } from './kube-types.ts';
@@ -32,13 +32,15 @@ export interface InformerOptions {
   rest: RestClient;
   log: Logger;
   labelSelector?: string;
+  /** e.g. spec.nodeName=edge-1: the apiserver sends only the matching objects, so only they are cached. */
+  fieldSelector?: string;
   /** Counts watch (re)connections, which client-node makes itself. */
   onWatch?: (path: string) => void;
   pageSize?: number;
 }
 
 export function createSharedInformer<T extends KubeObject>(path: string, opts: InformerOptions): SharedInformer<T> {
-  const log = opts.log.child({ informer: path });
+  const log = opts.log.child({ informer: path, ...(opts.fieldSelector ? { fieldSelector: opts.fieldSelector } : {}) });
   let synced = false;
   let stopped = false;
   let wake: () => void = () => {};
@@ -56,7 +58,7 @@ export function createSharedInformer<T extends KubeObject>(path: string, opts: I
       const res = await opts.rest.request<{ items: T[]; metadata: { resourceVersion?: string; continue?: string } }>({
         method: 'GET',
         path,
-        query: { labelSelector: opts.labelSelector, limit: String(opts.pageSize ?? 500), continue: cont },
+        query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, limit: String(opts.pageSize ?? 500), continue: cont },
       });
       if (res.status !== 200) {
         throw Object.assign(new TetherError(ErrorCode.UpstreamUnavailable, `list ${path}: HTTP ${res.status}: ${(res.body as { message?: string } | undefined)?.message ?? ''}`), {
@@ -73,7 +75,8 @@ export function createSharedInformer<T extends KubeObject>(path: string, opts: I
     return { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: rv }, items } as never;
   };
 
-  const informer = makeInformer<any>(opts.kc, path, listFn, opts.labelSelector);
+  // client-node's ListWatch, as its makeInformer builds it, plus the field selector makeInformer does not pass.
+  const informer = new kube.ListWatch<any>(path, new kube.Watch(opts.kc), listFn, false, opts.labelSelector, opts.fieldSelector);
   informer.on('connect', () => opts.onWatch?.(path));
   informer.on('add', (o: T) => {
     previous.set(keyOf(o), o);

@@ -17,6 +17,8 @@ export interface Controller {
   /** Informers whose caches must be filled before the first reconcile. */
   needs: { start(): Promise<void> }[];
   reconcile(key: string): Promise<ReconcileResult>;
+  /** Releases what the controller holds besides the shared informers (called once its workers stopped). */
+  stop?(): Promise<void>;
 }
 
 export function createController(

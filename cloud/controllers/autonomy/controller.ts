@@ -1,24 +1,41 @@
 /**
- * The autonomy controller (key: pod namespace/name). A pod bound to a node annotated
- * apps.tether.dev/autonomy-duration gets its NoExecute unreachable/not-ready tolerations set to
- * that duration (tolerations.ts); when the annotation goes, the recorded originals come back.
- * An unparsable annotation changes nothing (logged once per value). Triggers: a pod appearing
- * or changing node, tolerations or record; a node's annotation changing re-queues its pods.
+ * The autonomy controller (keys: `node|namespace/name` for a pod, `node|` for a node's watch).
+ * A pod bound to a node annotated apps.tether.dev/autonomy-duration gets its NoExecute
+ * unreachable/not-ready tolerations set to that duration (tolerations.ts); when the annotation
+ * goes, the recorded originals come back. An unparsable annotation changes nothing (logged once
+ * per value). Triggers: a pod appearing or changing tolerations or record; a node's annotation
+ * changing re-queues its pods.
+ *
+ * It caches only the pods it may act on: those of nodes carrying the annotation, one watch per
+ * node with a spec.nodeName field selector (a hub caching every pod of a large cluster idles at
+ * tens of MB more). A node that loses the annotation keeps its watch until none of its pods
+ * carries a record any more. Pods that kept a record while the hub was down (annotation removed
+ * meanwhile) are found by one paged LIST at start, not kept, which opens their nodes' watches.
  */
 import { AUTONOMY_ANNOTATION, AUTONOMY_ORIGINAL_ANNOTATION } from '../../api/keys.ts';
+import { messageOf } from '../../../shared/errors.ts';
 import type { ControllerContext } from '../context.ts';
 import { jsonEqual } from '../conditions.ts';
+import type { SharedInformer } from '../informers.ts';
 import { keyOf, splitKey, type Node, type Pod } from '../kube-types.ts';
 import { createController, type Controller } from '../runner.ts';
 import { parseAutonomyDuration, type Autonomy } from './duration.ts';
 import { isExempt, tolerationPatch } from './tolerations.ts';
 
-export function createAutonomyController(ctx: ControllerContext): Controller {
-  const pods = ctx.informers.pods();
+export interface AutonomyOptions {
+  /** tolerationSeconds given, when autonomy ends, to eviction tolerations the pod did not have before. */
+  restoreSeconds: number;
+}
+
+const podKey = (node: string, p: Pod) => `${node}|${keyOf(p)}`;
+const hasRecord = (p: Pod) => p.metadata.annotations?.[AUTONOMY_ORIGINAL_ANNOTATION] !== undefined;
+
+export function createAutonomyController(ctx: ControllerContext, opts: AutonomyOptions): Controller {
   const nodes = ctx.informers.nodes();
   const log = ctx.log.child({ controller: 'autonomy' });
-  const byNode = new Map<string, Set<string>>();
+  const watches = new Map<string, SharedInformer<Pod>>();
   const warned = new Set<string>();
+  let stopped = false;
 
   const autonomyOf = (node: Node): Autonomy | undefined | 'invalid' => {
     const text = node.metadata.annotations?.[AUTONOMY_ANNOTATION];
@@ -32,66 +49,115 @@ export function createAutonomyController(ctx: ControllerContext): Controller {
     }
     return a;
   };
+  const annotated = (n: Node | undefined) => n?.metadata.annotations?.[AUTONOMY_ANNOTATION] !== undefined;
+
+  const watch = (node: string) => {
+    if (stopped || watches.has(node)) return;
+    const pods = ctx.informers.podsOn(node);
+    watches.set(node, pods);
+    pods.on({
+      add: (p) => ctl.queue.add(podKey(node, p)),
+      update(p, old) {
+        if (
+          !jsonEqual(p.spec?.tolerations, old.spec?.tolerations) ||
+          p.metadata.annotations?.[AUTONOMY_ORIGINAL_ANNOTATION] !== old.metadata.annotations?.[AUTONOMY_ORIGINAL_ANNOTATION]
+        ) {
+          ctl.queue.add(podKey(node, p));
+        }
+        // A restored pod may be the last one holding the watch of a node without autonomy.
+        if (!annotated(nodes.get(node))) ctl.queue.add(`${node}|`);
+      },
+      delete: () => ctl.queue.add(`${node}|`),
+    });
+    void pods.start().then(() => ctl.queue.add(`${node}|`));
+  };
+  const unwatch = async (node: string) => {
+    const pods = watches.get(node);
+    watches.delete(node);
+    await pods?.stop();
+  };
+
+  const reconcileNode = async (node: string) => {
+    const pods = watches.get(node);
+    if (!pods?.synced) return;
+    const n = nodes.get(node);
+    if (annotated(n)) return;
+    const records = pods.list().filter(hasRecord);
+    if (n && records.length > 0) return; // their pod keys restore them; their updates bring us back here
+    await unwatch(node);
+  };
+
+  const reconcilePod = async (node: string, key: string) => {
+    const { namespace, name } = splitKey(key);
+    const pod = watches.get(node)?.get(name, namespace);
+    if (!pod?.spec?.nodeName || isExempt(pod)) return;
+    const n = nodes.get(pod.spec.nodeName);
+    if (!n) return;
+    const autonomy = autonomyOf(n);
+    if (autonomy === 'invalid') return;
+    const patch = tolerationPatch(pod, autonomy, opts.restoreSeconds);
+    if (!patch) return;
+    await ctx.api.mergePatch(`/api/v1/namespaces/${namespace}/pods/${encodeURIComponent(name)}`, patch);
+    log.info(autonomy ? 'eviction tolerations set for autonomy' : 'eviction tolerations restored', {
+      pod: key,
+      node: n.metadata.name,
+      seconds: autonomy ? (autonomy.forever ? 'forever' : autonomy.seconds) : undefined,
+    });
+  };
+
+  // Pods recorded on nodes that lost the annotation while no hub watched: found once, at start.
+  const scanRecords = {
+    async start() {
+      await nodes.start();
+      // Retried like an informer's first list: the controller starts once it is done.
+      for (let backoff = 500; !stopped; backoff = Math.min(backoff * 2, 30_000)) {
+        const found = new Set<string>();
+        try {
+          await ctx.informers.scanPods((page) => {
+            for (const p of page) if (p.spec?.nodeName && hasRecord(p) && !annotated(nodes.get(p.spec.nodeName))) found.add(p.spec.nodeName);
+          });
+        } catch (e) {
+          log.warn('scan for recorded pods failed; retrying', { error: messageOf(e), inMs: backoff });
+          await new Promise((r) => setTimeout(r, backoff));
+          continue;
+        }
+        for (const node of found) watch(node);
+        return;
+      }
+    },
+  };
 
   const ctl = createController(
     'autonomy',
-    [pods, nodes],
+    [nodes, scanRecords],
     async (key) => {
-      const { namespace, name } = splitKey(key);
-      const pod = pods.get(name, namespace);
-      if (!pod?.spec?.nodeName || isExempt(pod)) return;
-      const node = nodes.get(pod.spec.nodeName);
-      if (!node) return;
-      const autonomy = autonomyOf(node);
-      if (autonomy === 'invalid') return;
-      const patch = tolerationPatch(pod, autonomy, ctx.config.autonomyRestoreSeconds);
-      if (!patch) return;
-      await ctx.api.mergePatch(`/api/v1/namespaces/${namespace}/pods/${encodeURIComponent(name)}`, patch);
-      log.info(autonomy ? 'eviction tolerations set for autonomy' : 'eviction tolerations restored', {
-        pod: key,
-        node: node.metadata.name,
-        seconds: autonomy ? (autonomy.forever ? 'forever' : autonomy.seconds) : undefined,
-      });
+      const bar = key.indexOf('|');
+      const node = key.slice(0, bar);
+      const rest = key.slice(bar + 1);
+      await (rest ? reconcilePod(node, rest) : reconcileNode(node));
     },
     ctx.queue,
   );
 
-  const index = (p: Pod, on: boolean) => {
-    const n = p.spec?.nodeName;
-    if (!n) return;
-    let s = byNode.get(n);
-    if (on) {
-      if (!s) byNode.set(n, (s = new Set()));
-      s.add(keyOf(p));
-    } else {
-      s?.delete(keyOf(p));
-      if (s?.size === 0) byNode.delete(n);
-    }
+  const requeuePods = (n: Node) => {
+    const node = n.metadata.name;
+    if (annotated(n)) watch(node);
+    const pods = watches.get(node);
+    pods?.list().forEach((p) => ctl.queue.add(podKey(node, p)));
+    if (pods) ctl.queue.add(`${node}|`);
   };
-  pods.on({
-    add(p) {
-      index(p, true);
-      ctl.queue.add(keyOf(p));
-    },
-    update(p, old) {
-      if (p.spec?.nodeName !== old.spec?.nodeName) index(old, false);
-      index(p, true);
-      if (
-        p.spec?.nodeName !== old.spec?.nodeName ||
-        !jsonEqual(p.spec?.tolerations, old.spec?.tolerations) ||
-        p.metadata.annotations?.[AUTONOMY_ORIGINAL_ANNOTATION] !== old.metadata.annotations?.[AUTONOMY_ORIGINAL_ANNOTATION]
-      ) {
-        ctl.queue.add(keyOf(p));
-      }
-    },
-    delete: (p) => index(p, false),
-  });
-  const requeuePods = (n: Node) => byNode.get(n.metadata.name)?.forEach((k) => ctl.queue.add(k));
   nodes.on({
     add: requeuePods,
     update(n, old) {
       if (n.metadata.annotations?.[AUTONOMY_ANNOTATION] !== old.metadata.annotations?.[AUTONOMY_ANNOTATION]) requeuePods(n);
     },
+    delete: (n) => void unwatch(n.metadata.name),
   });
+
+  // The per-node watches are this controller's own: they stop with it.
+  ctl.stop = async () => {
+    stopped = true;
+    await Promise.all([...watches.keys()].map(unwatch));
+  };
   return ctl;
 }

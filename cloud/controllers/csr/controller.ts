@@ -14,9 +14,12 @@ import { apiStatusOf } from '../api.ts';
 import type { ControllerContext } from '../context.ts';
 import { rfc3339, type CertificateSigningRequest } from '../kube-types.ts';
 import { createController, type Controller } from '../runner.ts';
-import { decide, decided } from './policy.ts';
+import { decide, decided, type CsrPolicy } from './policy.ts';
 
-export function createCsrController(ctx: ControllerContext): Controller {
+/** The settings of the approver: who may bootstrap, for which signers, and whether an existing node may be re-joined. */
+export type CsrOptions = Omit<CsrPolicy, 'nodeExists'>;
+
+export function createCsrController(ctx: ControllerContext, opts: CsrOptions): Controller {
   const csrs = ctx.informers.csrs();
   const nodes = ctx.informers.nodes();
   const log = ctx.log.child({ controller: 'csr-approval' });
@@ -27,9 +30,7 @@ export function createCsrController(ctx: ControllerContext): Controller {
       const csr = csrs.get(name);
       if (!csr) return;
       const policy = {
-        bootstrapGroups: ctx.config.csrBootstrapGroups,
-        bootstrapSigners: ctx.config.csrBootstrapSigners,
-        bootstrapExistingNodes: ctx.config.csrBootstrapExistingNodes,
+        ...opts,
         nodeExists: (n: string) => nodes.get(n) !== undefined,
       };
       let d = decide(csr, policy);

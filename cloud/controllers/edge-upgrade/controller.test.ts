@@ -3,7 +3,6 @@ import { createMemoryLogger } from '../../../shared/log.ts';
 import { UPGRADE_TARGET_ANNOTATION } from '../../../shared/upgrade/contract.ts';
 import { POOL_LABEL } from '../../api/keys.ts';
 import type { Api } from '../api.ts';
-import { defaultControllersConfig } from '../config.ts';
 import type { ControllerContext, Informers } from '../context.ts';
 import type { Handlers, SharedInformer } from '../informers.ts';
 import type { KubeObject, Node } from '../kube-types.ts';
@@ -45,7 +44,7 @@ function rig(upgrades: UpgradeLike[], nodes: Node[]) {
   const nodeCache = cache(nodes);
   const pools = cache([{ metadata: { name: 'a' } }, { metadata: { name: 'b' } }]);
   const informers = { nodes: () => nodeCache, nodePools: () => pools } as unknown as Informers;
-  const ctx: ControllerContext = { api, log: createMemoryLogger(), informers, config: defaultControllersConfig, queue: {}, now: () => Date.parse('2026-12-04T01:00:00Z') };
+  const ctx: ControllerContext = { api, log: createMemoryLogger(), informers, queue: {}, now: () => Date.parse('2026-12-04T01:00:00Z') };
   const [rollout, orphans] = createEdgeUpgradeControllers(ctx, cache(upgrades)) as [Controller, Controller];
   return { calls, rollout, orphans };
 }

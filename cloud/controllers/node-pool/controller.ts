@@ -19,7 +19,12 @@ import { isApplied, nodePatch, type Desired } from './applied.ts';
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
 const poolOf = (n: Node | undefined) => n?.metadata.labels?.[POOL_LABEL];
 
-export function createNodePoolControllers(ctx: ControllerContext): Controller[] {
+export interface NodePoolOptions {
+  /** Status updates caused by member changes wait this long, so a burst makes one write. */
+  statusBatchMs: number;
+}
+
+export function createNodePoolControllers(ctx: ControllerContext, opts: NodePoolOptions): Controller[] {
   const nodes = ctx.informers.nodes();
   const pools = ctx.informers.nodePools();
   const log = ctx.log.child({ controller: 'node-pool' });
@@ -105,7 +110,7 @@ export function createNodePoolControllers(ctx: ControllerContext): Controller[] 
     if (members.get(pool)?.size === 0) members.delete(pool);
   };
   // Member changes come in bursts (a site joining): one status write per burst.
-  const status = (pool: string | undefined) => pool && statusCtl.queue.addAfter(pool, ctx.config.statusBatchMs);
+  const status = (pool: string | undefined) => pool && statusCtl.queue.addAfter(pool, opts.statusBatchMs);
   const relevant = (n: Node) => JSON.stringify([n.metadata.labels, n.metadata.annotations, n.spec?.taints]);
 
   nodes.on({

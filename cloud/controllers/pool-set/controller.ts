@@ -46,7 +46,12 @@ export function foreignSpec(w: Workload): boolean {
   });
 }
 
-export function createPoolSetController(ctx: ControllerContext): Controller {
+export interface PoolSetOptions {
+  /** Status updates caused by workload changes wait this long, so a burst makes one write. */
+  statusBatchMs: number;
+}
+
+export function createPoolSetController(ctx: ControllerContext, opts: PoolSetOptions): Controller {
   const poolSets = ctx.informers.poolSets();
   const pools = ctx.informers.nodePools();
   const informers = { Deployment: ctx.informers.deployments(), StatefulSet: ctx.informers.statefulSets() };
@@ -179,7 +184,7 @@ export function createPoolSetController(ctx: ControllerContext): Controller {
   // Workload status changes come in bursts (a rollout): one reconcile per burst.
   const owner = (w: Workload) => {
     const ps = w.metadata.labels?.[POOLSET_LABEL];
-    if (ps && w.metadata.namespace) ctl.queue.addAfter(`${w.metadata.namespace}/${ps}`, ctx.config.statusBatchMs);
+    if (ps && w.metadata.namespace) ctl.queue.addAfter(`${w.metadata.namespace}/${ps}`, opts.statusBatchMs);
   };
   for (const inf of Object.values(informers)) inf.on({ add: owner, update: owner, delete: owner });
   pools.on({
