@@ -11,7 +11,8 @@ import { ErrorCode, TetherError } from '../../shared/errors.ts';
 import { tooLargeResourceVersion } from '../../shared/kube/index.ts';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
-import { type ProxyCache, type ProxyServer, type Target, createProxyServer } from './server.ts';
+import { type ProxyServer, type Target, createProxyServer } from './server.ts';
+import type { Cache } from '../cache/contract.ts';
 import { FLAPPING_RETRY_SECONDS, STORE_RETRY_SECONDS, statusOf } from './status.ts';
 
 let upstream: Server;
@@ -39,9 +40,9 @@ afterEach(async () => {
   mode = 'answer';
 });
 
-async function start(o: { online: boolean; read?: ProxyCache['read'] }) {
+async function start(o: { online: boolean; read?: Cache['read'] }) {
   const t: Target = { url: upstreamUrl, agent: new Agent(), bearerAgent: new Agent() } as unknown as Target;
-  const cache: ProxyCache = {
+  const cache: Cache = {
     tapFor: () => undefined,
     read:
       o.read ??
@@ -68,7 +69,7 @@ async function start(o: { online: boolean; read?: ProxyCache['read'] }) {
 async function call(path: string, method = 'GET', body?: string) {
   const res = await fetch(proxy!.url + path, { method, body, headers: { 'user-agent': 'kubelet/v1.37.2', 'content-type': 'application/json' } });
   const text = await res.text();
-  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: JSON.parse(text) };
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: JSON.parse(text), text };
 }
 
 describe('offline refusals end at once', () => {
@@ -119,6 +120,11 @@ describe('offline refusals end at once', () => {
       message: 'Timeout: Too large resource version: 999, current: 12',
       details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }] },
     });
+    // As kube-apiserver writes metav1.Status: its fields in struct order, details before code.
+    expect(r.text).toBe(
+      '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Timeout: Too large resource version: 999, current: 12","reason":"Timeout",' +
+        '"details":{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}]},"code":504}',
+    );
   });
 });
 

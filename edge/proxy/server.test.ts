@@ -14,7 +14,8 @@ import type { RequestInfo } from '../../shared/kube/index.ts';
 import { type LocalCa, createLocalCa, localCaFrom } from '../certs/local-ca.ts';
 import { createListener, type Listener } from './listener.ts';
 import { createOfflineTokens } from '../auth/offline-tokens.ts';
-import { type ProxyCache, type ProxyOptions, type ProxyServer, type Target, createProxyServer } from './server.ts';
+import { type ProxyOptions, type ProxyServer, type Target, createProxyServer } from './server.ts';
+import type { Cache } from '../cache/contract.ts';
 
 const mkCa = (cn: string): LocalCa => {
   const c = createLocalCa(cn);
@@ -86,7 +87,7 @@ const target = (): Target => ({
 async function start(over: Partial<ProxyOptions> & { online?: boolean } = {}): Promise<ProxyServer> {
   const t = target();
   const online = over.online ?? true;
-  const cache: ProxyCache = {
+  const cache: Cache = {
     tapFor: (info: RequestInfo, _a, cached) => {
       taps.push({ component: info.component, cached, path: info.path });
       return undefined;

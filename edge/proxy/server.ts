@@ -51,12 +51,6 @@ export interface Upstreams {
 }
 
 /**
- * What the proxy needs of the cache: the cache's own contract (edge/cache/contract.ts).
- * `ProxyCache` is kept as a name for edge/agent.ts until it imports `Cache` itself.
- */
-export type ProxyCache = Cache;
-
-/**
  * A rewrite of some answers on their way to the client (the service-topology filter of
  * EndpointSlices and Endpoints); the store keeps what the apiserver sent.
  */
@@ -73,6 +67,7 @@ export interface ResponseFilter {
 export interface ProxyOptions {
   listen: string;
   upstreams: Upstreams;
+  /** What the proxy needs of the cache: the cache's own contract (edge/cache/contract.ts). */
   cache: Cache;
   isCachedComponent(component: string): boolean;
   log: Logger;
