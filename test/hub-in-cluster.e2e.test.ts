@@ -17,7 +17,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -198,8 +198,11 @@ describe.skipIf(!isRoot)('tether-hub deployed with kubectl apply -k, as Pods on 
   }, 360_000);
 
   test('kubectl logs and exec reach the edge pod through the in-cluster hub', async () => {
-    const logs = await until('log lines', () => ok(['logs', workloadPod, '-n', ns, '--tail=2']), (s) => /tick \d+/.test(s), 60_000).catch(explain);
+    // Two lines once the container has written two (it writes one a second from its start).
+    const logs = await until('two log lines', () => ok(['logs', workloadPod, '-n', ns, '--tail=2']), (s) => s.split('\n').length === 3, 60_000).catch(explain);
+    const [a, b] = [...logs.matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
     expect(logs).toMatch(/^tick \d+\ntick \d+\n$/);
+    expect(b).toBe(a! + 1);
     const out = await ok(['exec', workloadPod, '-n', ns, '--', 'sh', '-c', 'echo $((6 * 7)) $(hostname)']);
     expect(out.trim()).toBe(`42 ${workloadPod}`);
   }, 120_000);
@@ -258,7 +261,9 @@ describe.skipIf(!isRoot)('tether-hub deployed with kubectl apply -k, as Pods on 
     expect(victim).toBeDefined();
     const containerId = victim.status.containerStatuses![0]!.containerID!.replace(/^containerd:\/\//, '');
     const restarts = victim.status.containerStatuses![0]!.restartCount;
-    const connected = () => edge.processes().agent!.log.filter((l) => l.includes('"msg":"tunnel connected"')).length;
+    // From the agent's whole log file (the in-memory tail is cut at 3000 lines; the agent logs every request).
+    const agentLog = fileURLToPath(new URL(`../.tether/test/real-node/${edgeName}/agent.log`, import.meta.url));
+    const connected = () => readFileSync(agentLog, 'utf8').split('\n').filter((l) => l.includes('"msg":"tunnel connected"')).length;
     const sessionsBefore = connected();
 
     const kill = await cloudNode.ctr(['tasks', 'kill', '--signal', 'SIGKILL', containerId]);
