@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { openDb } from '#store-driver';
 import { createMemoryLogger } from '../shared/log.ts';
 import { Registry } from '../shared/metrics.ts';
-import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds } from '../shared/tunnel/_fuzz.ts';
+import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds } from './support/fuzz.ts';
 import { createCache, createEventBus } from '../edge/cache/index.ts';
 import { createLocalCa, localCaFrom } from '../edge/certs/local-ca.ts';
 import { type FuzzSender, checkAnswer, exchange } from './support/fuzz-client.ts';

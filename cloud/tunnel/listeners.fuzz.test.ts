@@ -16,7 +16,7 @@ import { connect as netConnect, createServer, type Server, type Socket } from 'n
 import { connect as tlsConnect } from 'node:tls';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
-import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds, sampleFrame, type Random } from '../../shared/tunnel/_fuzz.ts';
+import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds, sampleFrame, type Random } from '../../test/support/fuzz.ts';
 import { encodeFrame } from '../../shared/tunnel/frames.ts';
 import { dialTunnel } from '../../shared/tunnel/ws-transport.ts';
 import { hubConfigSchema } from '../config.ts';

@@ -8,7 +8,7 @@ import { expect, test } from 'bun:test';
 import { PassThrough } from 'node:stream';
 import { constants, deflateRawSync } from 'node:zlib';
 import { createMemoryLogger } from '../log.ts';
-import { createRandom, fuzzPlan, heapAfterGc, mutate, sampleFrame, type Random } from './_fuzz.ts';
+import { createRandom, fuzzPlan, heapAfterGc, mutate, sampleFrame, type Random } from '../../test/support/fuzz.ts';
 import { decodeFrame, encodeFrame, FRAME_HEADER_SIZE, MAX_FRAME_PAYLOAD } from './frames.ts';
 import { createTransportPair } from './memory-transport.ts';
 import { waitFor } from '../../test/support/wait.ts';
