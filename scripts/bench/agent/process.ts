@@ -1,4 +1,4 @@
-/** Starting tether-edge from source for the benchmarks and reading the addresses it prints. */
+/** Starting tether-edge (a compiled binary, or from source) for the benchmarks and reading the addresses it prints. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { parseAddresses } from '../../../test/support/edge-agent.ts';
@@ -13,9 +13,12 @@ export interface AgentProc {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startAgentProcess(args: string[], spawnFn: (cmd: string[]) => ChildProcess = (cmd) => spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })): Promise<AgentProc> {
+export const spawnHere = (cmd: string[]): ChildProcess => spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** `bin`: a compiled tether-edge; without it, edge/main.ts under this Bun. */
+export async function startAgentProcess(args: string[], spawnFn: (cmd: string[]) => ChildProcess = spawnHere, bin?: string): Promise<AgentProc> {
   const t0 = performance.now();
-  const child = spawnFn([process.execPath, edgeMain, 'run', '--log-level', 'warn', ...args]);
+  const child = spawnFn([...(bin ? [bin] : [process.execPath, edgeMain]), 'run', '--log-level', 'warn', ...args]);
   let out = '';
   const addrs = await new Promise<{ proxy: string; admin: string }>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
