@@ -68,7 +68,7 @@ export interface CloudSite {
 /**
  * The cloud node's site, the hub's CA and serving certificate, and the egress configuration that
  * points at the hub's CONNECT NodePort. Call before startCluster: kube-apiserver reads its egress
- * configuration once, at start.
+ * configuration once, at start. The caller destroys `site` and removes `dir` (the key material) when done.
  */
 export async function createCloudSite(name: string, dir = mkdtempSync(join(tmpdir(), 'tether-cloud-'))): Promise<CloudSite> {
   const site = await createEdgeSite(name);
