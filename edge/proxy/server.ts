@@ -39,16 +39,12 @@ import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
 import type { Cache, CachedAnswer } from '../cache/contract.ts';
 import { wantsTable } from '../cache/table.ts';
 import { isTokenRequest } from '../cache/tokens.ts';
-import { type RelaySink, type WatchRelayOptions, relayWatch } from './watch-relay.ts';
+import { type RelaySink, type RelayUpstreams, type WatchRelayOptions, relayWatch } from './watch-relay.ts';
 
 export type Target = ForwardTarget & UpgradeTarget;
 
-/** What the proxy needs of the upstream pool. */
-export interface Upstreams {
-  pick(): Target | undefined;
-  reportFailure(t: Target, err: unknown): void;
-  track(t: Target, abort: AbortController): () => void;
-}
+/** What the proxy needs of the upstream pool (the watch relay needs the same). */
+export type Upstreams = RelayUpstreams<Target>;
 
 /**
  * A rewrite of some answers on their way to the client (the service-topology filter of

