@@ -106,7 +106,7 @@ describe('hub api streams on the real control plane (deploy/rbac.yaml)', () => {
       metadata: { name: `fwd-pod-${id}` },
       spec: {
         nodeName: other,
-        containers: [{ name: 'c', image: 'registry.k8s.io/pause:3.10', volumeMounts: [{ name: 's', mountPath: '/s' }] }],
+        containers: [{ name: 'c', image: 'tether.local/pause:1', volumeMounts: [{ name: 's', mountPath: '/s' }] }],
         volumes: [{ name: 's', secret: { secretName: secret } }],
       },
     });

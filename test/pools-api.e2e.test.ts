@@ -102,7 +102,7 @@ describe('apps.tether.dev API on kube-apiserver', () => {
     }
     const rendered = await kubectl(['kustomize', deployDir]);
     expect(rendered).toContain('replicas: 2');
-    expect(rendered).toContain('image: ghcr.io/tether-dev/tether-hub:0.1.0');
+    expect(rendered).toContain('image: tether.local/tether-hub:0.1.0');
   });
 
   test("the edge filter's copies of the API names equal cloud/api's", () => {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { Agent as HttpsAgent } from 'node:https';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
-import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds } from '../../shared/tunnel/_fuzz.ts';
+import { createRandom, fuzzPlan, heapAfterGc, mutate, openFds } from '../../test/support/fuzz.ts';
 import { createLocalCa, localCaFrom } from '../certs/local-ca.ts';
 import { type FuzzSender, checkAnswer, exchange } from '../../test/support/fuzz-client.ts';
 import { createListener, type Listener } from './listener.ts';
