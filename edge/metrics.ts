@@ -8,7 +8,7 @@
  * are passed to the client but not cached, which an operator should hear of.
  */
 import { Registry, type Counter, registerProcessMetrics } from '../shared/metrics.ts';
-import type { LinkStatus } from './status.ts';
+import type { LinkStatus } from './status-report.ts';
 import type { Store } from './store/index.ts';
 import type { UpstreamChange } from './upstream/pool.ts';
 import { TRAFFIC_DIRECTIONS, TRAFFIC_KINDS, type TrafficFigures, type TrafficMeter } from './upstream/traffic.ts';

@@ -5,11 +5,11 @@
 import { expect, test } from 'bun:test';
 import { createMemoryLogger } from '../shared/log.ts';
 import { documentKey } from './cache/documents.ts';
-import type { CallOptions, CallResult, UpstreamCall } from './proxy/client.ts';
+import type { CallOptions, CallResult, UpstreamCall } from './upstream/calls.ts';
 import { type ReconnectClock, REPLAY_RETRY_MS, createReconnect } from './reconnect.ts';
 import { openDb } from './store/db.bun.ts';
 import { type Store, createStore } from './store/index.ts';
-import type { PoolSource } from './topology.ts';
+import type { PoolSource } from './topology-feed.ts';
 import type { RequestKind } from './upstream/node-requests.ts';
 import type { UpstreamChange } from './upstream/pool.ts';
 

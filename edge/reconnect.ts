@@ -8,9 +8,9 @@
  *    5–10 s later (random), on the same upstream, while some upstream is healthy; one replay at a time;
  * 2. end the watches served from the store, so that their clients re-watch upstream (after the
  *    replay, so that what they see there includes the node's own offline writes);
- * 3. follow the NodePools again for the topology filter (edge/topology.ts: one LIST, then a watch;
+ * 3. follow the NodePools again for the topology filter (edge/topology-feed.ts: one LIST, then a watch;
  *    the previous follow is stopped first);
- * 4. refresh the discovery documents (edge/discovery.ts), conditional on the ETags kept here across
+ * 4. refresh the discovery documents (edge/discovery-prefetch.ts), conditional on the ETags kept here across
  *    reconnects.
  * With no store (it could not be opened) only step 2 runs; with no healthy upstream by the time the
  * delay is over, too. Going offline before the delay is over does not cancel it: the work then finds
@@ -21,10 +21,10 @@
  */
 import type { Logger } from '../shared/log.ts';
 import { replayOutbox } from './cache/replay.ts';
-import { prefetchDiscovery } from './discovery.ts';
-import type { UpstreamCall } from './proxy/client.ts';
+import { prefetchDiscovery } from './discovery-prefetch.ts';
+import type { UpstreamCall } from './upstream/calls.ts';
 import type { Store } from './store/index.ts';
-import type { Topology } from './topology.ts';
+import type { Topology } from './topology-feed.ts';
 import type { NodeRequests } from './upstream/node-requests.ts';
 import type { UpstreamChange } from './upstream/pool.ts';
 

@@ -2,7 +2,7 @@
 import type { Logger } from '../../shared/log.ts';
 import type { NodePool } from '../api/node-pool.ts';
 import type { PoolSet } from '../api/pool-set.ts';
-import type { Api } from './api.ts';
+import type { Api } from './writes.ts';
 import type { SharedInformer } from './informers.ts';
 import type { CertificateSigningRequest, Node, Pod, Workload } from './kube-types.ts';
 import type { WorkQueueOptions } from './queue.ts';

@@ -11,7 +11,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { Registry } from '../../shared/metrics.ts';
 import { createRestClient, type KubeConfig } from '../kube/client.ts';
 import { API_VERSION, POOLSET_LABEL } from '../api/keys.ts';
-import { createApi } from './api.ts';
+import { createApi } from './writes.ts';
 import { createAutonomyController } from './autonomy/controller.ts';
 import { defaultControllersConfig, type ControllersConfig } from './config.ts';
 import type { ControllerContext, Informers } from './context.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
-import type { Api } from './api.ts';
+import type { Api } from './writes.ts';
 import type { Lease } from './kube-types.ts';
 import { startLeaderElection, type LeaderElection } from './leader.ts';
 

@@ -12,7 +12,7 @@
  */
 import { messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
-import { apiStatusOf, type Api } from './api.ts';
+import { apiStatusOf, type Api } from './writes.ts';
 import { microTime, type Lease } from './kube-types.ts';
 
 export interface LeaderElectionOptions {

@@ -5,7 +5,7 @@
  */
 import { messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
-import { apiStatusOf } from './api.ts';
+import { apiStatusOf } from './writes.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import { createWorkQueue, type WorkQueue, type WorkQueueOptions } from './queue.ts';
 

@@ -38,7 +38,7 @@ import { createApiSocketPair } from './api-socket.ts';
 import { isArtifactPath } from './artifacts.ts';
 import type { EndpointsRequest, HubTopology } from './api-topology.ts';
 
-/** The host an agent opens for api streams (edge/tunnel/agent.ts API_STREAM_HOST); port 0. */
+/** The host an agent opens for api streams (edge/tunnel/tunnel-agent.ts API_STREAM_HOST); port 0. */
 export const API_STREAM_HOST = 'kube-apiserver';
 
 /** What the forwarder needs of kube-apiserver (cloud/kube/client.ts `createApiUpstream`). */

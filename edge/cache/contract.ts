@@ -11,8 +11,8 @@
  *            admitted), `watch` writes a WATCH's events to a WatchSink, `write` takes the writes a
  *            cached client may make offline, `document` discovery/OpenAPI, `token` a TokenRequest
  *            answered online before. Each answer is a CachedAnswer, or a thrown TetherError the
- *            proxy turns into a Status (edge/proxy/status.ts).
- *   replay   on reconnect the outbox goes upstream through a ReplayCall (edge/proxy/client.ts
+ *            proxy turns into a Status (edge/proxy/error-status.ts).
+ *   replay   on reconnect the outbox goes upstream through a ReplayCall (edge/upstream/calls.ts
  *            `UpstreamCall` is one).
  */
 import type { RequestInfo, ResourceRequestInfo } from '../../shared/kube/index.ts';

@@ -10,7 +10,7 @@
  */
 import { describe, expect, test } from 'bun:test';
 import { isTetherError } from '../../shared/errors.ts';
-import { statusOf } from '../proxy/status.ts';
+import { statusOf } from '../proxy/error-status.ts';
 import { MAX_PATCH_DEPTH, applyPatch, type PatchType } from './patch.ts';
 
 const FIXED_SEED = 0x7e7e0010;

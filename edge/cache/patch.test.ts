@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { ErrorCode, isTetherError, type TetherError } from '../../shared/errors.ts';
 import { MAX_JSON_PATCH_OPERATIONS, MAX_JSON_PATCH_WORK, MAX_PATCH_DEPTH, applyPatch, patchTypeOf } from './patch.ts';
-import { statusOf } from '../proxy/status.ts';
+import { statusOf } from '../proxy/error-status.ts';
 
 const node = () => ({
   metadata: { name: 'edge-1', labels: { a: '1', b: '2' } },

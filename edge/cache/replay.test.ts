@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, expect, test } from 'bun:test';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { type ResourceRequestInfo, parseRequest } from '../../shared/kube/index.ts';
-import type { CallResult } from '../proxy/client.ts';
+import type { CallResult } from '../upstream/calls.ts';
 import { openDb } from '../store/db.bun.ts';
 import type { StoreDb } from '../store/db.ts';
 import { type Store, createStore } from '../store/index.ts';

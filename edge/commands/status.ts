@@ -2,7 +2,7 @@
 import { defineCommand } from 'citty';
 import { guard } from '../../shared/cli.ts';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
-import { type AgentStatus, formatStatus } from '../status.ts';
+import { type AgentStatus, formatStatus } from '../status-report.ts';
 
 export default defineCommand({
   meta: { name: 'status', description: 'Show upstreams, cached objects, client views and outbox of the running agent' },

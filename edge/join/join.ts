@@ -1,7 +1,7 @@
 /**
  * `tether-edge join`: make this machine an edge node of a cluster.
  *
- *   validate the arguments → discover and pin the cluster CA (discovery.ts) → get a node client
+ *   validate the arguments → discover and pin the cluster CA (ca-discovery.ts) → get a node client
  *   certificate with the bootstrap token (certs/request-cert.ts) → make the local CA and the
  *   kubelet's and kube-proxy's client certificates (certs/local-ca.ts) → write configuration, key,
  *   certificate, local CA, systemd unit, kubeconfigs and pool label as one change set (changes.ts)
@@ -19,7 +19,7 @@ import { createLocalCa, localCaFrom } from '../certs/local-ca.ts';
 import { ed25519PublicKeyProblem } from '../config.ts';
 import { requestNodeCertificate } from '../certs/request-cert.ts';
 import { type ChangePlan, type PlannedFile, applyChanges, readManifest } from './changes.ts';
-import { discoverCluster } from './discovery.ts';
+import { discoverCluster } from './ca-discovery.ts';
 import {
   PATHS,
   UNIT_NAME,

@@ -4,7 +4,7 @@ import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { verifyDetachedJws } from './discovery.ts';
+import { verifyDetachedJws } from './ca-discovery.ts';
 import { caCertHash, parseBootstrapToken, parseCaCertHash } from './token.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-token-'));

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
-import { bodyTooLarge } from './status.ts';
+import { bodyTooLarge } from './error-status.ts';
 
 export const MAX_BODY = 3 * 1024 * 1024;
 

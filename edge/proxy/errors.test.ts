@@ -13,7 +13,7 @@ import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
 import { type ProxyServer, type Target, createProxyServer } from './server.ts';
 import type { Cache } from '../cache/contract.ts';
-import { FLAPPING_RETRY_SECONDS, STORE_RETRY_SECONDS, statusOf } from './status.ts';
+import { FLAPPING_RETRY_SECONDS, STORE_RETRY_SECONDS, statusOf } from './error-status.ts';
 
 let upstream: Server;
 let upstreamUrl: URL;

@@ -5,7 +5,7 @@
  * recorder taps what cached clients receive. When no upstream is healthy, or the upstream fails
  * before answering a request the cache can answer, the cache answers: reads from the store,
  * watches from the log, lease/status/event writes locally. Every path writes a response; errors
- * become a Kubernetes Status (status.ts).
+ * become a Kubernetes Status (error-status.ts).
  *
  * Identity (identity.ts): local clients connect over HTTPS and present a client certificate from
  * the agent's local CA; only they are lent the node's client certificate, and the certificate's
@@ -34,7 +34,7 @@ import { type ForwardTarget, forward } from './forward.ts';
 import { type ClientIdentity, identify } from './identity.ts';
 import { type OfflineTokens, type PodRef, createOfflineTokens } from '../auth/offline-tokens.ts';
 import { type LocalTls, createListener } from './listener.ts';
-import { FLAPPING_RETRY_SECONDS, rawStatusResponse, statusBody, statusOf, writeStatus } from './status.ts';
+import { FLAPPING_RETRY_SECONDS, rawStatusResponse, statusBody, statusOf, writeStatus } from './error-status.ts';
 import { type UpgradeTarget, passUpgrade, refuseUpgrade } from './upgrade.ts';
 import type { Cache, CachedAnswer } from '../cache/contract.ts';
 import { wantsTable } from '../cache/table.ts';

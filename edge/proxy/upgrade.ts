@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { messageOf } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
-import { type StatusReason, rawStatusResponse, statusBody } from './status.ts';
+import { type StatusReason, rawStatusResponse, statusBody } from './error-status.ts';
 
 export interface UpgradeTarget {
   readonly url: URL;

@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { VIA_HUB_SERVER, createHubAgent } from '../upstream/via-hub.ts';
 import type { HubFetch } from './download.ts';
 
-/** What hubFetch needs of the tunnel agent (edge/tunnel/agent.ts TunnelAgent). */
+/** What hubFetch needs of the tunnel agent (edge/tunnel/tunnel-agent.ts TunnelAgent). */
 export interface ApiStreams {
   openApiStream(o?: { timeoutMs?: number; compress?: boolean | 'answers' }): Promise<Duplex>;
 }

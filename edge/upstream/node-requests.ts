@@ -1,7 +1,7 @@
 /**
  * The agent's own requests to the apiserver, as the node, on the upstream the pool picks: outbox
  * replay and discovery refresh after a reconnect (edge/reconnect.ts), the NodePool list and watch
- * (edge/topology.ts), and the upgrader's watch and patch of its own Node (edge/upgrade/).
+ * (edge/topology-feed.ts), and the upgrader's watch and patch of its own Node (edge/upgrade/).
  *
  * Contract
  *   createNodeRequests({ upstreams, nodeName, userAgent }): NodeRequests
@@ -15,7 +15,7 @@
  * Every request carries `userAgent` (tether-edge/<version>).
  */
 import { ErrorCode, TetherError } from '../../shared/errors.ts';
-import { type CallResult, type UpstreamCall, type WatchLines, callUpstream, watchUpstream } from '../proxy/client.ts';
+import { type CallResult, type UpstreamCall, type WatchLines, callUpstream, watchUpstream } from './calls.ts';
 import type { UpstreamTargets } from './targets.ts';
 import type { TrafficKind } from './traffic.ts';
 

@@ -11,7 +11,7 @@ import { Duplex, PassThrough } from 'node:stream';
 import { createMemoryLogger } from '../../shared/log.ts';
 import { createTransportPair } from '../../shared/tunnel/memory-transport.ts';
 import { createTunnelSession, type OpenInfo, type TunnelSession } from '../../shared/tunnel/session.ts';
-import { openApiStreamOn } from '../tunnel/agent.ts';
+import { openApiStreamOn } from '../tunnel/tunnel-agent.ts';
 import { createUpstreamPool, type Upstream, type UpstreamPool, type UpstreamPoolOptions } from './pool.ts';
 import { ApiStreamSocket, VIA_HUB_SERVER, createHubAgent, followSessions, type SessionEvents } from './via-hub.ts';
 
@@ -35,7 +35,7 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
 
 /**
  * The hub side: tunnel sessions whose api streams go to one node:http server, and a tunnel agent
- * stand-in that keeps a current session and tells listeners about its life, as edge/tunnel/agent.ts does.
+ * stand-in that keeps a current session and tells listeners about its life, as edge/tunnel/tunnel-agent.ts does.
  */
 async function createRig(o: { ready?: boolean; pool?: Partial<UpstreamPoolOptions> } = {}) {
   const opens: OpenInfo[] = [];

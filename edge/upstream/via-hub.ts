@@ -41,7 +41,7 @@ import { POOLING, dropIdleSockets } from './tls.ts';
 /** The one upstream of the via-hub mode: a name, not an address (the hub chooses the apiserver). */
 export const VIA_HUB_SERVER = 'http://kube-apiserver.tether/';
 
-/** Opens one api stream on the current tunnel session (edge/tunnel/agent.ts `openApiStream`). */
+/** Opens one api stream on the current tunnel session (edge/tunnel/tunnel-agent.ts `openApiStream`). */
 export type OpenApiStream = () => Promise<Duplex>;
 
 /** A "connection refused" for the upstream pool: no session to open the stream on, or the hub refused it. */
@@ -188,7 +188,7 @@ export function createHubAgent(open: OpenApiStream): http.Agent {
   return new HubAgent(open);
 }
 
-/** What hubLinks needs of the tunnel agent (edge/tunnel/agent.ts `openApiStream`). */
+/** What hubLinks needs of the tunnel agent (edge/tunnel/tunnel-agent.ts `openApiStream`). */
 export interface ApiStreams {
   openApiStream(o?: { compress?: boolean | 'answers' }): Promise<Duplex>;
 }
@@ -207,7 +207,7 @@ export function hubLinks(tunnel: ApiStreams): UpstreamLinks {
   };
 }
 
-/** What followSessions needs of the tunnel agent (edge/tunnel/agent.ts `onSession`). */
+/** What followSessions needs of the tunnel agent (edge/tunnel/tunnel-agent.ts `onSession`). */
 export interface SessionEvents {
   onSession(listener: (ev: { state: 'up' | 'draining' | 'down'; hub: string; reason?: string }) => void): () => void;
 }

@@ -12,7 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { memoryOf } from './agent/http.ts';
+import { memoryOf } from './edge-agent/http.ts';
 
 const root = join(import.meta.dir, '../..');
 const dist = join(root, 'dist');

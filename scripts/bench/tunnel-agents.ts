@@ -18,7 +18,7 @@ import type { Duplex } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { dialTcp } from '../../edge/tunnel/destinations.ts';
-import { startTunnelAgent, type TunnelAgent } from '../../edge/tunnel/agent.ts';
+import { startTunnelAgent, type TunnelAgent } from '../../edge/tunnel/tunnel-agent.ts';
 import { createLogger } from '../../shared/log.ts';
 
 const { values } = parseArgs({

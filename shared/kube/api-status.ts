@@ -2,7 +2,7 @@
  * Errors that must reach the client exactly as kube-apiserver v1.37 shapes them (code, reason,
  * message, details.causes), such as the 504 Timeout with the ResourceVersionTooLarge cause that
  * client-go's reflector recognises. They stay TetherErrors (one error type); the apiserver's
- * Status travels in `cause`, and the proxy's status writer (edge/proxy/status.ts) sends it as is.
+ * Status travels in `cause`, and the proxy's status writer (edge/proxy/error-status.ts) sends it as is.
  */
 import { ErrorCode, TetherError } from '../errors.ts';
 

@@ -1,6 +1,6 @@
 /**
  * The one builder of Kubernetes `Status` bodies (metav1.Status with status Failure): the proxy's
- * refusals (edge/proxy/status.ts), the offline reader's 404, the watch log's 410 ERROR event and
+ * refusals (edge/proxy/error-status.ts), the offline reader's 404, the watch log's 410 ERROR event and
  * the access record's 403 are all built here, so each has one shape.
  *
  * Field order is the apiserver's: kube-apiserver encodes metav1.Status in the order its Go struct

@@ -1,5 +1,5 @@
 /**
- * Test support: the real edge tunnel agent (edge/tunnel/agent.ts) dialing a hub in the same
+ * Test support: the real edge tunnel agent (edge/tunnel/tunnel-agent.ts) dialing a hub in the same
  * process, for the hub's own suites. They take it from here so that cloud/ never imports edge/:
  * test/ is where the two binaries meet.
  *
@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dialTcp } from '../../edge/tunnel/destinations.ts';
-import { startTunnelAgent, type TunnelAgent, type TunnelAgentOptions } from '../../edge/tunnel/agent.ts';
+import { startTunnelAgent, type TunnelAgent, type TunnelAgentOptions } from '../../edge/tunnel/tunnel-agent.ts';
 import { createMemoryLogger } from '../../shared/log.ts';
 
 export type { TunnelAgent };

@@ -10,7 +10,7 @@
  * has none for bootstrap groups (docs/install.md).
  */
 import { ErrorCode, TetherError } from '../../../shared/errors.ts';
-import { apiStatusOf } from '../api.ts';
+import { apiStatusOf } from '../writes.ts';
 import type { ControllerContext } from '../context.ts';
 import { rfc3339, type CertificateSigningRequest } from '../kube-types.ts';
 import { createController, type Controller } from '../runner.ts';

@@ -2,7 +2,7 @@ import { describe, expect, test } from 'bun:test';
 import { createMemoryLogger } from '../../../shared/log.ts';
 import { UPGRADE_TARGET_ANNOTATION } from '../../../shared/upgrade/contract.ts';
 import { POOL_LABEL } from '../../api/keys.ts';
-import type { Api } from '../api.ts';
+import type { Api } from '../writes.ts';
 import type { ControllerContext, Informers } from '../context.ts';
 import type { Handlers, SharedInformer } from '../informers.ts';
 import type { KubeObject, Node } from '../kube-types.ts';

@@ -23,7 +23,7 @@ import { keyOf, splitKey, type Workload } from '../kube-types.ts';
 import { createController, type Controller } from '../runner.ts';
 import { renderWorkload } from './render.ts';
 import { selectPools } from './select.ts';
-import { poolStatuses, totals } from './status.ts';
+import { poolStatuses, totals } from './set-status.ts';
 
 const plural = { Deployment: 'deployments', StatefulSet: 'statefulsets' } as const;
 const workloadPath = (kind: keyof typeof plural, ns: string, name?: string) =>

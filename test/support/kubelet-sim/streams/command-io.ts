@@ -7,7 +7,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { exitCodeStatus, internalErrorStatus, successStatus, type Status } from './status.ts';
+import { exitCodeStatus, internalErrorStatus, successStatus, type Status } from './stream-status.ts';
 import type { AttachedProcess, TerminalSize } from './types.ts';
 
 export type CommandResult =

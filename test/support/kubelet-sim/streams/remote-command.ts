@@ -17,7 +17,7 @@ import { resultStatus, type CommandIo } from './command-io.ts';
 import { runCommand, type ClientStreams } from './run-command.ts';
 import { SpdySession } from './spdy-session.ts';
 import type { SpdyStream } from './spdy-stream.ts';
-import { statusPayload } from './status.ts';
+import { statusPayload } from './stream-status.ts';
 import type { StreamOptions } from './types.ts';
 
 export const remoteCommandProtocols = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'] as const;

@@ -12,7 +12,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from '../../../../shared/log.ts';
 import { resultStatus, type CommandIo } from './command-io.ts';
 import { runCommand, type ClientStreams } from './run-command.ts';
-import { statusPayload } from './status.ts';
+import { statusPayload } from './stream-status.ts';
 import type { StreamOptions } from './types.ts';
 import { writeHttpError } from './upgrade-handshake.ts';
 

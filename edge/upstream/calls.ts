@@ -12,7 +12,7 @@ import { request as httpsRequest } from 'node:https';
 import { createGunzip } from 'node:zlib';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
 import { httpHeadBytes } from '../../shared/metrics.ts';
-import type { ExchangeKind, ForwardExchange, ForwardTarget } from './forward.ts';
+import type { ExchangeKind, ForwardExchange, ForwardTarget } from '../proxy/forward.ts';
 
 export interface CallResult {
   status: number;

@@ -5,7 +5,7 @@
  * the "Edge agent" section of docs/benchmarks.md. The agent and the hub measured are the compiled
  * binaries (scripts/build.ts, x64, into a temporary folder); `--from-source` runs edge/main.ts instead.
  *
- *   bun scripts/bench/agent.ts [--write] [--outage-seconds 300] [--pods 1000]
+ *   bun scripts/bench/edge-agent.ts [--write] [--outage-seconds 300] [--pods 1000]
  *                              [--yurthub PATH [--yurthub-args "--flag=v …"]] [--from-source]
  *
  * With `--yurthub PATH` (OpenYurt's YurtHub binary; the project never builds or ships it) YurtHub
@@ -23,12 +23,12 @@ import { sharedCluster } from '../../test/support/cluster.ts';
 import { until } from '../../test/support/edge-agent.ts';
 import { createEdgeSite, destroyAllSites, type EdgeSite } from '../../test/support/netns.ts';
 import { crdDir } from '../../test/support/pools.ts';
-import { buildBinaries } from './agent/build.ts';
-import { cpuSecondsOf } from './agent/cpu.ts';
-import { getter, memoryOf, pct, type Getter } from './agent/http.ts';
-import { hubIdleMemory } from './agent/hub.ts';
-import { startAgentProcess } from './agent/process.ts';
-import { startYurtHub, type YurtHubProc } from './agent/yurthub.ts';
+import { buildBinaries } from './edge-agent/build.ts';
+import { cpuSecondsOf } from './edge-agent/cpu.ts';
+import { getter, memoryOf, pct, type Getter } from './edge-agent/http.ts';
+import { hubIdleMemory } from './edge-agent/hub.ts';
+import { startAgentProcess } from './edge-agent/process.ts';
+import { startYurtHub, type YurtHubProc } from './edge-agent/yurthub.ts';
 import { publishSection } from './doc.ts';
 
 const { values: flags } = parseArgs({
@@ -365,7 +365,7 @@ const header = withYurt
 const section = [
   '## Edge agent',
   '',
-  `Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared with other work while it ran) against the real control plane, with \`bun scripts/bench/agent.ts --outage-seconds ${OUTAGE_S}${withYurt ? ' --yurthub …' : ''}\`. ` +
+  `Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared with other work while it ran) against the real control plane, with \`bun scripts/bench/edge-agent.ts --outage-seconds ${OUTAGE_S}${withYurt ? ' --yurthub …' : ''}\`. ` +
     `The agent and the hub are the ${agentBin ? 'compiled binaries (`scripts/build.ts`, bun-linux-x64)' : 'sources under this Bun (`--from-source`)'}; requests alternate direct (kube-apiserver with the node's certificate), tether-edge${withYurt ? ' and YurtHub' : ''}, one by one. ` +
     'Memory is RSS with the anonymous (private) part in brackets; the rest of RSS is the runtime\'s code mapped from the executable. ' +
     (withYurt

@@ -1,6 +1,6 @@
 import { expect, test } from 'bun:test';
 import { createEventBus } from './cache/index.ts';
-import { collectStatus, formatStatus } from './status.ts';
+import { collectStatus, formatStatus } from './status-report.ts';
 import { createTrafficMeter } from './upstream/traffic.ts';
 
 test('status shows what the link cost in the last hour, day and since start, by kind, with each upstream\'s round trip and probes', () => {

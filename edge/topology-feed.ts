@@ -18,7 +18,7 @@ import type { Counter } from '../shared/metrics.ts';
 import type { RequestInfo } from '../shared/kube/index.ts';
 import { createTopologyFilter, type ServiceKey, type WatchEvent } from '../shared/topology/filter.ts';
 import { SERVICE_NAME_LABEL } from '../shared/topology/keys.ts';
-import type { UpstreamCall, WatchLines } from './proxy/client.ts';
+import type { UpstreamCall, WatchLines } from './upstream/calls.ts';
 import type { ResponseFilter } from './proxy/server.ts';
 import type { KubeObject, Store } from './store/index.ts';
 

@@ -12,7 +12,7 @@ import { createMemoryLogger } from '../../shared/log.ts';
 import { Registry } from '../../shared/metrics.ts';
 import { startWsServer } from '../../test/support/tunnel-pairs.ts';
 import { createTunnelSession, type OpenInfo, type TunnelSession } from '../../shared/tunnel/session.ts';
-import { type TunnelAgent, type TunnelSessionEvent, startTunnelAgent } from './agent.ts';
+import { type TunnelAgent, type TunnelSessionEvent, startTunnelAgent } from './tunnel-agent.ts';
 import { waitFor } from '../../test/support/wait.ts';
 
 const cleanup: (() => unknown)[] = [];

@@ -13,7 +13,7 @@
  */
 import type { Logger } from '../shared/log.ts';
 import { documentKey } from './cache/documents.ts';
-import type { UpstreamCall } from './proxy/client.ts';
+import type { UpstreamCall } from './upstream/calls.ts';
 import type { Store } from './store/index.ts';
 
 const AGGREGATED =

@@ -1,8 +1,8 @@
 import { expect, test } from 'bun:test';
 import { createMemoryLogger } from '../shared/log.ts';
 import { documentKey } from './cache/documents.ts';
-import { prefetchDiscovery } from './discovery.ts';
-import type { CallOptions, CallResult } from './proxy/client.ts';
+import { prefetchDiscovery } from './discovery-prefetch.ts';
+import type { CallOptions, CallResult } from './upstream/calls.ts';
 import { openDb } from './store/db.bun.ts';
 import { createStore } from './store/index.ts';
 

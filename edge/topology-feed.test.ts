@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'bun:test';
 import { createMemoryLogger } from '../shared/log.ts';
 import { Registry } from '../shared/metrics.ts';
-import type { CallResult } from './proxy/client.ts';
+import type { CallResult } from './upstream/calls.ts';
 import { openDb } from './store/db.bun.ts';
 import { createStore } from './store/index.ts';
-import { FORBIDDEN_RECHECK_MS, NODEPOOLS_GVR, type PoolSource, createTopology } from './topology.ts';
+import { FORBIDDEN_RECHECK_MS, NODEPOOLS_GVR, type PoolSource, createTopology } from './topology-feed.ts';
 
 const POOLS = '/apis/apps.tether.dev/v1alpha1/nodepools';
 

@@ -2,7 +2,7 @@
 import { statSync } from 'node:fs';
 import type { EventBus } from './cache/bus.ts';
 import type { CertRotationStatus } from './certs/rotation.ts';
-import type { TunnelAgentStatus } from './tunnel/agent.ts';
+import type { TunnelAgentStatus } from './tunnel/tunnel-agent.ts';
 import type { Store } from './store/index.ts';
 import { TRAFFIC_KINDS, type TrafficFigures } from './upstream/traffic.ts';
 import type { UpgradeSummary } from './upgrade/upgrader.ts';
