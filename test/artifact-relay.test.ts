@@ -1,8 +1,8 @@
 /**
- * The artifact relay through the whole hub in process (cloud/hub.ts wiring): real tunnel agents
+ * The artifact relay (in test/: it takes the edge upgrader's download code to the hub) through the whole hub in process (cloud/hub.ts wiring): real tunnel agents
  * with node certificates fetch release files with the upgrader's download() and hubFetch() over
  * api streams; the hub reads the EdgeUpgrade from a lookup (the kube client is tested in
- * artifact-upgrades.test.ts) and fetches from a local origin on 127.0.0.1 once.
+ * cloud/tunnel/artifact-upgrades.test.ts) and fetches from a local origin on 127.0.0.1 once.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,18 +12,18 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { download, fetchSmall } from '../../edge/upgrade/download.ts';
-import { hubFetch, type HubFetcher } from '../../edge/upgrade/hub-fetch.ts';
-import { createMemoryLogger } from '../../shared/log.ts';
-import { Registry } from '../../shared/metrics.ts';
-import { hubConfigSchema } from '../config.ts';
-import { startHub, type RunningHub } from '../hub.ts';
-import type { ApiUpstream } from './api-forward.ts';
-import type { UpgradeOrigin } from './artifact-upgrades.ts';
-import { staticHubBackend } from './backend.ts';
-import { createHubTestPki, type HubTestPki } from '../../test/support/pki.ts';
-import { startTestAgent, type TunnelAgent } from '../../test/support/tunnel-agent.ts';
-import { waitFor } from '../../test/support/wait.ts';
+import { download, fetchSmall } from '../edge/upgrade/download.ts';
+import { hubFetch, type HubFetcher } from '../edge/upgrade/hub-fetch.ts';
+import { createMemoryLogger } from '../shared/log.ts';
+import { Registry } from '../shared/metrics.ts';
+import { hubConfigSchema } from '../cloud/config.ts';
+import { startHub, type RunningHub } from '../cloud/hub.ts';
+import type { ApiUpstream } from '../cloud/tunnel/api-forward.ts';
+import type { UpgradeOrigin } from '../cloud/tunnel/artifact-upgrades.ts';
+import { staticHubBackend } from '../cloud/tunnel/backend.ts';
+import { createHubTestPki, type HubTestPki } from './support/pki.ts';
+import { startTestAgent, type TunnelAgent } from './support/tunnel-agent.ts';
+import { waitFor } from './support/wait.ts';
 
 const BINARY = 'tether-edge-linux-x64';
 const binary = randomBytes(700 * 1024);
