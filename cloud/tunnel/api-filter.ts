@@ -6,6 +6,7 @@
  * as they came.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { statusBody } from '../../shared/kube/status.ts';
 import type { EndpointsRequest, HubTopology } from './api-topology.ts';
 
 function withoutLength(h: string[]): string[] {
@@ -18,7 +19,7 @@ function withoutLength(h: string[]): string[] {
 export function expiredEvent(reason: string): string {
   return JSON.stringify({
     type: 'ERROR',
-    object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `tether-hub: ${reason}; relist to see the endpoints under the new topology`, reason: 'Expired', code: 410 },
+    object: statusBody(410, 'Expired', `tether-hub: ${reason}; relist to see the endpoints under the new topology`),
   });
 }
 

@@ -30,6 +30,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { ErrorCode, TetherError, messageOf } from '../../shared/errors.ts';
+import { type StatusReason, statusBody as kubeStatus, statusText } from '../../shared/kube/status.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { OpenInfo } from '../../shared/tunnel/session.ts';
 import { downstreamHeaders, type ImpersonationMode, upstreamHeaders } from './api-headers.ts';
@@ -81,12 +82,12 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])
 
 interface StatusOpts {
   code: number;
-  reason: string;
+  reason: StatusReason;
   message: string;
 }
 
 function statusBody(s: StatusOpts): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: s.message, reason: s.reason, code: s.code });
+  return statusText(kubeStatus(s.code, s.reason, s.message));
 }
 
 /** The one place an error becomes an answer. */

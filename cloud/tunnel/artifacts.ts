@@ -22,6 +22,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { messageOf } from '../../shared/errors.ts';
+import { type StatusReason, statusBody, statusText } from '../../shared/kube/status.ts';
 import type { Logger } from '../../shared/log.ts';
 import { type ArtifactCache, type ArtifactInfo, CacheFullError } from './artifact-cache.ts';
 import { OriginError } from './artifact-origin.ts';
@@ -54,14 +55,14 @@ export interface ArtifactRelay {
 
 interface StatusOpts {
   code: number;
-  reason: string;
+  reason: StatusReason;
   message: string;
 }
 
 /** The one place an error becomes an answer. */
 function sendStatus(res: ServerResponse, s: StatusOpts): void {
   if (res.headersSent) return void res.destroy();
-  const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `tether-hub: ${s.message}`, reason: s.reason, code: s.code });
+  const body = statusText(statusBody(s.code, s.reason, `tether-hub: ${s.message}`));
   res.writeHead(s.code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
 }
 
@@ -116,19 +117,19 @@ export function createArtifactRelay(o: ArtifactRelayOptions): ArtifactRelay {
     try {
       url = new URL(`${up.baseURL.replace(/\/+$/, '')}/${file}`);
     } catch {
-      return fail({ code: 502, reason: 'BadGateway', message: `EdgeUpgrade ${name}: spec.baseURL ${JSON.stringify(up.baseURL)} is not a URL` });
+      return fail({ code: 502, reason: '', message: `EdgeUpgrade ${name}: spec.baseURL ${JSON.stringify(up.baseURL)} is not a URL` });
     }
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && up.insecure)) {
-      return fail({ code: 502, reason: 'BadGateway', message: `EdgeUpgrade ${name}: spec.baseURL must be https (http only with spec.insecure: true)` });
+      return fail({ code: 502, reason: '', message: `EdgeUpgrade ${name}: spec.baseURL must be https (http only with spec.insecure: true)` });
     }
     let artifact;
     try {
       artifact = await o.cache.open(up.uid, file, url);
     } catch (e) {
-      if (e instanceof CacheFullError) return fail({ code: 507, reason: 'InsufficientStorage', message: `${file} of EdgeUpgrade ${name}: ${e.message}` });
+      if (e instanceof CacheFullError) return fail({ code: 507, reason: '', message: `${file} of EdgeUpgrade ${name}: ${e.message}` });
       if (e instanceof OriginError) {
         const code = e.status === 404 ? 404 : 502;
-        return fail({ code, reason: code === 404 ? 'NotFound' : 'BadGateway', message: `${file} of EdgeUpgrade ${name}: ${e.message}` });
+        return fail({ code, reason: code === 404 ? 'NotFound' : '', message: `${file} of EdgeUpgrade ${name}: ${e.message}` });
       }
       return fail({ code: 503, reason: 'ServiceUnavailable', message: `${file} of EdgeUpgrade ${name}: ${messageOf(e)}` });
     }

@@ -1,7 +1,8 @@
 /**
  * The one builder of Kubernetes `Status` bodies (metav1.Status with status Failure): the proxy's
  * refusals (edge/proxy/error-status.ts), the offline reader's 404, the watch log's 410 ERROR event and
- * the access record's 403 are all built here, so each has one shape.
+ * the access record's 403, and the hub's answers on api streams (cloud/tunnel/api-forward.ts,
+ * api-filter.ts's 410 event, the artifact relay) are all built here, so each has one shape.
  *
  * Field order is the apiserver's: kube-apiserver encodes metav1.Status in the order its Go struct
  * declares the fields (kind, apiVersion, metadata, status, message, reason, details, code), and an
